@@ -1,0 +1,90 @@
+"""python -m sandbox up | down | status | ssh NAME | restart NAME | stop NAME"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from sandbox import lifecycle
+from sandbox.access import AccessFiles, load_spec
+from sandbox.errors import SandboxError
+from sandbox.spec import SandboxSpec
+
+DEFAULT = SandboxSpec()
+
+
+def parse_groups(text: str) -> dict[str, int]:
+    """`staging=1,production=2` -> {"staging": 1, "production": 2}"""
+    groups = {}
+    for item in text.split(","):
+        group, _, count = item.partition("=")
+        if not count.isdigit():
+            raise argparse.ArgumentTypeError(f"{item!r} is not GROUP=COUNT")
+        groups[group.strip()] = int(count)
+    return groups
+
+
+def parser() -> argparse.ArgumentParser:
+    cli = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
+    cli.add_argument("--name", default=os.environ.get("WSGISTACK_SANDBOX", DEFAULT.name),
+                     help="sandbox name (env WSGISTACK_SANDBOX; default %(default)s)")
+    commands = cli.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="create and boot the hosts (safe to repeat)")
+    up.add_argument("--suite", default=DEFAULT.suite, help="Debian suite: bookworm or trixie")
+    up.add_argument("--subnet", default=DEFAULT.subnet, help="private IPv4 subnet for the hosts")
+    up.add_argument("--hosts", type=parse_groups, default=DEFAULT.groups,
+                    help="hosts per inventory group, e.g. staging=1,production=2")
+    commands.add_parser("down", help="remove the hosts and everything the sandbox made")
+    commands.add_parser("status", help="list the hosts, their addresses and state")
+    for name, text in [("ssh", "open a shell (or run a command) on a host"),
+                       ("restart", "reboot a host, keeping its disk"),
+                       ("stop", "power a host off, keeping its disk")]:
+        command = commands.add_parser(name, help=text)
+        command.add_argument("host", help="host name, e.g. staging1")
+        if name == "ssh":
+            command.add_argument("args", nargs=argparse.REMAINDER, help="command to run")
+    return cli
+
+
+def existing(name: str) -> SandboxSpec:
+    spec = load_spec(name)
+    if spec is None:
+        raise SandboxError(f"sandbox {name!r} is not up: run `python -m sandbox --name {name} up`")
+    return spec
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "up":
+            spec = SandboxSpec(args.name, args.suite, args.subnet, args.hosts)
+            lifecycle.up(spec)
+            print_status(spec)
+        elif args.command == "down":
+            removed = lifecycle.down(args.name)
+            print(f"sandbox {args.name!r} {'removed' if removed else 'was not up'}")
+        elif args.command == "status":
+            print_status(existing(args.name))
+        else:
+            spec = existing(args.name)
+            host = spec.host(args.host)
+            if args.command == "ssh":
+                command = [*AccessFiles(spec.state_dir).ssh_command(), host.name, *args.args]
+                os.execvp(command[0], command)
+            getattr(lifecycle, {"restart": "restart", "stop": "stop_host"}[args.command])(spec, host)
+            print_status(spec)
+    except SandboxError as error:
+        print(f"sandbox: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def print_status(spec: SandboxSpec) -> None:
+    print(f"sandbox {spec.name!r}: Debian {spec.suite}, subnet {spec.subnet}")
+    for host, address, running in lifecycle.status(spec):
+        print(f"  {host.name:<24} {host.group:<12} {address:<16} {'running' if running else 'stopped'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

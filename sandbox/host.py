@@ -1,0 +1,136 @@
+"""One host's disk and life: an overlay root, its identity, and systemd-nspawn booting it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from sandbox.errors import SandboxError
+from sandbox.network import netns_path
+from sandbox.spec import HostSpec, SandboxSpec
+from sandbox.system import run, succeeds
+
+
+class HostDisk:
+    """Where a host's files live under the sandbox's state dir."""
+
+    def __init__(self, spec: SandboxSpec, host: HostSpec) -> None:
+        self.dir = spec.state_dir / "hosts" / host.name
+        self.upper = self.dir / "upper"
+        self.work = self.dir / "work"
+        self.root = self.dir / "root"
+        self.pid_file = self.dir / "nspawn.pid"
+        self.log = self.dir / "nspawn.log"
+        self.host_keys = self.dir / "host_keys"
+
+
+def is_mounted(path: Path) -> bool:
+    return succeeds(["mountpoint", "-q", str(path)])
+
+
+def mount_root(disk: HostDisk, image: Path) -> None:
+    for path in (disk.upper, disk.work, disk.root):
+        path.mkdir(parents=True, exist_ok=True)
+    if not is_mounted(disk.root):
+        options = f"lowerdir={image},upperdir={disk.upper},workdir={disk.work}"
+        run(["mount", "-t", "overlay", "overlay", "-o", options, str(disk.root)])
+
+
+def unmount_root(disk: HostDisk) -> None:
+    if is_mounted(disk.root):
+        run(["umount", str(disk.root)])
+
+
+def personalise(disk: HostDisk, host: HostSpec, authorized_key: str) -> None:
+    """Give a new host its name, DNS, root's SSH key and its own SSH host keys."""
+    root = disk.root
+    machine_id = root / "etc/machine-id"
+    if not machine_id.read_text().strip():
+        machine_id.write_text(f"{uuid.uuid4().hex}\n")
+    (root / "etc/hostname").write_text(f"{host.name}\n")
+    (root / "etc/hosts").write_text(
+        f"127.0.0.1\tlocalhost\n127.0.1.1\t{host.name}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+    )
+    resolv = root / "etc/resolv.conf"
+    resolv.unlink(missing_ok=True)
+    shutil.copyfile("/etc/resolv.conf", resolv)
+    ssh_dir = root / "root/.ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(ssh_dir, 0o700)
+    keys = ssh_dir / "authorized_keys"
+    keys.write_text(authorized_key)
+    os.chmod(keys, 0o600)
+    if not list((root / "etc/ssh").glob("ssh_host_*_key")):
+        run(["ssh-keygen", "-A", "-f", str(root)])
+
+
+def host_public_keys(disk: HostDisk) -> list[str]:
+    """The host's real public host keys, read from its disk (for known_hosts)."""
+    return [path.read_text().split()[0] + " " + path.read_text().split()[1]
+            for path in sorted((disk.root / "etc/ssh").glob("ssh_host_*_key.pub"))]
+
+
+def nspawn_pid(disk: HostDisk, host: HostSpec) -> int | None:
+    """The pid of this host's systemd-nspawn, if it is running."""
+    try:
+        pid = int(disk.pid_file.read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if f"--machine={host.name}".encode() in cmdline else None
+
+
+def boot(disk: HostDisk, host: HostSpec) -> None:
+    """Start systemd-nspawn detached, booting the host's systemd in its own namespace."""
+    command = [
+        "systemd-nspawn", "-q", "-D", str(disk.root), f"--machine={host.name}",
+        "--register=no", "--keep-unit", f"--network-namespace-path={netns_path(host)}",
+        "--resolv-conf=off", "--timezone=off", "--link-journal=no", "--console=read-only", "-b",
+    ]
+    with open(disk.log, "ab") as log:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
+    disk.pid_file.write_text(f"{process.pid}\n")
+
+
+def wait_running(host: HostSpec, ssh: list[str], timeout: float = 60) -> None:
+    """Wait until the host's systemd reports `running` over SSH."""
+    deadline = time.monotonic() + timeout
+    state = "unreachable"
+    while time.monotonic() < deadline:
+        result = subprocess.run(
+            [*ssh, host.name, "systemctl", "is-system-running", "--wait"],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )
+        state = result.stdout.strip() or "unreachable"
+        if state in ("running", "degraded"):
+            if state == "degraded":
+                failed = subprocess.run([*ssh, host.name, "systemctl", "--failed", "--plain",
+                                         "--no-legend"], capture_output=True, text=True).stdout
+                raise SandboxError(f"host {host.name} booted degraded: {failed.strip()}")
+            return
+        time.sleep(0.3)
+    raise SandboxError(f"host {host.name} did not boot within {timeout:.0f}s ({state});"
+                       f" see its log under the sandbox state dir")
+
+
+def stop(disk: HostDisk, host: HostSpec, timeout: float = 30) -> None:
+    """Shut the host down (SIGTERM makes nspawn power it off), killing it if it hangs."""
+    pid = nspawn_pid(disk, host)
+    if pid is None:
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while nspawn_pid(disk, host) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if nspawn_pid(disk, host):
+        os.killpg(pid, signal.SIGKILL)
+        while nspawn_pid(disk, host):
+            time.sleep(0.1)
+    disk.pid_file.unlink(missing_ok=True)

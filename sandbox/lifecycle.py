@@ -1,0 +1,127 @@
+"""up, down, restart and status: the sandbox's whole life, each safe to repeat."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from sandbox import host as hosts
+from sandbox import network
+from sandbox.access import AccessFiles, existing_sandboxes, load_spec, save_spec
+from sandbox.errors import SandboxError
+from sandbox.image import check_reachable, controller_mirrors, ensure_image
+from sandbox.spec import STATE_ROOT, HostSpec, SandboxSpec
+
+REQUIRED_TOOLS = {
+    "systemd-nspawn": "systemd-container",
+    "debootstrap": "debootstrap",
+    "nft": "nftables",
+    "ip": "iproute2",
+    "ssh": "openssh-client",
+    "ssh-keygen": "openssh-client",
+    "mountpoint": "util-linux",
+}
+
+
+def preflight(spec: SandboxSpec, fresh: bool) -> None:
+    """Check everything that can be checked before anything is made."""
+    if os.geteuid() != 0:
+        raise SandboxError("the sandbox needs root (namespaces, mounts, nftables): run it as root")
+    missing = sorted({pkg for tool, pkg in REQUIRED_TOOLS.items() if not shutil.which(tool)})
+    if missing:
+        raise SandboxError(f"missing tools: apt-get install -y {' '.join(missing)}")
+    if fresh:
+        network.check_subnet_free(spec)
+        for other in existing_sandboxes():
+            other_spec = load_spec(other)
+            if other_spec and other_spec.network.overlaps(spec.network):
+                raise SandboxError(
+                    f"subnet {spec.subnet} overlaps sandbox {other!r} ({other_spec.subnet}):"
+                    " choose another with --subnet"
+                )
+    check_reachable(controller_mirrors(), spec.suite)
+
+
+def up(spec: SandboxSpec) -> None:
+    """Create and boot every host of the sandbox; hosts already up are left as they are."""
+    existing = load_spec(spec.name)
+    if existing is not None and existing != spec:
+        raise SandboxError(
+            f"sandbox {spec.name!r} already exists as {existing.suite} {existing.subnet}"
+            f" {existing.groups}: run `python -m sandbox --name {spec.name} down` first"
+        )
+    preflight(spec, fresh=existing is None)
+    image = ensure_image(spec.suite, controller_mirrors())
+    try:
+        save_spec(spec)
+        start_all(spec, image)
+    except BaseException:
+        if existing is None:
+            down(spec.name)  # a sandbox this call began is removed whole: no half-made host
+        raise
+
+
+def start_all(spec: SandboxSpec, image) -> None:
+    files = AccessFiles(spec.state_dir)
+    public_key = files.ensure_key()
+    network.ensure_nat(spec)
+    host_keys = {}
+    for host in spec.hosts:
+        disk = hosts.HostDisk(spec, host)
+        network.ensure_link(spec, host)
+        hosts.mount_root(disk, image)
+        hosts.personalise(disk, host, public_key)
+        host_keys[host.name] = hosts.host_public_keys(disk)
+    files.write(spec, host_keys)
+    for host in spec.hosts:
+        disk = hosts.HostDisk(spec, host)
+        if hosts.nspawn_pid(disk, host) is None:
+            hosts.boot(disk, host)
+    for host in spec.hosts:
+        hosts.wait_running(host, files.ssh_command())
+        network.bring_up_loopback(host)
+
+
+def restart(spec: SandboxSpec, host: HostSpec) -> None:
+    """Reboot one host, keeping its disk (its overlay's upper dir)."""
+    disk = hosts.HostDisk(spec, host)
+    hosts.stop(disk, host)
+    network.ensure_link(spec, host)
+    hosts.boot(disk, host)
+    hosts.wait_running(host, AccessFiles(spec.state_dir).ssh_command())
+    network.bring_up_loopback(host)
+
+
+def stop_host(spec: SandboxSpec, host: HostSpec) -> None:
+    """Power one host off, keeping its disk; `restart` boots it again."""
+    hosts.stop(hosts.HostDisk(spec, host), host)
+
+
+def down(name: str) -> bool:
+    """Remove everything the sandbox made: processes, mounts, links, NAT, files.
+
+    Returns False when there was no such sandbox.
+    """
+    spec = load_spec(name)
+    if spec is None:
+        return False
+    for host in spec.hosts:
+        disk = hosts.HostDisk(spec, host)
+        hosts.stop(disk, host)
+        hosts.unmount_root(disk)
+        network.remove_link(host)
+    network.remove_nat(spec)
+    shutil.rmtree(spec.state_dir)
+    if not existing_sandboxes():
+        network.restore_forwarding()
+        if STATE_ROOT.exists() and not any(STATE_ROOT.iterdir()):
+            STATE_ROOT.rmdir()
+    return True
+
+
+def status(spec: SandboxSpec) -> list[tuple[HostSpec, str, bool]]:
+    """(host, address, running) for each host of the sandbox."""
+    return [
+        (host, str(spec.address(host)), hosts.nspawn_pid(hosts.HostDisk(spec, host), host) is not None)
+        for host in spec.hosts
+    ]

@@ -1,0 +1,113 @@
+"""What a sandbox is made of: its name, suite, subnet and hosts, computed, never stored twice."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sandbox.errors import SandboxError
+
+STATE_ROOT = Path("/var/lib/wsgistack-sandbox")
+CACHE_ROOT = Path("/var/cache/wsgistack-sandbox")
+SUITES = ("bookworm", "trixie")
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]{0,7}$")
+# Each host gets a /30 of the sandbox subnet: .1 on the controller, .2 on the host.
+HOST_PREFIX_LENGTH = 30
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One sandbox host, e.g. `demo-staging1` in group `staging`."""
+
+    sandbox: str
+    group: str
+    index: int  # position in the sandbox, 0-based: picks the /30 and the veth name
+    number: int  # position in its group, 1-based: part of the name
+
+    @property
+    def short_name(self) -> str:
+        return f"{self.group}{self.number}"
+
+    @property
+    def name(self) -> str:
+        """Machine name, hostname, network namespace and SSH alias."""
+        return f"{self.sandbox}-{self.short_name}"
+
+    @property
+    def veth(self) -> str:
+        """Controller end of the veth pair (at most 15 characters)."""
+        return f"v{self.sandbox}{self.index}"
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """A named sandbox: its hosts by group, the Debian suite and the subnet they live in."""
+
+    name: str = "demo"
+    suite: str = "bookworm"
+    subnet: str = "10.177.0.0/24"
+    groups: dict[str, int] = field(default_factory=lambda: {"staging": 1, "production": 2})
+
+    def __post_init__(self) -> None:
+        if not NAME_PATTERN.match(self.name):
+            raise SandboxError(
+                f"sandbox name {self.name!r} is invalid: use 1-8 lowercase letters or digits,"
+                " starting with a letter"
+            )
+        if self.suite not in SUITES:
+            raise SandboxError(f"suite {self.suite!r} is not supported: use one of {SUITES}")
+        network = self.network
+        if not network.is_private or network.prefixlen > 28:
+            raise SandboxError(
+                f"subnet {self.subnet} must be a private IPv4 network of /28 or larger"
+            )
+        for group, count in self.groups.items():
+            if not re.match(r"^[a-z]+$", group) or count < 0:
+                raise SandboxError(f"group {group!r}={count} is invalid: use name=COUNT")
+        capacity = network.num_addresses // 4
+        if not 0 < len(self.hosts) <= capacity:
+            raise SandboxError(
+                f"{len(self.hosts)} hosts do not fit subnet {self.subnet}: 1 to {capacity}"
+            )
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        try:
+            return ipaddress.IPv4Network(self.subnet, strict=True)
+        except ValueError as error:
+            raise SandboxError(f"subnet {self.subnet!r} is invalid: {error}") from None
+
+    @property
+    def hosts(self) -> list[HostSpec]:
+        hosts = []
+        for group, count in self.groups.items():
+            for number in range(1, count + 1):
+                hosts.append(HostSpec(self.name, group, len(hosts), number))
+        return hosts
+
+    def host(self, name: str) -> HostSpec:
+        for host in self.hosts:
+            if name in (host.name, host.short_name):
+                return host
+        known = ", ".join(host.short_name for host in self.hosts)
+        raise SandboxError(f"no host {name!r} in sandbox {self.name!r}: hosts are {known}")
+
+    def slot(self, host: HostSpec) -> ipaddress.IPv4Network:
+        return list(self.network.subnets(new_prefix=HOST_PREFIX_LENGTH))[host.index]
+
+    def gateway(self, host: HostSpec) -> ipaddress.IPv4Address:
+        """The controller's address on the host's link."""
+        return self.slot(host).network_address + 1
+
+    def address(self, host: HostSpec) -> ipaddress.IPv4Address:
+        return self.slot(host).network_address + 2
+
+    @property
+    def state_dir(self) -> Path:
+        return STATE_ROOT / self.name
+
+    @property
+    def nft_table(self) -> str:
+        return f"wsgistack_sandbox_{self.name}"
