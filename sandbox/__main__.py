@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "ssh":
                 command = [*AccessFiles(spec.state_dir).ssh_command(), host.name, *args.args]
                 os.execvp(command[0], command)
-            getattr(lifecycle, {"restart": "restart", "stop": "stop_host"}[args.command])(spec, host)
+            action = {"restart": lifecycle.restart, "stop": lifecycle.stop_host}[args.command]
+            action(spec, host)
             print_status(spec)
     except SandboxError as error:
         print(f"sandbox: {error}", file=sys.stderr)
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
 def print_status(spec: SandboxSpec) -> None:
     print(f"sandbox {spec.name!r}: Debian {spec.suite}, subnet {spec.subnet}")
     for host, address, running in lifecycle.status(spec):
-        print(f"  {host.name:<24} {host.group:<12} {address:<16} {'running' if running else 'stopped'}")
+        state = "running" if running else "stopped"
+        print(f"  {host.name:<24} {host.group:<12} {address:<16} {state}")
 
 
 if __name__ == "__main__":

@@ -82,7 +82,8 @@ def load_spec(name: str) -> SandboxSpec | None:
     try:
         return SandboxSpec(**json.loads(manifest.read_text())["spec"])
     except (ValueError, KeyError, TypeError) as error:
-        raise SandboxError(f"{manifest} is unreadable ({error}): remove {manifest.parent}")
+        message = f"{manifest} is unreadable ({error}): remove {manifest.parent}"
+        raise SandboxError(message) from None
 
 
 def existing_sandboxes() -> list[str]:

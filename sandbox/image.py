@@ -10,8 +10,8 @@ import hashlib
 import shutil
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,5 +145,6 @@ def customise(root: Path, suite: str, mirrors: Mirrors) -> None:
         key.unlink()
     (root / "etc/machine-id").write_text("")
     # Like a cloud image: no package lists until the first `apt-get update`.
-    for cached in [*(root / "var/lib/apt/lists").glob("*_*"), *(root / "var/cache/apt").glob("*.bin")]:
+    lists = (root / "var/lib/apt/lists").glob("*_*")
+    for cached in [*lists, *(root / "var/cache/apt").glob("*.bin")]:
         cached.unlink()

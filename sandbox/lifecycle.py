@@ -122,6 +122,10 @@ def down(name: str) -> bool:
 def status(spec: SandboxSpec) -> list[tuple[HostSpec, str, bool]]:
     """(host, address, running) for each host of the sandbox."""
     return [
-        (host, str(spec.address(host)), hosts.nspawn_pid(hosts.HostDisk(spec, host), host) is not None)
+        (host, str(spec.address(host)), is_running(spec, host))
         for host in spec.hosts
     ]
+
+
+def is_running(spec: SandboxSpec, host: HostSpec) -> bool:
+    return hosts.nspawn_pid(hosts.HostDisk(spec, host), host) is not None

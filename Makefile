@@ -1,0 +1,50 @@
+# The two commands of the README, and their parts.
+#   make demo   sandbox hosts up, deploy staging, print the URL
+#   make test   lint, unit and integration tests (integration needs root)
+
+VENV     := .venv
+BIN      := $(VENV)/bin
+PYTHON   ?= python3
+# Debian packages the controller needs: the sandbox (debootstrap, nspawn, nftables, ip, ssh)
+# and python3-venv for the project's own venv.
+SYSTEM_PACKAGES := debootstrap systemd-container nftables iproute2 openssh-client \
+                   python3-venv curl openssl util-linux
+
+.PHONY: demo test lint unit integration system-deps venv down clean
+
+demo: venv system-deps
+	$(BIN)/python -m sandbox up
+	$(BIN)/pyinfra inventory.py deploy.py --limit staging -y
+	@$(BIN)/python -m sandbox urls --group staging
+
+test: lint venv system-deps
+	$(BIN)/pytest
+
+lint: venv
+	$(BIN)/ruff check .
+
+unit: venv
+	$(BIN)/pytest -m "not integration"
+
+integration: venv system-deps
+	$(BIN)/pytest -m integration
+
+system-deps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	    | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
+
+venv: $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml apps/flasktodo/pyproject.toml
+	@[ -x $(BIN)/python ] || { $(PYTHON) -m venv $(VENV) || { $(MAKE) system-deps && $(PYTHON) -m venv $(VENV); }; }
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]' -e apps/flasktodo
+	touch $@
+
+down: venv
+	$(BIN)/python -m sandbox down
+
+clean: down
+	rm -rf $(VENV) build

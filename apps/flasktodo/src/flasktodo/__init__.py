@@ -1,0 +1,39 @@
+"""FlaskTODO: a small TODO list with HTML pages, a JSON API and SQLite storage.
+
+Configuration comes from the Python file named by the FLASKTODO_CONFIG environment variable
+(DATABASE, SECRET_KEY, DEBUG). The app is correct under a URL prefix (SCRIPT_NAME) and behind
+one reverse proxy: it takes the client address and scheme from the proxy's headers.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from flasktodo import db, views
+
+__version__ = version("flasktodo")
+CONFIG_ENV = "FLASKTODO_CONFIG"
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    """Build the app from the config file in $FLASKTODO_CONFIG, then `overrides` (for tests)."""
+    app = Flask(__name__)
+    app.config.update(DEBUG=False, DATABASE=None, VERSION=__version__)
+    if overrides is None:
+        app.config.from_envvar(CONFIG_ENV)
+    else:
+        app.config.update(overrides)
+    for key in ("DATABASE", "SECRET_KEY"):
+        if not app.config.get(key):
+            raise RuntimeError(f"flasktodo: {key} is not set in the config file")
+    # gunicorn listens on loopback behind exactly one proxy (nginx), which appends the
+    # client's address to X-Forwarded-For and sets X-Forwarded-Proto: trust that one hop
+    # only, so a client cannot spoof its address. The host comes from nginx's Host header.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
+    db.init_app(app)
+    app.register_blueprint(views.bp)
+    return app

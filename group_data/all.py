@@ -1,0 +1,45 @@
+# Defaults for every host. staging.py and production.py override only what differs;
+# wsgistack/settings.py checks every key before any host is touched.
+
+# Host names nginx answers to (server_name); the first one is used in URLs.
+server_names = ["flasktodo.test"]
+# Name of the nginx site file in /etc/nginx/sites-available/.
+site_name = "wsgistack"
+# Port nginx listens on for HTTP, IPv4 and IPv6.
+http_port = 80
+# Largest request body nginx accepts (client_max_body_size).
+client_max_body_size = "1m"
+# How long browsers may cache static files (nginx `expires`).
+static_expires = "7d"
+
+# gunicorn worker processes per app (an app entry may set its own "workers").
+gunicorn_workers = 2
+# Seconds a worker may spend on one request before gunicorn kills it.
+gunicorn_timeout = 30
+# Seconds workers get to finish in-flight requests on stop or reload.
+gunicorn_graceful_timeout = 30
+
+# Size at which supervisor rotates an app's stdout/stderr log, and how many old logs it keeps.
+log_max_bytes = "10MB"
+log_backups = 5
+
+# On the controller: where app secrets are read from, <dir>/<group>/<app>.secret_key.
+# An environment variable <APP>_SECRET_KEY (e.g. FLASKTODO_SECRET_KEY) takes precedence.
+secrets_dir = "~/.config/wsgistack/secrets"
+# Generate a missing secret once and keep it in secrets_dir (never in production).
+generate_secrets = True
+
+# The WSGI apps on each host. Keys: name (unix user, supervisor program, /opt/<name>),
+# source (project dir built into the wheelhouse), wsgi (gunicorn's app), config_env (the
+# variable naming the app's config file), prefix (URL path), port (gunicorn, on 127.0.0.1),
+# and optionally workers.
+apps = [
+    {
+        "name": "flasktodo",
+        "source": "apps/flasktodo",
+        "wsgi": "flasktodo.wsgi:app",
+        "config_env": "FLASKTODO_CONFIG",
+        "prefix": "/flasktodo",
+        "port": 8004,
+    },
+]

@@ -1,0 +1,14 @@
+"""The hosts, by group: `staging` and `production`.
+
+By default these are the local sandbox hosts (`python -m sandbox up`). To deploy to real
+servers, write a targets file (see README) and run
+    WSGISTACK_TARGETS=targets.toml pyinfra inventory.py deploy.py --limit staging
+Group settings live in group_data/; nothing here needs editing.
+"""
+
+from wsgistack.targets import load_targets
+
+_targets = load_targets()
+
+staging = _targets["staging"]
+production = _targets["production"]

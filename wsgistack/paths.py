@@ -1,0 +1,85 @@
+"""Where things are: in this repo on the controller, and on the hosts for each app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = REPO_ROOT / "templates"
+BUILD_DIR = REPO_ROOT / "build"
+
+
+@dataclass(frozen=True)
+class AppPaths:
+    """An app's places on a host, all derived from its name."""
+
+    name: str
+
+    @property
+    def home(self) -> PurePosixPath:
+        """Code, venv and wheelhouse: root-owned, read-only to the app."""
+        return PurePosixPath("/opt") / self.name
+
+    @property
+    def venv(self) -> PurePosixPath:
+        return self.home / "venv"
+
+    @property
+    def wheelhouse(self) -> PurePosixPath:
+        return self.home / "wheelhouse"
+
+    @property
+    def installed_marker(self) -> PurePosixPath:
+        """Holds the digest of the wheelhouse last installed into the venv."""
+        return self.venv / ".wheelhouse-digest"
+
+    @property
+    def static(self) -> PurePosixPath:
+        """A stable link to the installed package's static dir, which nginx serves."""
+        return self.home / "static"
+
+    @property
+    def config_dir(self) -> PurePosixPath:
+        return PurePosixPath("/etc") / self.name
+
+    @property
+    def config(self) -> PurePosixPath:
+        return self.config_dir / "config.py"
+
+    @property
+    def gunicorn_config(self) -> PurePosixPath:
+        return self.config_dir / "gunicorn.conf.py"
+
+    @property
+    def data(self) -> PurePosixPath:
+        """The app's state, outside the code: survives every deploy."""
+        return PurePosixPath("/var/lib") / self.name
+
+    @property
+    def database(self) -> PurePosixPath:
+        return self.data / f"{self.name}.sqlite3"
+
+    @property
+    def run_dir(self) -> PurePosixPath:
+        return PurePosixPath("/run") / self.name
+
+    @property
+    def pid_file(self) -> PurePosixPath:
+        return self.run_dir / "gunicorn.pid"
+
+    @property
+    def supervisor_program(self) -> PurePosixPath:
+        return PurePosixPath("/etc/supervisor/conf.d") / f"{self.name}.conf"
+
+    @property
+    def stdout_log(self) -> PurePosixPath:
+        return PurePosixPath("/var/log/supervisor") / f"{self.name}.out.log"
+
+    @property
+    def stderr_log(self) -> PurePosixPath:
+        return PurePosixPath("/var/log/supervisor") / f"{self.name}.err.log"
+
+    @property
+    def tmpfiles(self) -> PurePosixPath:
+        return PurePosixPath("/etc/tmpfiles.d") / f"{self.name}.conf"

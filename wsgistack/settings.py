@@ -1,0 +1,194 @@
+"""The settings model: group data read, checked and turned into typed settings.
+
+Every problem is reported at once, one line each, naming the key and the group, before any
+operation is planned on a host.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wsgistack.paths import REPO_ROOT
+
+GROUPS = ("staging", "production")
+APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
+SERVER_NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}$")
+NGINX_SIZE = re.compile(r"^[0-9]+[kKmMgG]?$")
+NGINX_TIME = re.compile(r"^[0-9]+(ms|s|m|h|d|w|M|y)?$")
+SUPERVISOR_SIZE = re.compile(r"^[0-9]+(KB|MB|GB)?$")
+WSGI_APP = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*(\(\))?$")
+ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+APP_KEYS = {"name", "source", "wsgi", "config_env", "prefix", "port", "workers"}
+
+
+class SettingsError(Exception):
+    """Bad group data: one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    name: str
+    source: Path
+    distribution: str  # the Python project's name, read from source/pyproject.toml
+    version: str
+    wsgi: str
+    config_env: str
+    prefix: str
+    port: int
+    workers: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    group: str
+    server_names: list[str]
+    site_name: str
+    http_port: int
+    client_max_body_size: str
+    static_expires: str
+    gunicorn_timeout: int
+    gunicorn_graceful_timeout: int
+    log_max_bytes: str
+    log_backups: int
+    secrets_dir: Path
+    generate_secrets: bool
+    apps: list[AppSettings]
+
+    @property
+    def url_host(self) -> str:
+        return self.server_names[0]
+
+
+class Checker:
+    """Collects problems while reading keys, so all are reported together."""
+
+    def __init__(self, data: Mapping[str, Any], group: str) -> None:
+        self.data = data
+        self.group = group
+        self.problems: list[str] = []
+
+    def fail(self, key: str, message: str) -> None:
+        self.problems.append(f"group_data ({self.group}): {key}: {message}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], check: Callable[[Any], bool],
+            expected: str, data: Mapping[str, Any] | None = None, label: str = "") -> Any:
+        source = self.data if data is None else data
+        value = source.get(key)
+        if value is None:
+            self.fail(label or key, "is missing")
+        elif not isinstance(value, kind) or (isinstance(value, bool) and kind is int) \
+                or not check(value):
+            self.fail(label or key, f"{value!r} is invalid: expected {expected}")
+        else:
+            return value
+        return None
+
+
+def is_port(value: int) -> bool:
+    return 1 <= value <= 65535
+
+
+def load_settings(data: Mapping[str, Any], group: str) -> Settings:
+    """Read and check every key; raise SettingsError listing all problems."""
+    c = Checker(data, group)
+    names = c.get("server_names", list, lambda v: bool(v) and all(
+        isinstance(n, str) and SERVER_NAME.match(n) for n in v), "a non-empty list of host names")
+    site_name = c.get("site_name", str, APP_NAME.match, "lowercase letters, digits and -")
+    http_port = c.get("http_port", int, is_port, "a port, 1-65535")
+    body = c.get("client_max_body_size", str, NGINX_SIZE.match, "an nginx size like 1m")
+    expires = c.get("static_expires", str, NGINX_TIME.match, "an nginx time like 7d")
+    workers = c.get("gunicorn_workers", int, lambda v: 1 <= v <= 64, "1 to 64")
+    timeout = c.get("gunicorn_timeout", int, lambda v: 1 <= v <= 3600, "1 to 3600 seconds")
+    graceful = c.get("gunicorn_graceful_timeout", int, lambda v: 1 <= v <= 3600,
+                     "1 to 3600 seconds")
+    max_bytes = c.get("log_max_bytes", str, SUPERVISOR_SIZE.match, "a size like 10MB")
+    backups = c.get("log_backups", int, lambda v: 0 <= v <= 100, "0 to 100")
+    secrets_dir = c.get("secrets_dir", str, bool, "a directory on the controller")
+    generate = c.get("generate_secrets", bool, lambda v: True, "True or False")
+    apps = load_apps(c, workers)
+    if apps is not None and http_port is not None:
+        for app in apps:
+            if app.port == http_port:
+                c.fail("apps", f"{app.name}: port {app.port} is nginx's http_port")
+    if c.problems:
+        raise SettingsError(c.problems)
+    return Settings(
+        group=group, server_names=names, site_name=site_name, http_port=http_port,
+        client_max_body_size=body, static_expires=expires, gunicorn_timeout=timeout,
+        gunicorn_graceful_timeout=graceful, log_max_bytes=max_bytes, log_backups=backups,
+        secrets_dir=Path(secrets_dir).expanduser(), generate_secrets=generate, apps=apps or [],
+    )
+
+
+def load_apps(c: Checker, default_workers: int | None) -> list[AppSettings] | None:
+    entries = c.get("apps", list, bool, "a non-empty list of app entries")
+    if entries is None:
+        return None
+    apps = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            c.fail(f"apps[{index}]", "must be a dict")
+            continue
+        app = load_app(c, entry, index, default_workers)
+        if app is not None:
+            apps.append(app)
+    for attribute in ("name", "port", "prefix"):
+        seen: dict[Any, str] = {}
+        for app in apps:
+            value = getattr(app, attribute)
+            if value in seen:
+                c.fail("apps", f"{app.name} and {seen[value]} share {attribute} {value!r}")
+            seen[value] = app.name
+    return apps
+
+
+def load_app(c: Checker, entry: dict[str, Any], index: int,
+             default_workers: int | None) -> AppSettings | None:
+    where = f"apps[{index}]"
+    before = len(c.problems)
+    for key in sorted(set(entry) - APP_KEYS):
+        c.fail(f"{where}.{key}", f"is not a known app key ({', '.join(sorted(APP_KEYS))})")
+    name = c.get("name", str, APP_NAME.match, "lowercase letters, digits and -, at most 31",
+                 entry, f"{where}.name")
+    where = f"apps[{name or index}]"
+    source = c.get("source", str, lambda v: (REPO_ROOT / v / "pyproject.toml").is_file(),
+                   "a project dir with a pyproject.toml", entry, f"{where}.source")
+    wsgi = c.get("wsgi", str, WSGI_APP.match, "module:callable", entry, f"{where}.wsgi")
+    config_env = c.get("config_env", str, ENV_NAME.match, "an environment variable name",
+                       entry, f"{where}.config_env")
+    prefix = c.get("prefix", str, PREFIX.match, "a URL path like /app, no trailing slash",
+                   entry, f"{where}.prefix")
+    port = c.get("port", int, lambda v: 1024 <= v <= 65535, "a port, 1024-65535",
+                 entry, f"{where}.port")
+    workers = default_workers
+    if "workers" in entry:
+        workers = c.get("workers", int, lambda v: 1 <= v <= 64, "1 to 64", entry,
+                        f"{where}.workers")
+    if len(c.problems) > before:
+        return None
+    distribution, version = read_project(REPO_ROOT / source)
+    return AppSettings(name, REPO_ROOT / source, distribution, version, wsgi, config_env,
+                       prefix, port, workers or 1)
+
+
+def read_project(source: Path) -> tuple[str, str]:
+    project = tomllib.loads((source / "pyproject.toml").read_text())["project"]
+    return project["name"], project["version"]
+
+
+def host_group(groups: list[str] | tuple[str, ...]) -> str:
+    """The environment a host belongs to: exactly one of staging or production."""
+    found = [group for group in GROUPS if group in groups]
+    if len(found) != 1:
+        raise SettingsError([f"inventory: a host must be in exactly one of {GROUPS}, not {found}"])
+    return found[0]

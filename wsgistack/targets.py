@@ -1,0 +1,95 @@
+"""Which hosts the staging and production groups hold, for inventory.py.
+
+Two sources, one shape:
+- a targets file named by $WSGISTACK_TARGETS (TOML, for real servers; see README), or
+- the local sandbox named by $WSGISTACK_SANDBOX (default `demo`), the embedded default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+GROUPS = ("staging", "production")
+HostEntry = tuple[str, dict[str, Any]]
+SANDBOX_STATE = Path("/var/lib/wsgistack-sandbox")
+
+
+class TargetsError(Exception):
+    """The targets cannot be read; the message says which file and what to do."""
+
+
+def load_targets(environ: dict[str, str] | None = None) -> dict[str, list[HostEntry]]:
+    environ = dict(os.environ if environ is None else environ)
+    if environ.get("WSGISTACK_TARGETS"):
+        return targets_from_file(Path(environ["WSGISTACK_TARGETS"]).expanduser())
+    return targets_from_sandbox(environ.get("WSGISTACK_SANDBOX", "demo"))
+
+
+def targets_from_sandbox(name: str) -> dict[str, list[HostEntry]]:
+    manifest = SANDBOX_STATE / name / "sandbox.json"
+    if not manifest.exists():
+        raise TargetsError(
+            f"sandbox {name!r} is not up ({manifest} is missing): run `python -m sandbox up`,"
+            " or point WSGISTACK_TARGETS at a targets file for real servers"
+        )
+    sandbox = json.loads(manifest.read_text())
+    ssh = {
+        "ssh_user": "root",
+        "ssh_key": sandbox["ssh_key"],
+        "ssh_known_hosts_file": sandbox["known_hosts"],
+        "ssh_strict_host_key_checking": "yes",
+        "sandbox": name,
+    }
+    groups: dict[str, list[HostEntry]] = {group: [] for group in GROUPS}
+    for host in sandbox["hosts"]:
+        groups.setdefault(host["group"], []).append(
+            (host["name"], {"ssh_hostname": host["address"], **ssh})
+        )
+    return groups
+
+
+def targets_from_file(path: Path) -> dict[str, list[HostEntry]]:
+    """Read a targets file: an optional [ssh] table for all hosts, then one table per group."""
+    try:
+        config = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise TargetsError(f"targets file {path}: {error}") from None
+    unknown = set(config) - {"ssh", *GROUPS}
+    if unknown:
+        raise TargetsError(f"targets file {path}: unknown tables {sorted(unknown)}")
+    ssh = ssh_data(config.get("ssh", {}), path)
+    groups: dict[str, list[HostEntry]] = {}
+    for group in GROUPS:
+        table = config.get(group, {})
+        hosts = table.get("hosts", [])
+        if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
+            raise TargetsError(f"targets file {path}: [{group}] hosts must be a list of names")
+        group_ssh = {**ssh, **ssh_data(table.get("ssh", {}), path)}
+        groups[group] = [(name, dict(group_ssh)) for name in hosts]
+    return groups
+
+
+SSH_KEYS = {
+    "user": "ssh_user",
+    "port": "ssh_port",
+    "key": "ssh_key",
+    "known_hosts": "ssh_known_hosts_file",
+    "sudo": "_sudo",
+}
+
+
+def ssh_data(table: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Map the [ssh] table to pyinfra host data. Host key checking is always on."""
+    unknown = set(table) - set(SSH_KEYS)
+    if unknown:
+        raise TargetsError(f"targets file {path}: unknown ssh keys {sorted(unknown)}")
+    data = {SSH_KEYS[key]: value for key, value in table.items()}
+    for key in ("ssh_key", "ssh_known_hosts_file"):
+        if key in data:
+            data[key] = str(Path(data[key]).expanduser())
+    data["ssh_strict_host_key_checking"] = "yes"
+    return data
