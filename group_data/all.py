@@ -24,7 +24,7 @@ log_max_bytes = "10MB"
 log_backups = 5
 
 # On the controller: where app secrets are read from, <dir>/<group>/<app>.secret_key.
-# An environment variable <APP>_SECRET_KEY (e.g. FLASKTODO_SECRET_KEY) takes precedence.
+# The variable <GROUP>_<APP>_SECRET_KEY (e.g. PRODUCTION_FLASKTODO_SECRET_KEY) comes first.
 secrets_dir = "~/.config/wsgistack/secrets"
 # Generate a missing secret once and keep it in secrets_dir (never in production).
 generate_secrets = True

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 import shutil
 import urllib.error
 import urllib.request
@@ -31,7 +32,9 @@ PACKAGES = (
 )
 # Bump when the customisation below changes, so cached images are rebuilt.
 RECIPE_VERSION = "1"
-CONTROLLER_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
+# The controller's apt sources, whose mirrors the hosts use (overridable for another mirror).
+SOURCES_VARIABLE = "WSGISTACK_SANDBOX_APT_SOURCES"
+DEFAULT_SOURCES = "/etc/apt/sources.list.d/debian.sources"
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,13 @@ class Mirrors:
     security: str | None
 
 
-def controller_mirrors(sources: Path = CONTROLLER_SOURCES) -> Mirrors:
+def controller_sources() -> Path:
+    return Path(os.environ.get(SOURCES_VARIABLE) or DEFAULT_SOURCES)
+
+
+def controller_mirrors() -> Mirrors:
     """Read the mirrors from the controller's deb822 sources file (never hard-coded)."""
+    sources = controller_sources()
     if not sources.exists():
         raise SandboxError(f"{sources} is missing: the sandbox uses the mirror configured there")
     return parse_mirrors(sources.read_text())
@@ -78,7 +86,7 @@ def check_reachable(mirrors: Mirrors, suite: str) -> None:
     except (urllib.error.URLError, TimeoutError) as error:
         raise SandboxError(
             f"the Debian mirror is unreachable ({url}: {error}): check the network or"
-            f" the URIs in {CONTROLLER_SOURCES}"
+            f" the URIs in {controller_sources()}"
         ) from None
 
 

@@ -24,9 +24,12 @@ class AppChanges:
     gunicorn_config: OperationMeta
     install: OperationMeta | None
 
+    @property
+    def ops(self) -> list[OperationMeta | None]:
+        return [self.config, self.gunicorn_config, self.install]
+
     def code_or_config_changed(self) -> bool:
-        ops = [self.config, self.gunicorn_config, self.install]
-        return any(op.did_change() for op in ops if op is not None)
+        return any(op.did_change() for op in self.ops if op is not None)
 
 
 @deploy("App user, files and virtualenv")

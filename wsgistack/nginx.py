@@ -6,6 +6,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, server
 from pyinfra.operations.util import any_changed
 
+from wsgistack.changes import will_change
 from wsgistack.paths import TEMPLATES, AppPaths
 from wsgistack.settings import Settings
 
@@ -29,8 +30,9 @@ def serve_site(settings: Settings) -> None:
         path="/etc/nginx/sites-enabled/default",
         present=False,
     )
-    server.shell(
-        name="Check the nginx config (nginx -t) and reload nginx",
-        commands=["nginx -t -q", "systemctl reload nginx"],
-        _if=any_changed(site, enabled, default),
-    )
+    if will_change(site, enabled, default):
+        server.shell(
+            name="Check the nginx config (nginx -t) and reload nginx",
+            commands=["nginx -t -q", "systemctl reload nginx"],
+            _if=any_changed(site, enabled, default),
+        )

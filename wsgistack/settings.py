@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pyinfra.api.exceptions import PyinfraError
+
 from wsgistack.paths import REPO_ROOT
 
 GROUPS = ("staging", "production")
@@ -27,11 +29,12 @@ ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 APP_KEYS = {"name", "source", "wsgi", "config_env", "prefix", "port", "workers"}
 
 
-class SettingsError(Exception):
-    """Bad group data: one line per problem."""
+class SettingsError(PyinfraError):
+    """Bad group data: one line per problem. A pyinfra error, so pyinfra prints the lines
+    and exits non-zero before any operation runs, without a traceback."""
 
     def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
+        super().__init__("bad settings, nothing was changed:\n    " + "\n    ".join(problems))
         self.problems = problems
 
 

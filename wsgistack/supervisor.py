@@ -6,6 +6,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
 from wsgistack.app import AppChanges
+from wsgistack.changes import will_change
 from wsgistack.paths import TEMPLATES, AppPaths
 from wsgistack.settings import AppSettings, Settings
 
@@ -21,13 +22,15 @@ def supervise(settings: Settings, app: AppSettings, changes: AppChanges) -> None
     )
     # reread + update applies this program's change alone (and starts a new program);
     # restarting supervisord would restart every program on the host.
-    server.shell(
-        name=f"Load the changed {app.name} program into supervisor",
-        commands=["supervisorctl reread", f"supervisorctl update {app.name}"],
-        _if=program.did_change,
-    )
-    server.shell(
-        name=f"Restart {app.name} on its new code or config",
-        commands=[f"supervisorctl restart {app.name}"],
-        _if=[changes.code_or_config_changed, program.did_not_change],
-    )
+    if will_change(program):
+        server.shell(
+            name=f"Load the changed {app.name} program into supervisor",
+            commands=["supervisorctl reread", f"supervisorctl update {app.name}"],
+            _if=program.did_change,
+        )
+    elif will_change(*changes.ops):
+        server.shell(
+            name=f"Restart {app.name} on its new code or config",
+            commands=[f"supervisorctl restart {app.name}"],
+            _if=changes.code_or_config_changed,
+        )

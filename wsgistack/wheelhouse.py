@@ -12,6 +12,8 @@ import hashlib
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,9 @@ from wsgistack.settings import read_project
 
 REQUIREMENTS = "requirements.txt"
 SKIPPED = ("__pycache__", ".egg-info", ".pyc")
+# pyinfra prepares hosts in parallel greenlets (threading is gevent-patched there): one build
+# at a time, and every later host reuses it.
+BUILD_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -44,17 +49,28 @@ def digest_of(source: Path, python: str, machine: str) -> str:
     return digest.hexdigest()[:16]
 
 
-@functools.cache
 def build(source: Path, python: str, machine: str) -> Wheelhouse:
     """Build (or reuse) the wheelhouse of `source` for CPython `python` (e.g. "3.11") on
     `machine` (e.g. "x86_64")."""
+    with BUILD_LOCK:
+        return build_once(source, python, machine)
+
+
+@functools.cache
+def build_once(source: Path, python: str, machine: str) -> Wheelhouse:
     digest = digest_of(source, python, machine)
     target = BUILD_DIR / "wheelhouse" / f"{source.name}-{digest}"
     if not target.exists():
         scratch = target.with_name(target.name + ".partial")
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
-        pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(scratch), str(source))
+        with tempfile.TemporaryDirectory() as clean:
+            # Build from a copy of exactly the digested files, never in the source tree.
+            for path in source_files(source):
+                copy = Path(clean) / path.relative_to(source)
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, copy)
+            pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(scratch), clean)
         pip("download", "--no-deps", "--only-binary=:all:", "--implementation", "cp",
             "--python-version", python, "--platform", f"manylinux2014_{machine}",
             "-d", str(scratch), "-r", str(source / REQUIREMENTS))
