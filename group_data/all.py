@@ -19,8 +19,9 @@ gunicorn_timeout = 30
 # Seconds workers get to finish in-flight requests on stop or reload.
 gunicorn_graceful_timeout = 30
 
-# Size at which supervisor rotates an app's stdout/stderr log, and how many old logs it keeps.
+# Size at which supervisor rotates an app's stdout and stderr logs.
 log_max_bytes = "10MB"
+# How many rotated logs supervisor keeps of each.
 log_backups = 5
 
 # On the controller: where app secrets are read from, <dir>/<group>/<app>.secret_key.

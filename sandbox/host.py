@@ -75,6 +75,35 @@ def host_public_keys(disk: HostDisk) -> list[str]:
             for path in sorted((disk.root / "etc/ssh").glob("ssh_host_*_key.pub"))]
 
 
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cgroup_dirs(host: HostSpec) -> list[Path]:
+    """The host's own cgroup in each hierarchy systemd uses.
+
+    With no systemd on the controller, nspawn --keep-unit hands the container the cgroup
+    it was started in. Shared by several containers, their systemds fight over it (units
+    fail with 219/CGROUP), so each host starts in one of its own.
+    """
+    if (CGROUP_ROOT / "cgroup.controllers").exists():  # pure cgroup v2
+        hierarchies = [CGROUP_ROOT]
+    else:  # v1 or hybrid: systemd's named hierarchy, and the unified one if mounted
+        hierarchies = [h for h in (CGROUP_ROOT / "systemd", CGROUP_ROOT / "unified")
+                       if (h / "cgroup.procs").exists()]
+    return [h / "wsgistack-sandbox" / host.name for h in hierarchies]
+
+
+def remove_cgroups(host: HostSpec) -> None:
+    for top in cgroup_dirs(host):
+        if top.exists():
+            for directory in sorted(top.rglob("*/"), key=lambda p: -len(p.parts)):
+                if directory.is_dir():
+                    directory.rmdir()
+            top.rmdir()
+        if top.parent.exists() and not any(p.is_dir() for p in top.parent.iterdir()):
+            top.parent.rmdir()
+
+
 def nspawn_pid(disk: HostDisk, host: HostSpec) -> int | None:
     """The pid of this host's systemd-nspawn, if it is running."""
     try:
@@ -92,9 +121,18 @@ def boot(disk: HostDisk, host: HostSpec) -> None:
         "--register=no", "--keep-unit", f"--network-namespace-path={netns_path(host)}",
         "--resolv-conf=off", "--timezone=off", "--link-journal=no", "--console=read-only", "-b",
     ]
+    cgroups = cgroup_dirs(host)
+    for cgroup in cgroups:
+        cgroup.mkdir(parents=True, exist_ok=True)
+
+    def enter_own_cgroup() -> None:
+        for cgroup in cgroups:
+            (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+
     with open(disk.log, "ab") as log:
         process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            preexec_fn=enter_own_cgroup,
         )
     disk.pid_file.write_text(f"{process.pid}\n")
 
@@ -111,8 +149,11 @@ def wait_running(host: HostSpec, ssh: list[str], timeout: float = 60) -> None:
         state = result.stdout.strip() or "unreachable"
         if state in ("running", "degraded"):
             if state == "degraded":
-                failed = subprocess.run([*ssh, host.name, "systemctl", "--failed", "--plain",
-                                         "--no-legend"], capture_output=True, text=True).stdout
+                failed = subprocess.run(
+                    [*ssh, host.name, "systemctl --failed --plain --no-legend;"
+                     " for u in $(systemctl --failed --plain --no-legend | cut -d\" \" -f1); do"
+                     " journalctl -b --no-pager -n 8 -u $u; done"],
+                    capture_output=True, text=True).stdout
                 raise SandboxError(f"host {host.name} booted degraded: {failed.strip()}")
             return
         time.sleep(0.3)
@@ -124,6 +165,7 @@ def stop(disk: HostDisk, host: HostSpec, timeout: float = 30) -> None:
     """Shut the host down (SIGTERM makes nspawn power it off), killing it if it hangs."""
     pid = nspawn_pid(disk, host)
     if pid is None:
+        remove_cgroups(host)
         return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
@@ -134,3 +176,4 @@ def stop(disk: HostDisk, host: HostSpec, timeout: float = 30) -> None:
         while nspawn_pid(disk, host):
             time.sleep(0.1)
     disk.pid_file.unlink(missing_ok=True)
+    remove_cgroups(host)

@@ -38,6 +38,7 @@ def traces(name: str) -> dict[str, list[str]]:
         "processes": nspawn,
         "nft tables": [t for t in lines("nft", "list", "tables") if f"sandbox_{name}" in t],
         "files": [str(STATE_ROOT / name)] if (STATE_ROOT / name).exists() else [],
+        "cgroups": [str(c) for c in Path("/sys/fs/cgroup").glob(f"*/wsgistack-sandbox/{name}-*")],
     }
 
 

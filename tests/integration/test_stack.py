@@ -1,0 +1,235 @@
+"""The deployed stack on real sandbox hosts: nginx -> gunicorn -> FlaskTODO under supervisor.
+
+One module-scoped deployment does, in order, what an operator does on new servers: a dry
+run on bare hosts (which must change nothing), a real deploy, a second deploy (which must
+change nothing) and a dry run on converged hosts (which must plan nothing). The tests then
+check the hosts themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.integration.helpers import Run, Sandbox, deploy, http, sandbox_cli, wait_for_http_ok
+
+PREFIX = "/flasktodo"
+SERVER_NAMES = {"staging": "staging.flasktodo.test", "production": "flasktodo.test"}
+WORKERS = {"staging": 2, "production": 4}
+# What a dry run must leave untouched: the installed packages and every file under /etc.
+SNAPSHOT = ("dpkg-query -W -f '${Package} ${Version}\\n' | sort;"
+            " find /etc -xdev -printf '%p %y %m %u %g %l\\n' | sort;"
+            " find /etc -xdev -type f -exec sha256sum {} + | sort")
+
+
+@dataclass
+class Deployment:
+    sandbox: Sandbox
+    secrets_dir: Path
+    bare_dry_run: Run
+    bare_before: dict[str, str]
+    bare_after: dict[str, str]
+    first: Run
+    second: Run
+    converged_dry_run: Run
+
+    def run(self, *args: str) -> Run:
+        return deploy(self.sandbox, *args, "-y", secrets_dir=self.secrets_dir)
+
+
+@pytest.fixture(scope="module")
+def deployment(stack_sandbox: Sandbox, secrets_dir: Path) -> Deployment:
+    sandbox = stack_sandbox
+
+    def snapshot() -> dict[str, str]:
+        return {h["name"]: sandbox.ssh(h, SNAPSHOT).stdout for h in sandbox.hosts()}
+
+    before = snapshot()
+    bare_dry_run = deploy(sandbox, "--dry", secrets_dir=secrets_dir)
+    after = snapshot()
+    first = deploy(sandbox, "-y", secrets_dir=secrets_dir)
+    assert first.returncode == 0, first.output[-5000:]
+    second = deploy(sandbox, "-y", secrets_dir=secrets_dir)
+    converged_dry_run = deploy(sandbox, "--dry", secrets_dir=secrets_dir)
+    return Deployment(sandbox, secrets_dir, bare_dry_run, before, after, first, second,
+                      converged_dry_run)
+
+
+def group_of(host: dict) -> str:
+    return host["group"]
+
+
+def test_dry_run_on_bare_hosts_lists_changes_and_changes_nothing(deployment: Deployment) -> None:
+    run = deployment.bare_dry_run
+    assert run.returncode == 0, run.output[-3000:]
+    planned = "\n".join(run.planned_changes())
+    for operation in ("Install nginx, supervisor and python3-venv",
+                      "Write the wsgistack nginx site", "Write the flasktodo supervisor program",
+                      "Install flasktodo 1.0.0"):
+        assert operation in planned
+    assert deployment.bare_before == deployment.bare_after
+
+
+def test_first_deploy_reports_every_host_healthy(deployment: Deployment) -> None:
+    summary = deployment.first.output.split("--> Deploy summary", 1)[1]
+    for host in deployment.sandbox.hosts():
+        line = next(line for line in summary.splitlines() if host["name"] + ":" in line)
+        assert f"http://{host['address']}{PREFIX}/" in line
+        assert "flasktodo 1.0.0" in line and line.endswith("healthy")
+
+
+def test_second_run_changes_nothing(deployment: Deployment) -> None:
+    assert deployment.second.returncode == 0, deployment.second.output[-3000:]
+    assert deployment.second.changed_ops() == []
+    assert re.search(r"Grand total\s+\d+\s+-\s+-\s+\d+", deployment.second.output)
+
+
+def test_dry_run_on_converged_hosts_plans_nothing(deployment: Deployment) -> None:
+    assert deployment.converged_dry_run.returncode == 0
+    assert "--> Detected changes:" in deployment.converged_dry_run.output
+    assert deployment.converged_dry_run.planned_changes() == []
+
+
+@pytest.fixture(params=["staging", "production"])
+def host(request: pytest.FixtureRequest, deployment: Deployment) -> dict:
+    return deployment.sandbox.hosts(request.param)[0]
+
+
+def test_todo_page_through_nginx_with_prefixed_links(deployment: Deployment, host: dict) -> None:
+    status, headers, page = http(host["address"], f"{PREFIX}/", SERVER_NAMES[host["group"]])
+    assert status == 200 and "<h1>" in page and "FlaskTODO" in page
+    assert headers["Server"].startswith("nginx")
+    urls = re.findall(r'(?:href|action)="([^"]+)"', page)
+    assert urls and all(url.startswith(f"{PREFIX}/") for url in urls), urls
+
+
+def test_adding_an_item_over_http_and_reading_it_back(deployment: Deployment, host: dict) -> None:
+    name = SERVER_NAMES[host["group"]]
+    title = f"buy milk {time.time_ns()}"
+    status, headers, _ = http(host["address"], f"{PREFIX}/items", name, "POST",
+                              f"title={title.replace(' ', '+')}".encode(),
+                              {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 302 and headers["Location"].endswith(f"{PREFIX}/")
+    assert title in http(host["address"], f"{PREFIX}/", name)[2]
+    status, _, body = http(host["address"], f"{PREFIX}/api/items", name, "POST",
+                           json.dumps({"title": "via api"}).encode(),
+                           {"Content-Type": "application/json"})
+    item = json.loads(body)
+    assert status == 201
+    # The app sees the controller's real address through nginx, not nginx's 127.0.0.1.
+    assert item["created_from"] == deployment.sandbox.manifest["hosts"][0]["address"].rsplit(
+        ".", 1)[0] + "." + str(int(host["address"].rsplit(".", 1)[1]) - 1)
+    items = json.loads(http(host["address"], f"{PREFIX}/api/items", name)[2])["items"]
+    assert {"via api", title} <= {i["title"] for i in items}
+
+
+def test_static_files_are_served_by_nginx_even_without_gunicorn(deployment: Deployment,
+                                                                host: dict) -> None:
+    sandbox, name = deployment.sandbox, SERVER_NAMES[host["group"]]
+    sandbox.ssh(host, "supervisorctl stop flasktodo")
+    try:
+        assert http(host["address"], f"{PREFIX}/", name)[0] == 502, "gunicorn is really down"
+        status, headers, css = http(host["address"], f"{PREFIX}/static/style.css", name)
+        assert status == 200 and "font-family" in css
+        assert "max-age=604800" in headers["Cache-Control"] and "Expires" in headers
+    finally:
+        sandbox.ssh(host, "supervisorctl start flasktodo")
+    wait_for_http_ok(host["address"], f"{PREFIX}/healthz", 15, host_header=name)
+
+
+def test_gunicorn_answers_only_on_the_hosts_loopback(deployment: Deployment, host: dict) -> None:
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((host["address"], 8004), timeout=5)
+    sockets = deployment.sandbox.ssh(host, "ss -Hltn sport = :8004").stdout.splitlines()
+    assert [line.split()[3] for line in sockets] == ["127.0.0.1:8004"]
+
+
+def test_supervisor_runs_gunicorn_as_the_app_user(deployment: Deployment, host: dict) -> None:
+    sandbox = deployment.sandbox
+    assert "RUNNING" in sandbox.ssh(host, "supervisorctl status flasktodo").stdout
+    check = sandbox.testinfra(host)
+    master = int(check.file("/run/flasktodo/gunicorn.pid").content_string)
+    processes = sandbox.ssh(host, "ps -eo pid=,ppid=,user:32=,args=").stdout.splitlines()
+    gunicorns = [p.split(None, 3) for p in processes if "/opt/flasktodo/venv/bin/gunicorn" in p]
+    assert {user for _pid, _ppid, user, _args in gunicorns} == {"flasktodo"}
+    workers = [g for g in gunicorns if int(g[1]) == master]
+    assert len(workers) == WORKERS[host["group"]]
+    assert check.user("flasktodo").shell == "/usr/sbin/nologin"
+
+
+def test_files_have_their_owners_and_modes(deployment: Deployment, host: dict) -> None:
+    check = deployment.sandbox.testinfra(host)
+    expected = {
+        "/etc/flasktodo": ("root", "flasktodo", 0o750),
+        "/etc/flasktodo/config.py": ("root", "flasktodo", 0o640),
+        "/opt/flasktodo": ("root", "root", 0o755),
+        "/var/lib/flasktodo": ("flasktodo", "flasktodo", 0o750),
+        "/var/lib/flasktodo/flasktodo.sqlite3": ("flasktodo", "flasktodo", None),
+        "/etc/supervisor/conf.d/flasktodo.conf": ("root", "root", 0o644),
+    }
+    for path, (user, group, mode) in expected.items():
+        file = check.file(path)
+        assert (file.user, file.group) == (user, group), path
+        assert mode is None or file.mode == mode, path
+    assert check.file("/opt/flasktodo/venv/bin/gunicorn").user == "root"
+    assert check.file("/etc/nginx/sites-enabled/wsgistack").linked_to == \
+        "/etc/nginx/sites-available/wsgistack"
+    assert not check.file("/etc/nginx/sites-enabled/default").exists
+    assert check.file("/var/log/nginx/flasktodo.access.log").exists
+
+
+def test_each_group_gets_its_own_group_data(deployment: Deployment, host: dict) -> None:
+    check = deployment.sandbox.testinfra(host)
+    site = check.file("/etc/nginx/sites-available/wsgistack").content_string
+    assert f"server_name {SERVER_NAMES[host['group']]}" in site
+    gunicorn = check.file("/etc/flasktodo/gunicorn.conf.py").content_string
+    assert f"workers = {WORKERS[host['group']]}" in gunicorn
+    config = deployment.sandbox.ssh(host, "cat /etc/flasktodo/config.py").stdout
+    if host["group"] == "production":
+        assert 'SECRET_KEY = "production-secret-for-tests"' in config
+    else:
+        generated = (deployment.secrets_dir / "staging" / "flasktodo.secret_key").read_text()
+        assert f'SECRET_KEY = "{generated.strip()}"' in config
+
+
+def test_supervisor_brings_a_killed_master_back(deployment: Deployment, host: dict) -> None:
+    sandbox, name = deployment.sandbox, SERVER_NAMES[host["group"]]
+    master = sandbox.ssh(host, "cat /run/flasktodo/gunicorn.pid").stdout.strip()
+    sandbox.ssh(host, f"kill -9 {master}")
+    wait_for_http_ok(host["address"], f"{PREFIX}/", 10, host_header=name)
+    assert sandbox.ssh(host, "cat /run/flasktodo/gunicorn.pid").stdout.strip() != master
+
+
+def test_drift_is_reported_by_dry_run_and_repaired(deployment: Deployment) -> None:
+    sandbox = deployment.sandbox
+    host = sandbox.hosts("staging")[0]
+    site = "/etc/nginx/sites-available/wsgistack"
+    original = sandbox.ssh(host, f"cat {site}").stdout
+    sandbox.ssh(host, f"sed -i 's/client_max_body_size .*;/client_max_body_size 99m;/' {site}")
+    dry = deploy(sandbox, "--limit", "staging", "--dry", secrets_dir=deployment.secrets_dir)
+    planned = "\n".join(dry.planned_changes())
+    assert "Write the wsgistack nginx site" in planned and "reload nginx" in planned
+    assert "99m" in sandbox.ssh(host, f"cat {site}").stdout, "a dry run repairs nothing"
+    repair = deployment.run("--limit", "staging")
+    assert repair.returncode == 0
+    assert sandbox.ssh(host, f"cat {site}").stdout == original
+    assert "99m" not in sandbox.ssh(host, "nginx -T 2>/dev/null").stdout
+
+
+def test_site_answers_after_a_reboot_without_a_deploy(deployment: Deployment) -> None:
+    sandbox = deployment.sandbox
+    host = sandbox.hosts("production")[-1]
+    name = SERVER_NAMES["production"]
+    items_before = http(host["address"], f"{PREFIX}/api/items", name)[2]
+    sandbox_cli(sandbox.name, "restart", host["name"].split("-", 1)[1])
+    wait_for_http_ok(host["address"], f"{PREFIX}/", 60, host_header=name)
+    assert http(host["address"], f"{PREFIX}/api/items", name)[2] == items_before
+    # RUNNING once gunicorn has stayed up for supervisor's startsecs.
+    sandbox.ssh(host, "for i in $(seq 100); do supervisorctl status flasktodo | grep -q RUNNING"
+                      " && exit 0; sleep 0.1; done; exit 1")

@@ -1,0 +1,96 @@
+"""The settings model: defaults load, overrides apply, bad values get one line each."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import pytest
+
+from wsgistack.paths import REPO_ROOT
+from wsgistack.secrets import secret_key
+from wsgistack.settings import SettingsError, host_group, load_settings
+
+
+def group_data(group: str) -> dict:
+    """all.py overridden by the group's file, as pyinfra merges them."""
+    def read(name: str) -> dict:
+        values = runpy.run_path(str(REPO_ROOT / "group_data" / f"{name}.py"))
+        return {k: v for k, v in values.items() if not k.startswith("__")}
+
+    return {**read("all"), **read(group)}
+
+
+def test_defaults_and_group_overrides() -> None:
+    staging = load_settings(group_data("staging"), "staging")
+    production = load_settings(group_data("production"), "production")
+    assert staging.url_host == "staging.flasktodo.test"
+    assert [app.workers for app in staging.apps] == [2]
+    assert [app.workers for app in production.apps] == [4]
+    app = staging.apps[0]
+    assert (app.name, app.prefix, app.port, app.distribution) == (
+        "flasktodo", "/flasktodo", 8004, "flasktodo")
+    assert staging.generate_secrets and not production.generate_secrets
+
+
+def test_every_default_has_a_comment() -> None:
+    lines = (REPO_ROOT / "group_data/all.py").read_text().splitlines()
+    for number, line in enumerate(lines):
+        if line and line[0].isalpha():
+            assert lines[number - 1].startswith("#"), f"all.py:{number + 1} {line}"
+
+
+BAD = [
+    ({"http_port": 0}, "http_port: 0 is invalid"),
+    ({"http_port": "80"}, "http_port: '80' is invalid"),
+    ({"server_names": []}, "server_names"),
+    ({"server_names": ["bad name"]}, "server_names"),
+    ({"gunicorn_workers": 0}, "gunicorn_workers"),
+    ({"gunicorn_workers": True}, "gunicorn_workers"),
+    ({"log_max_bytes": "ten"}, "log_max_bytes"),
+    ({"apps": []}, "apps"),
+    ({"apps": [{"name": "Bad!"}]}, "apps[0].name"),
+    ({"apps": [{**group_data("staging")["apps"][0], "prefix": "/todo/"}]}, "prefix"),
+    ({"apps": [{**group_data("staging")["apps"][0], "port": 80}]}, "port"),
+    ({"apps": [{**group_data("staging")["apps"][0], "colour": "red"}]}, "not a known app key"),
+    ({"apps": [{**group_data("staging")["apps"][0], "source": "apps/none"}]}, "source"),
+    ({"apps": [group_data("staging")["apps"][0]] * 2}, "share name"),
+]
+
+
+@pytest.mark.parametrize("override, message", BAD)
+def test_bad_settings_name_the_key_and_group(override: dict, message: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings({**group_data("staging"), **override}, "staging")
+    assert message in str(error.value)
+    assert "group_data (staging)" in str(error.value)
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings({**group_data("staging"), "http_port": -1, "log_backups": -1}, "staging")
+    assert len(error.value.problems) == 2
+
+
+def test_a_host_must_be_in_one_environment() -> None:
+    assert host_group(["all", "production"]) == "production"
+    with pytest.raises(SettingsError, match="exactly one"):
+        host_group(["staging", "production"])
+
+
+def test_secrets_from_environment_file_or_generated_once(tmp_path: Path) -> None:
+    staging = load_settings({**group_data("staging"), "secrets_dir": str(tmp_path)}, "staging")
+    app = staging.apps[0]
+    assert secret_key(staging, app, {"STAGING_FLASKTODO_SECRET_KEY": "k1"}) == "k1"
+    generated = secret_key(staging, app, {})
+    assert len(generated) >= 40 and secret_key(staging, app, {}) == generated
+    key_file = tmp_path / "staging" / "flasktodo.secret_key"
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+
+
+def test_production_never_invents_a_secret(tmp_path: Path) -> None:
+    production = load_settings({**group_data("production"), "secrets_dir": str(tmp_path)},
+                               "production")
+    with pytest.raises(SettingsError, match="PRODUCTION_FLASKTODO_SECRET_KEY"):
+        secret_key(production, production.apps[0], {"STAGING_FLASKTODO_SECRET_KEY": "k"})
+    assert not (tmp_path / "production").exists()

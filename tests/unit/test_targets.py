@@ -1,0 +1,45 @@
+"""inventory.py's sources of hosts: the sandbox by default, a targets file for real servers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wsgistack.targets import TargetsError, load_targets
+
+
+def test_targets_file_for_real_servers(tmp_path: Path) -> None:
+    targets = tmp_path / "targets.toml"
+    targets.write_text(
+        '[ssh]\nuser = "deploy"\nkey = "~/.ssh/deploy"\nsudo = true\n\n'
+        '[staging]\nhosts = ["stage1.example.com"]\n\n'
+        '[production]\nhosts = ["web1.example.com", "web2.example.com"]\n'
+        '[production.ssh]\nport = 2222\n'
+    )
+    groups = load_targets({"WSGISTACK_TARGETS": str(targets)})
+    assert [name for name, _ in groups["production"]] == ["web1.example.com", "web2.example.com"]
+    stage_data = groups["staging"][0][1]
+    assert stage_data["ssh_user"] == "deploy" and stage_data["_sudo"] is True
+    assert stage_data["ssh_key"] == str(Path("~/.ssh/deploy").expanduser())
+    assert stage_data["ssh_strict_host_key_checking"] == "yes"
+    assert groups["production"][0][1]["ssh_port"] == 2222
+    assert "ssh_port" not in stage_data
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[qa]\nhosts = []\n", "unknown tables"),
+    ("[staging]\nhosts = \"one\"\n", "must be a list"),
+    ("[ssh]\npassword = \"x\"\n", "unknown ssh keys"),
+    ("[staging\n", "targets file"),
+])
+def test_bad_targets_files(tmp_path: Path, text: str, message: str) -> None:
+    targets = tmp_path / "targets.toml"
+    targets.write_text(text)
+    with pytest.raises(TargetsError, match=message):
+        load_targets({"WSGISTACK_TARGETS": str(targets)})
+
+
+def test_missing_sandbox_says_how_to_start_it() -> None:
+    with pytest.raises(TargetsError, match="python -m sandbox up"):
+        load_targets({"WSGISTACK_SANDBOX": "nosuchsandbox"})

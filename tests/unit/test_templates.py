@@ -1,0 +1,86 @@
+"""Templates render from the settings, strictly, into what the operator expects on the host."""
+
+from __future__ import annotations
+
+import ast
+import configparser
+
+import jinja2
+import pytest
+
+from tests.unit.test_settings import group_data
+from wsgistack.paths import TEMPLATES, AppPaths
+from wsgistack.settings import Settings, load_settings
+
+ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                         undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return load_settings(group_data("production"), "production")
+
+
+def render(name: str, **context) -> str:
+    return ENV.get_template(name).render(**context)
+
+
+def test_every_template_says_it_is_managed(settings: Settings) -> None:
+    for template in TEMPLATES.rglob("*.j2"):
+        head = template.read_text().splitlines()[:3]
+        assert any("Managed by wsgistack" in line for line in head), template
+
+
+def test_app_config_is_python_with_debug_off(settings: Settings) -> None:
+    app = settings.apps[0]
+    text = render("etc/app/config.py.j2", app=app, paths=AppPaths(app.name),
+                  secret_key='quote"d')
+    values = {}
+    exec(compile(text, "config.py", "exec"), values)
+    assert values["DEBUG"] is False
+    assert values["SECRET_KEY"] == 'quote"d'
+    assert values["DATABASE"] == "/var/lib/flasktodo/flasktodo.sqlite3"
+
+
+def test_gunicorn_binds_loopback_with_workers_and_pidfile(settings: Settings) -> None:
+    app = settings.apps[0]
+    text = render("etc/app/gunicorn.conf.py.j2", app=app, paths=AppPaths(app.name),
+                  settings=settings)
+    ast.parse(text)
+    values: dict = {}
+    exec(compile(text, "gunicorn.conf.py", "exec"), values)
+    assert values["bind"] == ["127.0.0.1:8004"]
+    assert values["workers"] == 4
+    assert values["pidfile"] == "/run/flasktodo/gunicorn.pid"
+    assert values["worker_tmp_dir"] == "/dev/shm"
+    assert values["forwarded_allow_ips"] == "127.0.0.1,::1"
+
+
+def test_supervisor_program(settings: Settings) -> None:
+    app = settings.apps[0]
+    text = render("etc/supervisor/conf.d/app.conf.j2", app=app, paths=AppPaths(app.name),
+                  settings=settings)
+    parser = configparser.RawConfigParser(inline_comment_prefixes=(";",))
+    parser.read_string(text)
+    program = parser["program:flasktodo"]
+    assert program["user"] == "flasktodo"
+    assert program["autostart"] == program["autorestart"] == "true"
+    assert program["stopasgroup"] == "true"
+    assert int(program["stopwaitsecs"]) > settings.gunicorn_graceful_timeout
+    assert 'FLASKTODO_CONFIG="/etc/flasktodo/config.py"' in program["environment"]
+    assert 'SCRIPT_NAME="/flasktodo"' in program["environment"]
+    assert program["stdout_logfile_maxbytes"] == program["stderr_logfile_maxbytes"] == "10MB"
+
+
+def test_nginx_site(settings: Settings) -> None:
+    text = render("etc/nginx/sites-available/site.j2", settings=settings,
+                  apps=[(app, AppPaths(app.name)) for app in settings.apps])
+    assert "listen 80;" in text and "listen [::]:80;" in text
+    assert "server_name flasktodo.test www.flasktodo.test;" in text
+    assert "location ^~ /flasktodo/static/ {\n        alias /opt/flasktodo/static/;" in text
+    assert "proxy_pass http://127.0.0.1:8004;" in text
+    for header in ("Host $host", "X-Real-IP $remote_addr",
+                   "X-Forwarded-For $proxy_add_x_forwarded_for", "X-Forwarded-Proto $scheme"):
+        assert f"proxy_set_header {header};" in text
+    assert "python3." not in text, "no Python version in the static path"
+    assert text.count("{") == text.count("}")
