@@ -12,10 +12,10 @@ SYSTEM_PACKAGES := debootstrap systemd-container nftables iproute2 openssh-clien
 
 .PHONY: demo test lint unit integration system-deps venv down clean
 
+# The deploy's closing summary prints each host's URL and health.
 demo: venv system-deps
 	$(BIN)/python -m sandbox up
 	$(BIN)/pyinfra inventory.py deploy.py --limit staging -y
-	@$(BIN)/python -m sandbox urls --group staging
 
 test: lint venv system-deps
 	$(BIN)/pytest
