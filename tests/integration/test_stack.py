@@ -233,3 +233,57 @@ def test_site_answers_after_a_reboot_without_a_deploy(deployment: Deployment) ->
     # RUNNING once gunicorn has stayed up for supervisor's startsecs.
     sandbox.ssh(host, "for i in $(seq 100); do supervisorctl status flasktodo | grep -q RUNNING"
                       " && exit 0; sleep 0.1; done; exit 1")
+
+
+def master_pid(sandbox: Sandbox, host: dict) -> str:
+    return sandbox.ssh(host, "cat /run/flasktodo/gunicorn.pid").stdout.strip()
+
+
+def test_a_config_change_restarts_gunicorn_and_only_then(deployment: Deployment) -> None:
+    sandbox = deployment.sandbox
+    host = sandbox.hosts("staging")[0]
+    before = master_pid(sandbox, host)
+    changed = deployment.run("--limit", "staging", "--data", "gunicorn_timeout=31")
+    assert changed.returncode == 0, changed.output[-3000:]
+    assert any("Restart flasktodo" in line for line in changed.output.splitlines())
+    assert "timeout = 31" in sandbox.ssh(host, "cat /etc/flasktodo/gunicorn.conf.py").stdout
+    assert master_pid(sandbox, host) != before
+    restored = deployment.run("--limit", "staging")
+    assert restored.returncode == 0 and master_pid(sandbox, host) != before
+    unchanged_pid = master_pid(sandbox, host)
+    assert deployment.run("--limit", "staging").changed_ops() == []
+    assert master_pid(sandbox, host) == unchanged_pid
+
+
+def test_a_venv_out_of_step_is_reinstalled_and_data_survives(deployment: Deployment) -> None:
+    sandbox = deployment.sandbox
+    host = sandbox.hosts("staging")[0]
+    name = SERVER_NAMES["staging"]
+    items = http(host["address"], f"{PREFIX}/api/items", name)[2]
+    assert json.loads(items)["items"], "there is data to keep"
+    before = master_pid(sandbox, host)
+    sandbox.ssh(host, "rm /opt/flasktodo/venv/.wheelhouse-digest")
+    run = deployment.run("--limit", "staging")
+    assert run.returncode == 0, run.output[-3000:]
+    assert "Install flasktodo 1.0.0" in "\n".join(
+        line for line in run.output.splitlines() if "Starting operation" in line)
+    assert master_pid(sandbox, host) != before, "new code means a new gunicorn"
+    assert http(host["address"], f"{PREFIX}/api/items", name)[2] == items
+
+
+def test_bad_settings_stop_the_run_before_any_operation(deployment: Deployment) -> None:
+    run = deployment.run("--limit", "staging", "--data", "http_port=0",
+                         "--data", "gunicorn_workers=zero")
+    assert run.returncode != 0
+    assert "group_data (staging): http_port: 0 is invalid" in run.output
+    assert "group_data (staging): gunicorn_workers: 'zero' is invalid" in run.output
+    assert "Traceback" not in run.output and "Starting operation" not in run.output
+
+
+def test_production_without_a_secret_stops_with_one_clear_line(deployment: Deployment) -> None:
+    run = deploy(deployment.sandbox, "--limit", "production", "-y",
+                 secrets_dir=deployment.secrets_dir,
+                 extra_env={"PRODUCTION_FLASKTODO_SECRET_KEY": ""})
+    assert run.returncode != 0
+    assert "no secret key: set PRODUCTION_FLASKTODO_SECRET_KEY" in run.output
+    assert "Traceback" not in run.output and "Starting operation" not in run.output

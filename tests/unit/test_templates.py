@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import configparser
 
 import jinja2
@@ -25,6 +24,18 @@ def render(name: str, **context) -> str:
     return ENV.get_template(name).render(**context)
 
 
+def render_app_file(name: str, settings: Settings, **context) -> str:
+    """Render a per-app template for the first app, as the deploy does."""
+    app = settings.apps[0]
+    return render(name, app=app, paths=AppPaths(app.name), settings=settings, **context)
+
+
+def python_values(text: str, filename: str) -> dict:
+    values: dict = {}
+    exec(compile(text, filename, "exec"), values)
+    return values
+
+
 def test_every_template_says_it_is_managed(settings: Settings) -> None:
     for template in TEMPLATES.rglob("*.j2"):
         head = template.read_text().splitlines()[:3]
@@ -32,23 +43,16 @@ def test_every_template_says_it_is_managed(settings: Settings) -> None:
 
 
 def test_app_config_is_python_with_debug_off(settings: Settings) -> None:
-    app = settings.apps[0]
-    text = render("etc/app/config.py.j2", app=app, paths=AppPaths(app.name),
-                  secret_key='quote"d')
-    values = {}
-    exec(compile(text, "config.py", "exec"), values)
+    text = render_app_file("etc/app/config.py.j2", settings, secret_key='quote"d')
+    values = python_values(text, "config.py")
     assert values["DEBUG"] is False
     assert values["SECRET_KEY"] == 'quote"d'
     assert values["DATABASE"] == "/var/lib/flasktodo/flasktodo.sqlite3"
 
 
 def test_gunicorn_binds_loopback_with_workers_and_pidfile(settings: Settings) -> None:
-    app = settings.apps[0]
-    text = render("etc/app/gunicorn.conf.py.j2", app=app, paths=AppPaths(app.name),
-                  settings=settings)
-    ast.parse(text)
-    values: dict = {}
-    exec(compile(text, "gunicorn.conf.py", "exec"), values)
+    values = python_values(render_app_file("etc/app/gunicorn.conf.py.j2", settings),
+                           "gunicorn.conf.py")
     assert values["bind"] == ["127.0.0.1:8004"]
     assert values["workers"] == 4
     assert values["pidfile"] == "/run/flasktodo/gunicorn.pid"
@@ -57,9 +61,7 @@ def test_gunicorn_binds_loopback_with_workers_and_pidfile(settings: Settings) ->
 
 
 def test_supervisor_program(settings: Settings) -> None:
-    app = settings.apps[0]
-    text = render("etc/supervisor/conf.d/app.conf.j2", app=app, paths=AppPaths(app.name),
-                  settings=settings)
+    text = render_app_file("etc/supervisor/conf.d/app.conf.j2", settings)
     parser = configparser.RawConfigParser(inline_comment_prefixes=(";",))
     parser.read_string(text)
     program = parser["program:flasktodo"]
