@@ -24,6 +24,12 @@ log_max_bytes = "10MB"
 # How many rotated logs supervisor keeps of each.
 log_backups = 5
 
+# Hosts of a group that go live at a time; each batch must pass its health checks before
+# the next one starts, and the first failure stops the rollout.
+rollout_batch_size = 1
+# Seconds a host's health checks wait for a healthy answer before failing the host.
+health_timeout = 30
+
 # On the controller: where app secrets are read from, <dir>/<group>/<app>.secret_key.
 # The variable <GROUP>_<APP>_SECRET_KEY (e.g. PRODUCTION_FLASKTODO_SECRET_KEY) comes first.
 secrets_dir = "~/.config/wsgistack/secrets"

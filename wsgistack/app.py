@@ -1,56 +1,65 @@
-"""One app on a host: its user, directories, config files and virtualenv."""
+"""One app on a host: its user, directories, config, releases, and the switch between them.
+
+Preparing (any time, all hosts at once) writes the candidate config and installs the new
+release beside the live one. Going live (in the host's rollout batch) load-checks the
+release with the candidate config, switches `current` to it, and swaps gunicorn to it
+gracefully; if the new gunicorn does not come up, the previous config and release are put
+back while the old gunicorn goes on serving.
+"""
 
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
 
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import files, pip, server
+from pyinfra.operations import files, server
 
 from wsgistack import wheelhouse
-from wsgistack.facts import FileText, PythonTarget
-from wsgistack.paths import TEMPLATES, AppPaths
+from wsgistack.changes import refuse, will_change
+from wsgistack.facts import FileText, LinkTarget, PythonTarget
+from wsgistack.paths import HERDER, TEMPLATES, AppPaths
 from wsgistack.settings import AppSettings, Settings
+from wsgistack.staged import StagedFiles, StagedState, candidate, is_due
 
 
-@dataclass(frozen=True)
-class AppChanges:
-    """The operations whose change means gunicorn must load the app again."""
-
-    config: OperationMeta
-    gunicorn_config: OperationMeta
-    install: OperationMeta | None
-
-    @property
-    def ops(self) -> list[OperationMeta | None]:
-        return [self.config, self.gunicorn_config, self.install]
-
-    def code_or_config_changed(self) -> bool:
-        return any(op.did_change() for op in self.ops if op is not None)
+def staged_files(paths: AppPaths) -> StagedFiles:
+    """The app's live state: its two config files and the release `current` points to."""
+    return StagedFiles(f"app-{paths.name}", (str(paths.config), str(paths.gunicorn_config)),
+                       also=f"readlink {paths.current}")
 
 
-@deploy("App user, files and virtualenv")
-def install_app(settings: Settings, app: AppSettings, secret_key: str) -> AppChanges:
+@deploy("App user, config and release")
+def prepare_app(settings: Settings, app: AppSettings, secret_key: str) -> str:
+    """Prepare the app; return the go-live script if anything is due, else ""."""
     paths = AppPaths(app.name)
     create_user(app)
     create_directories(app, paths)
     config = files.template(
-        name=f"Write {app.name}'s config file (secret key, database, debug off)",
-        src=str(TEMPLATES / "etc/app/config.py.j2"), dest=str(paths.config),
+        name=f"Write {app.name}'s candidate config (secret key, database, debug off)",
+        src=str(TEMPLATES / "etc/app/config.py.j2"), dest=candidate(paths.config),
         user="root", group=app.name, mode="640",
         app=app, paths=paths, secret_key=secret_key,
     )
     gunicorn_config = files.template(
-        name=f"Write {app.name}'s gunicorn settings",
-        src=str(TEMPLATES / "etc/app/gunicorn.conf.py.j2"), dest=str(paths.gunicorn_config),
+        name=f"Write {app.name}'s candidate gunicorn settings",
+        src=str(TEMPLATES / "etc/app/gunicorn.conf.py.j2"),
+        dest=candidate(paths.gunicorn_config),
         user="root", group=app.name, mode="640",
         app=app, paths=paths, settings=settings,
     )
     install = install_release(app, paths)
-    return AppChanges(config, gunicorn_config, install)
+    live_release = host.get_fact(LinkTarget, path=str(paths.current))
+    staged = staged_files(paths)
+    if (will_change(config, gunicorn_config, install) or live_release != release_link(app)
+            or is_due(host.get_fact(StagedState, staged=staged))):
+        return switch_script(settings, app, paths, staged)
+    return ""
+
+
+def release_link(app: AppSettings) -> str:
+    return f"releases/{app.version}"
 
 
 def create_user(app: AppSettings) -> None:
@@ -64,7 +73,7 @@ def create_user(app: AppSettings) -> None:
 
 def create_directories(app: AppSettings, paths: AppPaths) -> None:
     directories = [
-        (paths.home, "root", "root", "755", "code and virtualenv, read-only to the app"),
+        (paths.home, "root", "root", "755", "releases, read-only to the app"),
         (paths.config_dir, "root", app.name, "750", "config, readable by the app only"),
         (paths.data, app.name, app.name, "750", "data, the app's own"),
         (paths.run_dir, app.name, app.name, "755", "runtime dir for the pid file"),
@@ -80,33 +89,75 @@ def create_directories(app: AppSettings, paths: AppPaths) -> None:
 
 
 def install_release(app: AppSettings, paths: AppPaths) -> OperationMeta | None:
-    """Install the wheelhouse into the venv unless the venv already holds exactly it.
+    """Install the wheelhouse as releases/<version> unless that release holds exactly it.
 
-    The venv records the digest of the wheelhouse it was installed from, last, only after
-    a successful install: the comparison is by state, so an interrupted run is finished by
-    the next one, and a converged host uploads and installs nothing.
+    The release records the digest of the wheelhouse it was installed from, last, only after
+    a successful install: the comparison is by state, so an interrupted install is redone
+    by the next run, and a converged host uploads and installs nothing. A live release is
+    never reinstalled: new bits need a new version.
     """
     python, machine = host.get_fact(PythonTarget)
     build = wheelhouse.build(app.source, python, machine)
-    pip.venv(name=f"Create {app.name}'s virtualenv", path=str(paths.venv), python="python3")
-    installed = host.get_fact(FileText, path=str(paths.installed_marker)) or ""
-    if installed.strip() == build.digest:
+    release = paths.release(app.version)
+    installed = (host.get_fact(FileText, path=str(release.installed_marker)) or "").strip()
+    if installed == build.digest:
         return None
+    if host.get_fact(LinkTarget, path=str(paths.current)) == release_link(app):
+        return refuse(
+            name=f"Refuse to reinstall the live {app.name} {app.version}",
+            message=f"{app.name} {app.version} is live on this host and was built from other"
+                    f" sources: bump the version in {app.source}/pyproject.toml to deploy them",
+        )
     files.sync(
         name=f"Upload the {app.name} {app.version} wheelhouse",
         src=str(build.path), dest=str(paths.wheelhouse), delete=True,
         user="root", group="root", mode="644", dir_mode="755",
     )
     package = app.wsgi.split(":")[0].split(".")[0]
-    static_dir = (f"$({paths.venv}/bin/python -c 'import importlib.util, os;"
+    python = f"{release.venv}/bin/python"
+    static_dir = (f"$({python} -c 'import importlib.util, os;"
                   f" print(os.path.dirname(importlib.util.find_spec(\"{package}\").origin))')")
-    pip_install = f"{paths.venv}/bin/pip install --quiet --no-index --find-links {paths.wheelhouse}"
+    pip_install = f"{python} -m pip install --quiet --no-index --find-links {paths.wheelhouse}"
     return server.shell(
-        name=f"Install {app.name} {app.version} and its pinned dependencies into the venv",
+        name=f"Install {app.name} {app.version} as a new release (its own venv)",
         commands=[
+            f"rm -rf {release.path} && mkdir -p {release.path}",
+            f"python3 -m venv {release.venv}",
             f"{pip_install} --requirement {paths.wheelhouse}/requirements.txt",
-            f"{pip_install} --no-deps --force-reinstall {paths.wheelhouse}/{build.app_wheel}",
-            f"ln -sfn {static_dir}/static {paths.static}",
-            f"echo {shlex.quote(build.digest)} > {paths.installed_marker}",
+            f"{pip_install} --no-deps {paths.wheelhouse}/{build.app_wheel}",
+            f"ln -sfn {static_dir}/static {release.static}",
+            f"echo {shlex.quote(build.digest)} > {release.installed_marker}",
         ],
     )
+
+
+def switch_script(settings: Settings, app: AppSettings, paths: AppPaths,
+                  staged: StagedFiles) -> str:
+    """Load-check, switch config and release, swap gunicorn; put all back if it fails."""
+    release = paths.release(app.version)
+    check = (f"cd {paths.data} && runuser -u {app.name} -- env"
+             f" {app.config_env}={candidate(paths.config)} SCRIPT_NAME={app.prefix}"
+             f" HOME={paths.data} {release.venv}/bin/gunicorn --check-config"
+             f" --config {candidate(paths.gunicorn_config)}")
+    refused = f"{app.name} {app.version} failed its load check; nothing was switched:"
+    link = f"ln -sfn \"$1\" {paths.current}.tmp && mv -Tf {paths.current}.tmp {paths.current}"
+    reload = (f"python3 {HERDER} reload --pidfile {paths.pid_file} --workers {app.workers}"
+              f" --graceful-timeout {settings.gunicorn_graceful_timeout}"
+              f" --log {paths.stderr_log}")
+    return "\n".join([
+        f"if ! out=$( ({check}) 2>&1); then",
+        f"  echo {shlex.quote(refused)} >&2; echo \"$out\" | tail -n 25 >&2; exit 1",
+        "fi",
+        f"link() {{ {link}; }}",
+        f"previous=$(readlink {paths.current} || true)",
+        staged.keep_previous(),
+        staged.promote(),
+        f"link {release_link(app)}",
+        f"if ! {reload}; then",
+        f"  {staged.put_back_previous()}",
+        "  if [ -n \"$previous\" ]; then link \"$previous\"; fi",
+        "  exit 1",
+        "fi",
+        staged.forget_previous(),
+        staged.record(),
+    ])

@@ -1,11 +1,14 @@
-"""The host's shared services: nginx, supervisor and python3-venv from Debian."""
+"""The host's shared services: nginx, supervisor and python3-venv from Debian, and
+gunicorn-herder, which every app's supervisor program runs gunicorn through."""
 
 from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.deb import DebPackages
-from pyinfra.operations import apt, systemd
+from pyinfra.operations import apt, files, systemd
+
+from wsgistack.paths import HERDER, HERDER_SOURCE
 
 PACKAGES = ["nginx", "supervisor", "python3-venv"]
 
@@ -30,3 +33,8 @@ def install_base() -> None:
             running=True,
             enabled=True,
         )
+    files.put(
+        name=f"Install gunicorn-herder ({HERDER})",
+        src=str(HERDER_SOURCE), dest=str(HERDER), user="root", group="root", mode="755",
+        create_remote_dir=True,
+    )

@@ -25,3 +25,10 @@ class PythonTarget(FactBase[tuple[str, str]]):
     def process(self, output: list[str]) -> tuple[str, str]:
         version, machine = output[0].split()
         return version, machine
+
+
+class LinkTarget(FactBase[str]):
+    """Where a symlink points, as written in it; empty if it is not a link."""
+
+    def command(self, path: str) -> str:
+        return f"readlink {shlex.quote(path)} || true"

@@ -50,6 +50,8 @@ class CheckResult:
 
 
 RESULTS: list[CheckResult] = []
+TARGETS: dict[str, bool] = {}  # host name -> connected
+EXECUTED: list[bool] = []  # non-empty once checks ran for real (never in a dry run)
 
 
 def public_url(settings: Settings, app: AppSettings) -> str:
@@ -60,11 +62,15 @@ def public_url(settings: Settings, app: AppSettings) -> str:
 
 @operation(is_idempotent=True)
 def healthz(check: str, url: str, host_header: str, settings: Settings, app: AppSettings,
-            timeout: float = 30):
-    """Fail this host unless `url` (on the host) answers healthy with the app's version."""
-    if not state.is_executing:
+            active: bool):
+    """Fail this host unless `url` (on the host) answers healthy with the app's version.
+    Checks only when `active` (the host's rollout batch) and only in a real run."""
+    if state.is_executing:
+        EXECUTED.append(True)
+    if not (active and state.is_executing):
         return
-    arguments = " ".join(shlex.quote(str(arg)) for arg in (url, host_header, timeout))
+    arguments = " ".join(shlex.quote(str(arg))
+                         for arg in (url, host_header, settings.health_timeout))
     command = f"python3 -c {shlex.quote(PROBE)} {arguments}"
     _status, output = host.run_shell_command(StringCommand(command))
     lines = output.stdout_lines
@@ -80,30 +86,46 @@ def healthz(check: str, url: str, host_header: str, settings: Settings, app: App
         yield StringCommand(f"echo {shlex.quote(message)} >&2; exit 1")
 
 
-def check_app(settings: Settings, app: AppSettings) -> None:
+def check_app(settings: Settings, app: AppSettings, active: bool) -> None:
     """Check the app through nginx (as a browser would) and directly on gunicorn."""
+    note_targets()
     path = f"{app.prefix}/healthz"
     healthz(name=f"Check {app.name} through nginx", check="through nginx",
             url=f"http://127.0.0.1:{settings.http_port}{path}", host_header=settings.url_host,
-            settings=settings, app=app)
+            settings=settings, app=app, active=active)
     healthz(name=f"Check {app.name} directly on gunicorn", check="on gunicorn",
             url=f"http://127.0.0.1:{app.port}{path}", host_header=settings.url_host,
-            settings=settings, app=app)
+            settings=settings, app=app, active=active)
+
+
+def note_targets() -> None:
+    """Remember the hosts this run aims at, and which of them pyinfra could not reach."""
+    for each in state.inventory:
+        if state.is_host_in_limit(each):
+            TARGETS[each.name] = each in state.activated_hosts
+
+
+def summary_line(name: str) -> str:
+    checks = [r for r in RESULTS if r.host == name]
+    if not checks:
+        reason = "failed before its health checks (see above)" if TARGETS[name] else \
+            "UNREACHABLE: not deployed"
+        return f"    {name}: {reason}"
+    lines = []
+    for app in sorted({r.app for r in checks}):
+        ran = [r for r in checks if r.app == app]
+        detail = "healthy" if all(r.healthy for r in ran) and len(ran) == 2 else "; ".join(
+            f"{r.check}: {r.detail}" for r in ran if not r.healthy)
+        lines.append(f"    {name}: {ran[0].url}  {app} {ran[0].version}  {detail}")
+    return "\n".join(lines)
 
 
 def print_summary() -> None:
-    if not RESULTS:
+    if not EXECUTED:
         return
     print("\n--> Deploy summary")
-    for result in sorted(RESULTS, key=lambda r: (r.host, r.app, r.check)):
-        if result.check != "through nginx":
-            continue
-        gunicorn = next((r for r in RESULTS if r.host == result.host and r.app == result.app
-                         and r.check == "on gunicorn"), None)
-        healthy = result.healthy and gunicorn is not None and gunicorn.healthy
-        detail = "healthy" if healthy else "; ".join(
-            f"{r.check}: {r.detail}" for r in (result, gunicorn) if r and not r.healthy)
-        print(f"    {result.host}: {result.url}  {result.app} {result.version}  {detail}")
+    for name in sorted(TARGETS):
+        print(summary_line(name))
 
 
 atexit.register(print_summary)

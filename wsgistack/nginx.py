@@ -1,38 +1,75 @@
-"""nginx in front: one site for the host, a location per app, checked before reloading."""
+"""nginx in front: one site for the host, a location per app.
+
+The site is staged like all config: the candidate is tested with `nginx -t` inside a copy
+of nginx's config in which it takes the live site's place, so a broken candidate is never
+live, not even on disk for the next restart. Only then is it copied over the live file
+and nginx reloaded (which finishes requests in flight).
+"""
 
 from __future__ import annotations
 
+import shlex
+
+from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files, server
-from pyinfra.operations.util import any_changed
+from pyinfra.operations import files
 
 from wsgistack.changes import will_change
 from wsgistack.paths import TEMPLATES, AppPaths
 from wsgistack.settings import Settings
+from wsgistack.staged import StagedFiles, StagedState, candidate, is_due
+
+ENABLED = "/etc/nginx/sites-enabled"
 
 
 @deploy("nginx site")
-def serve_site(settings: Settings) -> None:
+def prepare_site(settings: Settings) -> str:
+    """Write the candidate site; return the go-live script if anything is due, else ""."""
     available = f"/etc/nginx/sites-available/{settings.site_name}"
     site = files.template(
-        name=f"Write the {settings.site_name} nginx site",
-        src=str(TEMPLATES / "etc/nginx/sites-available/site.j2"), dest=available,
+        name=f"Write the {settings.site_name} candidate nginx site",
+        src=str(TEMPLATES / "etc/nginx/sites-available/site.j2"), dest=candidate(available),
         mode="644", settings=settings,
         apps=[(app, AppPaths(app.name)) for app in settings.apps],
     )
-    enabled = files.link(
-        name=f"Enable the {settings.site_name} nginx site",
-        path=f"/etc/nginx/sites-enabled/{settings.site_name}",
-        target=f"../sites-available/{settings.site_name}",
-    )
     default = files.link(
         name="Disable Debian's default nginx site",
-        path="/etc/nginx/sites-enabled/default",
+        path=f"{ENABLED}/default",
         present=False,
     )
-    if will_change(site, enabled, default):
-        server.shell(
-            name="Check the nginx config (nginx -t) and reload nginx",
-            commands=["nginx -t -q", "systemctl reload nginx"],
-            _if=any_changed(site, enabled, default),
-        )
+    # The stamp covers which sites are enabled, so a disabled default is reloaded too.
+    staged = StagedFiles("nginx-site", (available,),
+                         also=f"find {ENABLED} -printf '%f %l\\n' | sort")
+    if will_change(site, default) or is_due(host.get_fact(StagedState, staged=staged)):
+        return reload_script(settings, available, staged)
+    return ""
+
+
+def reload_script(settings: Settings, available: str, staged: StagedFiles) -> str:
+    """Test the candidate in place of the live site, make it live, reload nginx."""
+    site = settings.site_name
+    refused = f"{candidate(available)} fails nginx -t; the live site is unchanged:"
+    return "\n".join([
+        "test=$(mktemp -d)",
+        "trap 'rm -rf \"$test\"' EXIT",
+        "mkdir \"$test/sites-enabled\"",
+        f"sed \"s#{ENABLED}/#$test/sites-enabled/#\" /etc/nginx/nginx.conf > \"$test/nginx.conf\"",
+        f"grep -q \"$test/sites-enabled/\" \"$test/nginx.conf\" || {{ echo 'nginx.conf does not"
+        f" include {ENABLED}/: cannot test the candidate' >&2; exit 1; }}",
+        f"for enabled in {ENABLED}/*; do",
+        f"  if [ -e \"$enabled\" ] && [ \"${{enabled##*/}}\" != {site} ]; then",
+        "    ln -s \"$(readlink -f \"$enabled\")\" \"$test/sites-enabled/\"",
+        "  fi",
+        "done",
+        f"cp {candidate(available)} \"$test/sites-enabled/{site}\"",
+        "if ! out=$(nginx -t -q -c \"$test/nginx.conf\" 2>&1); then",
+        f"  echo {shlex.quote(refused)} >&2",
+        f"  echo \"$out\" | sed \"s#$test/sites-enabled/{site}#{candidate(available)}#g\" >&2",
+        "  exit 1",
+        "fi",
+        staged.promote(),
+        f"ln -sfn ../sites-available/{site} {ENABLED}/{site}",
+        "nginx -t -q",
+        "systemctl reload nginx",
+        staged.record(),
+    ])

@@ -8,6 +8,29 @@ from pathlib import Path, PurePosixPath
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO_ROOT / "templates"
 BUILD_DIR = REPO_ROOT / "build"
+HERDER_SOURCE = Path(__file__).resolve().parent / "onhost" / "gunicorn_herder.py"
+HERDER = PurePosixPath("/usr/local/lib/wsgistack/gunicorn-herder")
+
+
+@dataclass(frozen=True)
+class ReleasePaths:
+    """One installed version of an app: its own venv, never changed once installed."""
+
+    path: PurePosixPath
+
+    @property
+    def venv(self) -> PurePosixPath:
+        return self.path / "venv"
+
+    @property
+    def installed_marker(self) -> PurePosixPath:
+        """Holds the digest of the wheelhouse the release was installed from, written last."""
+        return self.path / ".wheelhouse-digest"
+
+    @property
+    def static(self) -> PurePosixPath:
+        """Link to the installed package's static dir; nginx serves current/static/."""
+        return self.path / "static"
 
 
 @dataclass(frozen=True)
@@ -22,22 +45,21 @@ class AppPaths:
         return PurePosixPath("/opt") / self.name
 
     @property
-    def venv(self) -> PurePosixPath:
-        return self.home / "venv"
+    def releases(self) -> PurePosixPath:
+        return self.home / "releases"
+
+    def release(self, version: str) -> ReleasePaths:
+        return ReleasePaths(self.releases / version)
+
+    @property
+    def current(self) -> PurePosixPath:
+        """Link to the live release, switched in one rename; gunicorn runs through it."""
+        return self.home / "current"
 
     @property
     def wheelhouse(self) -> PurePosixPath:
+        """The last uploaded wheelhouse, which releases are installed from."""
         return self.home / "wheelhouse"
-
-    @property
-    def installed_marker(self) -> PurePosixPath:
-        """Holds the digest of the wheelhouse last installed into the venv."""
-        return self.venv / ".wheelhouse-digest"
-
-    @property
-    def static(self) -> PurePosixPath:
-        """A stable link to the installed package's static dir, which nginx serves."""
-        return self.home / "static"
 
     @property
     def config_dir(self) -> PurePosixPath:

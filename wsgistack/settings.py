@@ -65,6 +65,8 @@ class Settings:
     log_backups: int
     secrets_dir: Path
     generate_secrets: bool
+    rollout_batch_size: int
+    health_timeout: int
     apps: list[AppSettings]
 
     @property
@@ -118,6 +120,8 @@ def load_settings(data: Mapping[str, Any], group: str) -> Settings:
     backups = c.get("log_backups", int, lambda v: 0 <= v <= 100, "0 to 100")
     secrets_dir = c.get("secrets_dir", str, bool, "a directory on the controller")
     generate = c.get("generate_secrets", bool, lambda v: True, "True or False")
+    batch_size = c.get("rollout_batch_size", int, lambda v: v >= 1, "1 or more hosts")
+    health_timeout = c.get("health_timeout", int, lambda v: 1 <= v <= 600, "1 to 600 seconds")
     apps = load_apps(c, workers)
     if apps is not None and http_port is not None:
         for app in apps:
@@ -129,7 +133,8 @@ def load_settings(data: Mapping[str, Any], group: str) -> Settings:
         group=group, server_names=names, site_name=site_name, http_port=http_port,
         client_max_body_size=body, static_expires=expires, gunicorn_timeout=timeout,
         gunicorn_graceful_timeout=graceful, log_max_bytes=max_bytes, log_backups=backups,
-        secrets_dir=Path(secrets_dir).expanduser(), generate_secrets=generate, apps=apps or [],
+        secrets_dir=Path(secrets_dir).expanduser(), generate_secrets=generate,
+        rollout_batch_size=batch_size, health_timeout=health_timeout, apps=apps or [],
     )
 
 

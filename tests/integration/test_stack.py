@@ -70,8 +70,10 @@ def test_dry_run_on_bare_hosts_lists_changes_and_changes_nothing(deployment: Dep
     assert run.returncode == 0, run.output[-3000:]
     planned = "\n".join(run.planned_changes())
     for operation in ("Install nginx, supervisor and python3-venv",
-                      "Write the wsgistack nginx site", "Write the flasktodo supervisor program",
-                      "Install flasktodo 1.0.0"):
+                      "Write the wsgistack candidate nginx site",
+                      "Write the flasktodo candidate supervisor program",
+                      "Install flasktodo 1.0.0 as a new release",
+                      "Switch flasktodo to 1.0.0", "Apply the wsgistack nginx site"):
         assert operation in planned
     assert deployment.bare_before == deployment.bare_after
 
@@ -156,10 +158,15 @@ def test_supervisor_runs_gunicorn_as_the_app_user(deployment: Deployment, host: 
     check = sandbox.testinfra(host)
     master = int(check.file("/run/flasktodo/gunicorn.pid").content_string)
     processes = sandbox.ssh(host, "ps -eo pid=,ppid=,user:32=,args=").stdout.splitlines()
-    gunicorns = [p.split(None, 3) for p in processes if "/opt/flasktodo/venv/bin/gunicorn" in p]
+    gunicorns = [p.split(None, 3) for p in processes
+                 if "/opt/flasktodo/current/venv/bin/gunicorn" in p]
     assert {user for _pid, _ppid, user, _args in gunicorns} == {"flasktodo"}
     workers = [g for g in gunicorns if int(g[1]) == master]
     assert len(workers) == WORKERS[host["group"]]
+    # supervisor's own child is gunicorn-herder, the master's parent.
+    herder = next(g for g in gunicorns if int(g[0]) != master and g not in workers)
+    assert "gunicorn-herder run" in herder[3] and herder[2] == "flasktodo"
+    assert sandbox.ssh(host, "supervisorctl pid flasktodo").stdout.strip() == herder[0]
     assert check.user("flasktodo").shell == "/usr/sbin/nologin"
 
 
@@ -177,7 +184,8 @@ def test_files_have_their_owners_and_modes(deployment: Deployment, host: dict) -
         file = check.file(path)
         assert (file.user, file.group) == (user, group), path
         assert mode is None or file.mode == mode, path
-    assert check.file("/opt/flasktodo/venv/bin/gunicorn").user == "root"
+    assert check.file("/opt/flasktodo/current").linked_to == "/opt/flasktodo/releases/1.0.0"
+    assert check.file("/opt/flasktodo/releases/1.0.0/venv/bin/gunicorn").user == "root"
     assert check.file("/etc/nginx/sites-enabled/wsgistack").linked_to == \
         "/etc/nginx/sites-available/wsgistack"
     assert not check.file("/etc/nginx/sites-enabled/default").exists
@@ -214,7 +222,7 @@ def test_drift_is_reported_by_dry_run_and_repaired(deployment: Deployment) -> No
     sandbox.ssh(host, f"sed -i 's/client_max_body_size .*;/client_max_body_size 99m;/' {site}")
     dry = deploy(sandbox, "--limit", "staging", "--dry", secrets_dir=deployment.secrets_dir)
     planned = "\n".join(dry.planned_changes())
-    assert "Write the wsgistack nginx site" in planned and "reload nginx" in planned
+    assert "Apply the wsgistack nginx site: nginx -t, reload" in planned
     assert "99m" in sandbox.ssh(host, f"cat {site}").stdout, "a dry run repairs nothing"
     repair = deployment.run("--limit", "staging")
     assert repair.returncode == 0
@@ -245,7 +253,7 @@ def test_a_config_change_restarts_gunicorn_and_only_then(deployment: Deployment)
     before = master_pid(sandbox, host)
     changed = deployment.run("--limit", "staging", "--data", "gunicorn_timeout=31")
     assert changed.returncode == 0, changed.output[-3000:]
-    assert any("Restart flasktodo" in line for line in changed.output.splitlines())
+    assert any("Switch flasktodo to 1.0.0" in line for line in changed.output.splitlines())
     assert "timeout = 31" in sandbox.ssh(host, "cat /etc/flasktodo/gunicorn.conf.py").stdout
     assert master_pid(sandbox, host) != before
     restored = deployment.run("--limit", "staging")
@@ -255,20 +263,25 @@ def test_a_config_change_restarts_gunicorn_and_only_then(deployment: Deployment)
     assert master_pid(sandbox, host) == unchanged_pid
 
 
-def test_a_venv_out_of_step_is_reinstalled_and_data_survives(deployment: Deployment) -> None:
+def test_a_live_release_is_never_reinstalled_in_place(deployment: Deployment) -> None:
     sandbox = deployment.sandbox
     host = sandbox.hosts("staging")[0]
-    name = SERVER_NAMES["staging"]
-    items = http(host["address"], f"{PREFIX}/api/items", name)[2]
-    assert json.loads(items)["items"], "there is data to keep"
+    marker = "/opt/flasktodo/releases/1.0.0/.wheelhouse-digest"
+    digest = sandbox.ssh(host, f"cat {marker}").stdout.strip()
     before = master_pid(sandbox, host)
-    sandbox.ssh(host, "rm /opt/flasktodo/venv/.wheelhouse-digest")
-    run = deployment.run("--limit", "staging")
-    assert run.returncode == 0, run.output[-3000:]
-    assert "Install flasktodo 1.0.0" in "\n".join(
-        line for line in run.output.splitlines() if "Starting operation" in line)
-    assert master_pid(sandbox, host) != before, "new code means a new gunicorn"
-    assert http(host["address"], f"{PREFIX}/api/items", name)[2] == items
+    sandbox.ssh(host, f"echo other-bits > {marker}")
+    try:
+        run = deployment.run("--limit", "staging")
+        assert run.returncode != 0
+        assert "flasktodo 1.0.0 is live on this host and was built from other sources:" \
+               " bump the version" in run.output
+        assert "Install flasktodo" not in run.output
+        assert master_pid(sandbox, host) == before
+        wait_for_http_ok(host["address"], f"{PREFIX}/healthz", 5,
+                         host_header=SERVER_NAMES["staging"])
+    finally:
+        sandbox.ssh(host, f"echo {digest} > {marker}")
+    assert deployment.run("--limit", "staging").changed_ops() == []
 
 
 def test_bad_settings_stop_the_run_before_any_operation(deployment: Deployment) -> None:

@@ -26,7 +26,7 @@ def test_trixie_deploys_serves_and_converges(trixie: Sandbox, secrets_dir: Path)
     status, _, page = http(host["address"], f"{PREFIX}/", "staging.flasktodo.test")
     assert status == 200 and "FlaskTODO" in page
     # Built for the host's own Python (3.13 on trixie): the wheelhouse follows the host.
-    python = trixie.ssh(host, "ls /opt/flasktodo/venv/lib").stdout.split()
+    python = trixie.ssh(host, "ls /opt/flasktodo/current/venv/lib").stdout.split()
     assert python == ["python3.13"]
     second = deploy(trixie, "--limit", "staging", "-y", secrets_dir=secrets_dir)
     assert second.returncode == 0 and second.changed_ops() == [], second.output[-3000:]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import configparser
+from pathlib import Path
+from types import SimpleNamespace
 
 import jinja2
 import pytest
 
 from tests.unit.test_settings import group_data
-from wsgistack.paths import TEMPLATES, AppPaths
+from wsgistack.paths import HERDER, TEMPLATES, AppPaths
 from wsgistack.settings import Settings, load_settings
+from wsgistack.supervisor import herder_digest
 
 ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
                          undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
@@ -60,11 +63,27 @@ def test_gunicorn_binds_loopback_with_workers_and_pidfile(settings: Settings) ->
     assert values["forwarded_allow_ips"] == "127.0.0.1,::1"
 
 
+def test_gunicorn_tells_a_reload_when_each_worker_is_ready(settings: Settings,
+                                                          tmp_path: Path) -> None:
+    text = render_app_file("etc/app/gunicorn.conf.py.j2", settings)
+    values = python_values(text.replace("/run/flasktodo", str(tmp_path)), "gunicorn.conf.py")
+    assert values["control_socket_disable"] is True
+    for pid in (101, 102):
+        values["post_worker_init"](SimpleNamespace(pid=pid, ppid=100))
+    assert (tmp_path / "ready.100").read_text().split() == ["101", "102"]
+
+
 def test_supervisor_program(settings: Settings) -> None:
-    text = render_app_file("etc/supervisor/conf.d/app.conf.j2", settings)
+    text = render_app_file("etc/supervisor/conf.d/app.conf.j2", settings, herder=HERDER,
+                           herder_digest=herder_digest())
     parser = configparser.RawConfigParser(inline_comment_prefixes=(";",))
     parser.read_string(text)
     program = parser["program:flasktodo"]
+    assert program["command"] == (
+        "/usr/bin/python3 /usr/local/lib/wsgistack/gunicorn-herder run"
+        " --pidfile /run/flasktodo/gunicorn.pid -- /opt/flasktodo/current/venv/bin/python"
+        " /opt/flasktodo/current/venv/bin/gunicorn --config /etc/flasktodo/gunicorn.conf.py")
+    assert f"herder sha256: {herder_digest()}" in text, "a new herder restarts the program"
     assert program["user"] == "flasktodo"
     assert program["autostart"] == program["autorestart"] == "true"
     assert program["stopasgroup"] == "true"
@@ -79,7 +98,7 @@ def test_nginx_site(settings: Settings) -> None:
                   apps=[(app, AppPaths(app.name)) for app in settings.apps])
     assert "listen 80;" in text and "listen [::]:80;" in text
     assert "server_name flasktodo.test www.flasktodo.test;" in text
-    assert "location ^~ /flasktodo/static/ {\n        alias /opt/flasktodo/static/;" in text
+    assert "location ^~ /flasktodo/static/ {\n        alias /opt/flasktodo/current/static/;" in text
     assert "proxy_pass http://127.0.0.1:8004;" in text
     for header in ("Host $host", "X-Real-IP $remote_addr",
                    "X-Forwarded-For $proxy_add_x_forwarded_for", "X-Forwarded-Proto $scheme"):

@@ -1,0 +1,1 @@
+"""Programs wsgistack installs on the hosts: standard library only, run by their python3."""

@@ -1,0 +1,66 @@
+"""Rolling a group out in batches: each batch goes live and passes its health checks before
+the next one starts, and the first failure stops the rollout.
+
+Everything that only prepares a host (packages, uploads, new releases, candidate config)
+runs on all hosts at once. What changes what users see (switching releases, reloads) runs
+in the host's batch. pyinfra orders operations by the order each host calls them, so every
+host calls the go-live operations of every batch, in batch order, and they act only in its
+own batch: the operations of batch 2 then come after the health checks of batch 1 on every
+host. (pyinfra's own --serial --fail-percent 0 does not stop a rollout: pyinfra #1195.)
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from pyinfra import host, state
+from pyinfra.api import StringCommand, operation
+
+LOCK = "/run/lock/wsgistack.lock"
+
+
+@dataclass(frozen=True)
+class Rollout:
+    group: str
+    hosts: tuple[str, ...]  # the group's hosts this run aims at, in inventory order
+    batch_size: int
+
+    @classmethod
+    def for_group(cls, group: str, batch_size: int) -> Rollout:
+        hosts = tuple(each.name for each in state.inventory.get_group(group)
+                      if state.is_host_in_limit(each))
+        return cls(group, hosts, batch_size)
+
+    @property
+    def batch_count(self) -> int:
+        return -(-len(self.hosts) // self.batch_size)
+
+    def batch_of(self, name: str) -> int:
+        return self.hosts.index(name) // self.batch_size
+
+    def is_turn_of(self, name: str, batch: int) -> bool:
+        return self.batch_of(name) == batch
+
+    def stopped_by(self, name: str) -> list[str]:
+        """Hosts of earlier batches that failed after connecting. An unreachable host is
+        reported by pyinfra and skipped; it does not stop the others."""
+        failed = state.failed_hosts & state.activated_hosts
+        return sorted(each.name for each in failed if each.name in self.hosts
+                      and self.batch_of(each.name) < self.batch_of(name))
+
+
+@operation(is_idempotent=False)
+def go_live(commands: list[str], rollout: Rollout):
+    """Run the shell scripts that make prepared changes live, each under the host's deploy
+    lock and `set -e`; refuse, changing nothing, if a host of an earlier batch failed."""
+    if not commands:
+        return
+    stopped_by = rollout.stopped_by(host.name) if state.is_executing else []
+    if stopped_by:
+        message = (f"rollout of {rollout.group} stopped: {', '.join(stopped_by)} failed;"
+                   f" {host.name} keeps what it runs")
+        yield StringCommand(f"echo {shlex.quote(message)} >&2; exit 1")
+        return
+    for command in commands:
+        yield StringCommand(f"set -e\nexec 9>{LOCK}\nflock --wait 300 9\n{command}")
