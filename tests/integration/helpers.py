@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import testinfra
+
+from tests.unit.test_settings import group_data
 
 REPO = Path(__file__).resolve().parents[2]
 STATE_ROOT = Path("/var/lib/wsgistack-sandbox")
@@ -89,17 +92,41 @@ class Run:
         return [row for row in rows if not re.search(r"\s-\s+-\s*$", row)]
 
 
-def deploy(sandbox: Sandbox, *args: str, secrets_dir: Path, extra_env: dict | None = None,
-           timeout: float = 600) -> Run:
+def deploy_command(sandbox: Sandbox, *args: str, secrets_dir: Path,
+                   extra_env: dict | None = None) -> tuple[list[str], dict[str, str]]:
     """pyinfra inventory.py deploy.py ARGS against the sandbox, as an operator runs it."""
     env = {**os.environ, "WSGISTACK_SANDBOX": sandbox.name,
            "PRODUCTION_FLASKTODO_SECRET_KEY": "production-secret-for-tests",
            **(extra_env or {})}
     command = [PYINFRA, "inventory.py", "deploy.py", "--data", f"secrets_dir={secrets_dir}",
                *args]
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+    return command, env
+
+
+def deploy(sandbox: Sandbox, *args: str, secrets_dir: Path, extra_env: dict | None = None,
+           timeout: float = 600, repo: Path = REPO) -> Run:
+    """Run a deploy from `repo` (this repo, or a changed copy of it) and wait for it."""
+    command, env = deploy_command(sandbox, *args, secrets_dir=secrets_dir, extra_env=extra_env)
+    # The repo's own package first, ahead of the venv's editable install of this repo.
+    env["PYTHONPATH"] = str(repo)
+    result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True,
                             timeout=timeout, check=False)
     return Run(result.returncode, result.stdout + result.stderr)
+
+
+def repo_copy(parent: Path) -> Path:
+    """A copy of this repo's files (sharing its wheelhouse cache), to deploy a deliberately
+    changed version of the deploy itself."""
+    copy = parent / "repo"
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                            cwd=REPO, capture_output=True, text=True, check=True)
+    for name in listed.stdout.splitlines():
+        if (REPO / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, copy / name)
+    (REPO / "build").mkdir(exist_ok=True)
+    (copy / "build").symlink_to(REPO / "build")
+    return copy
 
 
 def http(address: str, path: str, host_header: str = "flasktodo.test", method: str = "GET",
@@ -135,3 +162,25 @@ def wait_for_http_ok(address: str, path: str, timeout: float, **kwargs) -> float
             last = error
         time.sleep(0.2)
     raise AssertionError(f"http://{address}{path} not 200 within {timeout}s (last: {last})")
+
+
+def app_release(parent: Path, version: str, broken: bool = False) -> Path:
+    """A copy of the example app as version `version`; `broken` raises on import."""
+    source = parent / f"flasktodo-{version}"
+    if not source.exists():
+        shutil.copytree(REPO / "apps/flasktodo", source,
+                        ignore=shutil.ignore_patterns("tests", "__pycache__", "*.egg-info",
+                                                      "build"))
+        project = source / "pyproject.toml"
+        project.write_text(re.sub(r'(?m)^version = ".*"$', f'version = "{version}"',
+                                  project.read_text()))
+        if broken:
+            wsgi = source / "src/flasktodo/wsgi.py"
+            wsgi.write_text(wsgi.read_text() + "\nraise RuntimeError('a broken release')\n")
+    return source
+
+
+def apps_data(source: Path) -> str:
+    """`--data` that deploys the example app, as group data declares it, from `source`."""
+    entry = group_data("staging")["apps"][0]
+    return "apps=" + json.dumps([{**entry, "source": str(source)}])
