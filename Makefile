@@ -1,6 +1,7 @@
 # The two commands of the README, and their parts.
 #   make demo   sandbox hosts up, deploy staging, print the URL
 #   make test   lint, unit and integration tests (integration needs root)
+#   make bench  benchmarks on sandbox hosts (root, ~15 min), written to docs/performance.md
 
 VENV     := .venv
 BIN      := $(VENV)/bin
@@ -10,7 +11,7 @@ PYTHON   ?= python3
 SYSTEM_PACKAGES := debootstrap systemd-container nftables iproute2 openssh-client \
                    python3-venv curl openssl util-linux
 
-.PHONY: demo test lint unit integration system-deps venv down clean
+.PHONY: demo test lint unit integration bench system-deps venv down clean
 
 # The deploy's closing summary prints each host's URL and health.
 demo: venv system-deps
@@ -28,6 +29,10 @@ unit: venv
 
 integration: venv system-deps
 	$(BIN)/pytest -m integration
+
+bench: venv system-deps
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python -m bench
 
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \

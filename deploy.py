@@ -25,8 +25,11 @@ programs = [supervisor.prepare_program(settings, each) for each in settings.apps
 site = nginx.prepare_site(settings)
 
 rollout = Rollout.for_group(settings.group, settings.rollout_batch_size)
+due = any(switches + programs + [site])
 for batch in host.loop(range(rollout.batch_count)):
     turn = rollout.is_turn_of(host.name, batch)
+    # A host with nothing to make live is checked at once, with every host like it.
+    check_now = turn if due else batch == 0
     step = f"(rollout batch {batch + 1})"
     for each, switch, program in zip(settings.apps, switches, programs, strict=True):
         go_live(name=f"Switch {each.name} to {each.version}: load check, graceful reload {step}",
@@ -36,4 +39,4 @@ for batch in host.loop(range(rollout.batch_count)):
     go_live(name=f"Apply the {settings.site_name} nginx site: nginx -t, reload {step}",
             commands=[site] if turn and site else [], rollout=rollout)
     for each in settings.apps:
-        health.check_app(settings, each, active=turn)
+        health.check_app(settings, each, active=check_now)

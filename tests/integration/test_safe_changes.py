@@ -16,8 +16,18 @@ from pathlib import Path
 import pytest
 
 from tests.integration.helpers import (
-    REPO, Run, Sandbox, app_release, apps_data, deploy, deploy_command, http, repo_copy,
-    sandbox_cli, wait_for_http_ok)
+    REPO,
+    Run,
+    Sandbox,
+    app_release,
+    apps_data,
+    deploy,
+    deploy_command,
+    http,
+    repo_copy,
+    sandbox_cli,
+    wait_for_http_ok,
+)
 from tests.integration.load import Load
 
 NAME, SUBNET = "isafe", "10.182.0.0/24"

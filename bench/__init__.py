@@ -1,0 +1,1 @@
+"""Benchmarks of the deploy on sandbox hosts (`make bench`); results in docs/performance.md."""

@@ -1,0 +1,175 @@
+"""Benchmarks on sandbox hosts: `make bench`, never part of `make test`.
+
+Measures, each at least BENCH_RUNS times (default 5), reporting min, median and max:
+a fresh deploy of a bare host split by phase, a no-op converge and a --dry run on 1, 3 and
+10 converged hosts, a redeploy of a new app version on one host and rolled across the
+production group, and a baseline of one SSH round trip per host reading the same state.
+Writes docs/performance.md and docs/converge-vs-hosts.png, and prints the figures.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+
+from bench.report import write_report
+from tests.integration.helpers import (
+    REPO,
+    Sandbox,
+    app_release,
+    apps_data,
+    deploy_command,
+    sandbox_cli,
+)
+from wsgistack import wheelhouse
+
+RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+FLEET = ("bench", "10.183.0.0/24", "staging=1,production=9")  # 10 hosts
+BARE = ("benchb", "10.184.0.0/24", "staging=1")  # made anew for each fresh deploy
+HOST_COUNTS = (1, 3, 10)
+PHASES = {"apt": "Install nginx, supervisor and python3-venv",
+          "wheelhouse upload": "Upload the flasktodo",
+          "venv build": "as a new release"}
+# What a converge reads, read in one SSH round trip: packages, managed files, the venv.
+BASELINE_READ = (
+    "dpkg-query -W nginx supervisor python3-venv;"
+    " sha256sum /etc/nginx/sites-available/wsgistack* /etc/flasktodo/*"
+    " /etc/supervisor/conf.d/flasktodo.conf* /etc/tmpfiles.d/flasktodo.conf"
+    " /usr/local/lib/wsgistack/gunicorn-herder;"
+    " readlink /opt/flasktodo/current; /opt/flasktodo/current/venv/bin/python -m pip freeze")
+
+
+@dataclass
+class Timed:
+    seconds: float
+    peak_rss_mb: float
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Series:
+    """Several runs of one measurement."""
+
+    label: str
+    runs: list[Timed] = field(default_factory=list)
+
+    def seconds(self) -> list[float]:
+        return [run.seconds for run in self.runs]
+
+    def stats(self, values: list[float] | None = None) -> tuple[float, float, float]:
+        values = self.seconds() if values is None else values
+        return min(values), statistics.median(values), max(values)
+
+
+def run_pyinfra(sandbox: Sandbox, *args: str, secrets_dir: Path) -> Timed:
+    """One pyinfra run; time per operation from when pyinfra starts each one."""
+    command, env = deploy_command(sandbox, *args, secrets_dir=secrets_dir)
+    env["PYTHONUNBUFFERED"] = "1"
+    started = time.monotonic()
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    marks: list[tuple[float, str]] = []
+    output = []
+    for line in process.stdout:
+        output.append(line)
+        if line.startswith("--> Starting operation:") or line.startswith("--> Results"):
+            marks.append((time.monotonic(), line.split(":", 1)[-1].strip()))
+    _pid, status, usage = os.wait4(process.pid, 0)
+    seconds = time.monotonic() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"bench: pyinfra {' '.join(args)} failed:\n{''.join(output[-40:])}")
+    phases = {phase: sum(end - start for (start, name), (end, _) in pairwise(marks)
+                         if needle in name)
+              for phase, needle in PHASES.items()}
+    phases["the rest (connect, facts, other operations)"] = seconds - sum(phases.values())
+    return Timed(seconds, usage.ru_maxrss / 1024, phases)
+
+
+def limit(sandbox: Sandbox, count: int) -> list[str]:
+    names = [host["name"] for host in sandbox.hosts()][:count]
+    return [arg for name in names for arg in ("--limit", name)]
+
+
+def baseline(sandbox: Sandbox, count: int) -> Timed:
+    """One SSH round trip per host, all hosts at once, reading what a converge reads."""
+    hosts = sandbox.hosts()[:count]
+    started = time.monotonic()
+    with ThreadPoolExecutor(len(hosts)) as pool:
+        list(pool.map(lambda host: sandbox.ssh(host, BASELINE_READ), hosts))
+    return Timed(time.monotonic() - started, 0)
+
+
+def fresh_deploys(secrets_dir: Path) -> Series:
+    series = Series("fresh deploy of a bare Debian 12 host")
+    for _ in range(RUNS):
+        sandbox = Sandbox.up(*BARE)
+        try:
+            series.runs.append(run_pyinfra(sandbox, "-y", secrets_dir=secrets_dir))
+        finally:
+            sandbox.down()
+    return series
+
+
+def build(source: Path) -> Timed:
+    """Build a version's wheelhouse ahead of its redeploy, so that figure is the hosts'."""
+    started = time.monotonic()
+    wheelhouse.build(source, "3.11", "x86_64")  # the fleet's bookworm hosts
+    return Timed(time.monotonic() - started, 0)
+
+
+def repeat(label: str, measure: Callable[[], Timed]) -> Series:
+    return Series(label, [measure() for _ in range(RUNS)])
+
+
+def main() -> None:
+    secrets_dir = Path(tempfile.mkdtemp(prefix="bench-secrets-"))
+    releases = Path(tempfile.mkdtemp(prefix="bench-releases-"))
+    results: dict[str, Series] = {}
+    results["fresh"] = fresh_deploys(secrets_dir)
+    fleet = Sandbox.up(*FLEET)
+    try:
+        first = run_pyinfra(fleet, "-y", secrets_dir=secrets_dir)
+        print(f"fleet of 10 deployed in {first.seconds:.1f}s")
+        for count in HOST_COUNTS:
+            results[f"noop-{count}"] = repeat(
+                f"no-op converge, {count} host(s)",
+                lambda c=count: run_pyinfra(fleet, "-y", *limit(fleet, c), secrets_dir=secrets_dir))
+            results[f"dry-{count}"] = repeat(
+                f"--dry on converged hosts, {count} host(s)",
+                lambda c=count: run_pyinfra(fleet, "--dry", *limit(fleet, c),
+                                            secrets_dir=secrets_dir))
+            results[f"baseline-{count}"] = repeat(
+                f"baseline: one SSH round trip per host, {count} host(s)",
+                lambda c=count: baseline(fleet, c))
+        sources = [app_release(releases, f"2.0.{n}") for n in range(1, 2 * RUNS + 1)]
+        results["build"] = Series("controller: build the wheelhouse of a new version",
+                                  [build(source) for source in sources])
+        one_host, rolling = sources[:RUNS], sources[RUNS:]
+        results["redeploy-1"] = Series("redeploy of a new app version, 1 host", [
+            run_pyinfra(fleet, "-y", "--limit", fleet.hosts("staging")[0]["name"],
+                        "--data", apps_data(source), secrets_dir=secrets_dir)
+            for source in one_host])
+        results["rolling"] = Series("redeploy of a new app version rolled across production"
+                                    " (9 hosts, batch size 1)", [
+            run_pyinfra(fleet, "-y", "--limit", "production", "--data", apps_data(source),
+                        secrets_dir=secrets_dir)
+            for source in rolling])
+    finally:
+        fleet.down()
+    print(write_report(results, REPO / "docs"))
+
+
+if __name__ == "__main__":
+    if os.geteuid() != 0:
+        sys.exit("bench: needs root (it creates sandbox hosts)")
+    sandbox_cli(FLEET[0], "down", check=False)
+    main()

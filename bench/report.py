@@ -1,0 +1,112 @@
+"""The benchmark's figures as docs/performance.md and a plot of converge time per host count."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.__main__ import Series
+
+PLOT = "converge-vs-hosts.png"
+HOST_COUNTS = (1, 3, 10)
+
+
+def row(series: Series, values: list[float] | None = None) -> str:
+    low, median, high = series.stats(values)
+    return f"| {series.label} | {len(series.runs)} | {low:.2f} | {median:.2f} | {high:.2f} |"
+
+
+def phase_rows(series: Series) -> list[str]:
+    phases = series.runs[0].phases
+    return [f"| {series.label}: {phase} | {len(series.runs)} | "
+            + " | ".join(f"{value:.2f}" for value in series.stats(
+                [run.phases[phase] for run in series.runs])) + " |"
+            for phase in phases]
+
+
+def peak_rss(series: Series) -> float:
+    return max(run.peak_rss_mb for run in series.runs)
+
+
+def targets(results: dict[str, Series]) -> list[str]:
+    def median(key: str) -> float:
+        return results[key].stats()[1]
+
+    peak = peak_rss(results["noop-10"])
+    checks = [
+        ("no-op converge of 3 hosts within 2.5x the SSH baseline for 3 hosts",
+         median("noop-3") / median("baseline-3"), 2.5, "x"),
+        ("no-op converge of 10 hosts within 1.5x the time for 1 host",
+         median("noop-10") / median("noop-1"), 1.5, "x"),
+        ("controller peak memory for 10 hosts under 200 MB", peak, 200, " MB"),
+        ("redeploy of a new app version under 10 s per host", median("redeploy-1"), 10, " s"),
+    ]
+    return [f"| {name} | {value:.2f}{unit} | {'met' if value < limit else 'MISSED'} |"
+            for name, value, limit, unit in checks]
+
+
+def plot(results: dict[str, Series], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(6, 4))
+    for prefix, label in (("noop", "no-op converge"), ("dry", "--dry"),
+                          ("baseline", "SSH baseline")):
+        medians = [results[f"{prefix}-{count}"].stats()[1] for count in HOST_COUNTS]
+        axes.plot(HOST_COUNTS, medians, marker="o", label=label)
+    axes.set_xlabel("hosts")
+    axes.set_ylabel("seconds (median)")
+    axes.set_ylim(bottom=0)
+    axes.set_xticks(HOST_COUNTS)
+    axes.legend()
+    axes.set_title("Converge time against host count")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def write_report(results: dict[str, Series], docs: Path) -> str:
+    docs.mkdir(exist_ok=True)
+    plot(results, docs / PLOT)
+    lines = [
+        "# Performance",
+        "",
+        f"Measured by `make bench` on {time.strftime('%Y-%m-%d')}, on sandbox hosts (Debian 12"
+        f" under systemd-nspawn) on one controller ({platform.machine()}, "
+        f"{os.cpu_count()} CPUs). Seconds, wall clock on the controller.",
+        "",
+        "| measurement | runs | min | median | max |",
+        "|---|---|---|---|---|",
+        *phase_rows(results["fresh"]),
+        row(results["fresh"]),
+        *(row(results[f"{kind}-{count}"]) for kind in ("noop", "dry", "baseline")
+          for count in HOST_COUNTS),
+        row(results["build"]),
+        row(results["redeploy-1"]),
+        row(results["rolling"]),
+        "",
+        "Controller peak memory (max RSS of the pyinfra process), no-op converge: "
+        + ", ".join(f"{count} host(s) {peak_rss(results[f'noop-{count}']):.0f} MB"
+                    for count in HOST_COUNTS) + ".",
+        "",
+        "| target | measured | |",
+        "|---|---|---|",
+        *targets(results),
+        "",
+        f"![converge time against host count]({PLOT})",
+        "",
+    ]
+    text = "\n".join(lines)
+    (docs / "performance.md").write_text(text + _notes(docs))
+    return text
+
+
+def _notes(docs: Path) -> str:
+    """The hand-written analysis below the figures, kept across runs."""
+    notes = docs / "performance-notes.md"
+    return "\n" + notes.read_text() if notes.exists() else ""
