@@ -36,7 +36,7 @@ RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 FLEET = ("bench", "10.183.0.0/24", "staging=1,production=9")  # 10 hosts
 BARE = ("benchb", "10.184.0.0/24", "staging=1")  # made anew for each fresh deploy
 HOST_COUNTS = (1, 3, 10)
-PHASES = {"apt": "Install nginx, supervisor and python3-venv",
+PHASES = {"apt": "Install nginx, supervisor, python3-venv and logrotate",
           "wheelhouse upload": "Upload the flasktodo",
           "venv build": "as a new release"}
 # What a converge reads, read in one SSH round trip: packages, managed files, the venv.

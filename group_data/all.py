@@ -29,6 +29,10 @@ log_backups = 5
 rollout_batch_size = 1
 # Seconds a host's health checks wait for a healthy answer before failing the host.
 health_timeout = 30
+# Releases kept in /opt/<app>/releases/ (the live one always), for rollback.py.
+keep_releases = 5
+# SQLite backups kept in /var/lib/<app>/backups/, one taken before each release switch.
+keep_backups = 5
 
 # On the controller: where app secrets are read from, <dir>/<group>/<app>.secret_key.
 # The variable <GROUP>_<APP>_SECRET_KEY (e.g. PRODUCTION_FLASKTODO_SECRET_KEY) comes first.
@@ -39,7 +43,9 @@ generate_secrets = True
 # The WSGI apps on each host. Keys: name (unix user, supervisor program, /opt/<name>),
 # source (project dir built into the wheelhouse), wsgi (gunicorn's app), config_env (the
 # variable naming the app's config file), prefix (URL path), port (gunicorn, on 127.0.0.1),
-# and optionally workers.
+# and optionally workers. To remove an app: {"name": ..., "state": "absent"} stops it and
+# removes its program, site locations, code and config, keeping its data in /var/lib/<name>;
+# add "purge": True to remove the data and its user too.
 apps = [
     {
         "name": "flasktodo",

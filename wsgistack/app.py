@@ -13,13 +13,12 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, server
 
-from wsgistack import wheelhouse
-from wsgistack.changes import refuse, will_change
-from wsgistack.facts import FileText, LinkTarget, PythonTarget
+from wsgistack.changes import will_change
+from wsgistack.facts import LinkTarget
 from wsgistack.paths import HERDER, TEMPLATES, AppPaths
+from wsgistack.releases import backup_script, install_release, prune_script, release_link
 from wsgistack.settings import AppSettings, Settings
 from wsgistack.staged import StagedFiles, StagedState, candidate, is_due
 
@@ -52,14 +51,10 @@ def prepare_app(settings: Settings, app: AppSettings, secret_key: str) -> str:
     install = install_release(app, paths)
     live_release = host.get_fact(LinkTarget, path=str(paths.current))
     staged = staged_files(paths)
-    if (will_change(config, gunicorn_config, install) or live_release != release_link(app)
+    if (will_change(config, gunicorn_config, install) or live_release != release_link(app.version)
             or is_due(host.get_fact(StagedState, staged=staged))):
         return switch_script(settings, app, paths, staged)
     return ""
-
-
-def release_link(app: AppSettings) -> str:
-    return f"releases/{app.version}"
 
 
 def create_user(app: AppSettings) -> None:
@@ -76,6 +71,7 @@ def create_directories(app: AppSettings, paths: AppPaths) -> None:
         (paths.home, "root", "root", "755", "releases, read-only to the app"),
         (paths.config_dir, "root", app.name, "750", "config, readable by the app only"),
         (paths.data, app.name, app.name, "750", "data, the app's own"),
+        (paths.backups, app.name, app.name, "750", "database backups"),
         (paths.run_dir, app.name, app.name, "755", "runtime dir for the pid file"),
     ]
     for path, user, group, mode, purpose in directories:
@@ -85,49 +81,6 @@ def create_directories(app: AppSettings, paths: AppPaths) -> None:
         name=f"Recreate {paths.run_dir} at every boot (tmpfiles.d)",
         src=str(TEMPLATES / "etc/tmpfiles.d/app.conf.j2"), dest=str(paths.tmpfiles),
         mode="644", app=app, paths=paths,
-    )
-
-
-def install_release(app: AppSettings, paths: AppPaths) -> OperationMeta | None:
-    """Install the wheelhouse as releases/<version> unless that release holds exactly it.
-
-    The release records the digest of the wheelhouse it was installed from, last, only after
-    a successful install: the comparison is by state, so an interrupted install is redone
-    by the next run, and a converged host uploads and installs nothing. A live release is
-    never reinstalled: new bits need a new version.
-    """
-    python, machine = host.get_fact(PythonTarget)
-    build = wheelhouse.build(app.source, python, machine)
-    release = paths.release(app.version)
-    installed = (host.get_fact(FileText, path=str(release.installed_marker)) or "").strip()
-    if installed == build.digest:
-        return None
-    if host.get_fact(LinkTarget, path=str(paths.current)) == release_link(app):
-        return refuse(
-            name=f"Refuse to reinstall the live {app.name} {app.version}",
-            message=f"{app.name} {app.version} is live on this host and was built from other"
-                    f" sources: bump the version in {app.source}/pyproject.toml to deploy them",
-        )
-    files.sync(
-        name=f"Upload the {app.name} {app.version} wheelhouse",
-        src=str(build.path), dest=str(paths.wheelhouse), delete=True,
-        user="root", group="root", mode="644", dir_mode="755",
-    )
-    package = app.wsgi.split(":")[0].split(".")[0]
-    python = f"{release.venv}/bin/python"
-    static_dir = (f"$({python} -c 'import importlib.util, os;"
-                  f" print(os.path.dirname(importlib.util.find_spec(\"{package}\").origin))')")
-    pip_install = f"{python} -m pip install --quiet --no-index --find-links {paths.wheelhouse}"
-    return server.shell(
-        name=f"Install {app.name} {app.version} as a new release (its own venv)",
-        commands=[
-            f"rm -rf {release.path} && mkdir -p {release.path}",
-            f"python3 -m venv {release.venv}",
-            f"{pip_install} --requirement {paths.wheelhouse}/requirements.txt",
-            f"{pip_install} --no-deps {paths.wheelhouse}/{build.app_wheel}",
-            f"ln -sfn {static_dir}/static {release.static}",
-            f"echo {shlex.quote(build.digest)} > {release.installed_marker}",
-        ],
     )
 
 
@@ -150,9 +103,12 @@ def switch_script(settings: Settings, app: AppSettings, paths: AppPaths,
         "fi",
         f"link() {{ {link}; }}",
         f"previous=$(readlink {paths.current} || true)",
+        f"if [ \"$previous\" != {release_link(app.version)} ]; then",
+        backup_script(app, paths, settings.keep_backups),
+        "fi",
         staged.keep_previous(),
         staged.promote(),
-        f"link {release_link(app)}",
+        f"link {release_link(app.version)}",
         f"if ! {reload}; then",
         f"  {staged.put_back_previous()}",
         "  if [ -n \"$previous\" ]; then link \"$previous\"; fi",
@@ -160,4 +116,5 @@ def switch_script(settings: Settings, app: AppSettings, paths: AppPaths,
         "fi",
         staged.forget_previous(),
         staged.record(),
+        prune_script(paths, settings.keep_releases),
     ])

@@ -10,7 +10,8 @@ from pyinfra.operations import apt, files, systemd
 
 from wsgistack.paths import HERDER, HERDER_SOURCE
 
-PACKAGES = ["nginx", "supervisor", "python3-venv"]
+# logrotate: nginx's per-site logs are rotated by its rule in /etc/logrotate.d/nginx.
+PACKAGES = ["nginx", "supervisor", "python3-venv", "logrotate"]
 
 
 @deploy("Base packages and services")
@@ -18,7 +19,7 @@ def install_base() -> None:
     installed = host.get_fact(DebPackages)
     missing = [package for package in PACKAGES if package not in installed]
     apt.packages(
-        name="Install nginx, supervisor and python3-venv",
+        name="Install nginx, supervisor, python3-venv and logrotate",
         packages=PACKAGES,
         # Refresh the package lists only when something must be installed, so a converged
         # host reports no change however old its lists are.

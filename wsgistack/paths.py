@@ -83,6 +83,11 @@ class AppPaths:
         return self.data / f"{self.name}.sqlite3"
 
     @property
+    def backups(self) -> PurePosixPath:
+        """Online backups of the database, one taken before each release switch."""
+        return self.data / "backups"
+
+    @property
     def run_dir(self) -> PurePosixPath:
         return PurePosixPath("/run") / self.name
 

@@ -12,10 +12,13 @@ host. (pyinfra's own --serial --fail-percent 0 does not stop a rollout: pyinfra 
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyinfra import host, state
 from pyinfra.api import StringCommand, operation
+
+from wsgistack import health
+from wsgistack.settings import AppSettings, Settings
 
 LOCK = "/run/lock/wsgistack.lock"
 
@@ -64,3 +67,51 @@ def go_live(commands: list[str], rollout: Rollout):
         return
     for command in commands:
         yield StringCommand(f"set -e\nexec 9>{LOCK}\nflock --wait 300 9\n{command}")
+
+
+@dataclass(frozen=True)
+class AppStep:
+    """What going live means for one app on this host: shell scripts, "" for nothing."""
+
+    app: AppSettings  # the version it goes live with
+    switch: str = ""  # config, release and gunicorn swap (app.switch_script)
+    program: str = ""  # the supervisor program (supervisor.load_script)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything this host makes live, in its batch."""
+
+    apps: list[AppStep]
+    site: str = ""  # the nginx site (nginx.reload_script)
+    removals: list[tuple[str, str]] = field(default_factory=list)  # (app, removal script)
+
+    @property
+    def due(self) -> bool:
+        return any([self.site, *(s.switch or s.program for s in self.apps),
+                    *(script for _name, script in self.removals)])
+
+
+def go_live_in_batches(settings: Settings, plan: Plan) -> None:
+    """Every batch of the host's group in order; the host acts in its own batch, then its
+    apps are health-checked. A host with nothing due is checked at once, with all like it."""
+    rollout = Rollout.for_group(settings.group, settings.rollout_batch_size)
+    for batch in host.loop(range(rollout.batch_count)):
+        turn = rollout.is_turn_of(host.name, batch)
+        step = f"(rollout batch {batch + 1})"
+
+        def mine(script: str, turn: bool = turn) -> list[str]:
+            return [script] if turn and script else []
+
+        for each in plan.apps:
+            go_live(name=f"Switch {each.app.name} to {each.app.version}: load check,"
+                         f" graceful reload {step}", commands=mine(each.switch), rollout=rollout)
+            go_live(name=f"Apply the {each.app.name} supervisor program {step}",
+                    commands=mine(each.program), rollout=rollout)
+        go_live(name=f"Apply the {settings.site_name} nginx site: nginx -t, reload {step}",
+                commands=mine(plan.site), rollout=rollout)
+        for name, script in plan.removals:
+            go_live(name=f"Remove {name}: program, code and config {step}",
+                    commands=mine(script), rollout=rollout)
+        for each in plan.apps:
+            health.check_app(settings, each.app, active=turn if plan.due else batch == 0)

@@ -26,7 +26,9 @@ NGINX_TIME = re.compile(r"^[0-9]+(ms|s|m|h|d|w|M|y)?$")
 SUPERVISOR_SIZE = re.compile(r"^[0-9]+(KB|MB|GB)?$")
 WSGI_APP = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*(\(\))?$")
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
-APP_KEYS = {"name", "source", "wsgi", "config_env", "prefix", "port", "workers"}
+APP_KEYS = {"name", "source", "wsgi", "config_env", "prefix", "port", "workers", "state",
+            "purge"}
+APP_STATES = ("present", "absent")
 
 
 class SettingsError(PyinfraError):
@@ -52,6 +54,15 @@ class AppSettings:
 
 
 @dataclass(frozen=True)
+class RemovedApp:
+    """An app marked `"state": "absent"`: removed from the hosts, its data kept unless
+    `purge`."""
+
+    name: str
+    purge: bool
+
+
+@dataclass(frozen=True)
 class Settings:
     group: str
     server_names: list[str]
@@ -67,7 +78,10 @@ class Settings:
     generate_secrets: bool
     rollout_batch_size: int
     health_timeout: int
+    keep_releases: int
+    keep_backups: int
     apps: list[AppSettings]
+    removed_apps: list[RemovedApp]
 
     @property
     def url_host(self) -> str:
@@ -122,7 +136,9 @@ def load_settings(data: Mapping[str, Any], group: str) -> Settings:
     generate = c.get("generate_secrets", bool, lambda v: True, "True or False")
     batch_size = c.get("rollout_batch_size", int, lambda v: v >= 1, "1 or more hosts")
     health_timeout = c.get("health_timeout", int, lambda v: 1 <= v <= 600, "1 to 600 seconds")
-    apps = load_apps(c, workers)
+    keep_releases = c.get("keep_releases", int, lambda v: 1 <= v <= 100, "1 to 100")
+    keep_backups = c.get("keep_backups", int, lambda v: 0 <= v <= 1000, "0 to 1000")
+    apps, removed = load_apps(c, workers)
     if apps is not None and http_port is not None:
         for app in apps:
             if app.port == http_port:
@@ -134,30 +150,56 @@ def load_settings(data: Mapping[str, Any], group: str) -> Settings:
         client_max_body_size=body, static_expires=expires, gunicorn_timeout=timeout,
         gunicorn_graceful_timeout=graceful, log_max_bytes=max_bytes, log_backups=backups,
         secrets_dir=Path(secrets_dir).expanduser(), generate_secrets=generate,
-        rollout_batch_size=batch_size, health_timeout=health_timeout, apps=apps or [],
+        rollout_batch_size=batch_size, health_timeout=health_timeout,
+        keep_releases=keep_releases, keep_backups=keep_backups, apps=apps, removed_apps=removed,
     )
 
 
-def load_apps(c: Checker, default_workers: int | None) -> list[AppSettings] | None:
+def load_apps(c: Checker,
+              default_workers: int | None) -> tuple[list[AppSettings], list[RemovedApp]]:
     entries = c.get("apps", list, bool, "a non-empty list of app entries")
-    if entries is None:
-        return None
-    apps = []
-    for index, entry in enumerate(entries):
+    apps: list[AppSettings] = []
+    removed: list[RemovedApp] = []
+    for index, entry in enumerate(entries or []):
         if not isinstance(entry, dict):
             c.fail(f"apps[{index}]", "must be a dict")
             continue
-        app = load_app(c, entry, index, default_workers)
-        if app is not None:
-            apps.append(app)
-    for attribute in ("name", "port", "prefix"):
+        state = entry.get("state", "present")
+        if state not in APP_STATES:
+            c.fail(f"apps[{entry.get('name', index)}].state",
+                   f"{state!r} is invalid: expected one of {', '.join(APP_STATES)}")
+        elif state == "absent":
+            gone = load_removed_app(c, entry, index)
+            if gone is not None:
+                removed.append(gone)
+        else:
+            app = load_app(c, entry, index, default_workers)
+            if app is not None:
+                apps.append(app)
+    names = [app.name for app in apps] + [gone.name for gone in removed]
+    for name in {name for name in names if names.count(name) > 1}:
+        c.fail("apps", f"{name} is listed more than once")
+    for attribute in ("port", "prefix"):
         seen: dict[Any, str] = {}
         for app in apps:
             value = getattr(app, attribute)
             if value in seen:
                 c.fail("apps", f"{app.name} and {seen[value]} share {attribute} {value!r}")
             seen[value] = app.name
-    return apps
+    return apps, removed
+
+
+def load_removed_app(c: Checker, entry: dict[str, Any], index: int) -> RemovedApp | None:
+    where = f"apps[{index}]"
+    before = len(c.problems)
+    for key in sorted(set(entry) - APP_KEYS):
+        c.fail(f"{where}.{key}", f"is not a known app key ({', '.join(sorted(APP_KEYS))})")
+    name = c.get("name", str, APP_NAME.match, "lowercase letters, digits and -, at most 31",
+                 entry, f"{where}.name")
+    purge = entry.get("purge", False)
+    if not isinstance(purge, bool):
+        c.fail(f"apps[{name or index}].purge", f"{purge!r} is invalid: expected True or False")
+    return None if len(c.problems) > before else RemovedApp(name, purge)
 
 
 def load_app(c: Checker, entry: dict[str, Any], index: int,
@@ -178,6 +220,8 @@ def load_app(c: Checker, entry: dict[str, Any], index: int,
                    entry, f"{where}.prefix")
     port = c.get("port", int, lambda v: 1024 <= v <= 65535, "a port, 1024-65535",
                  entry, f"{where}.port")
+    if "purge" in entry:
+        c.fail(f"{where}.purge", "applies only to an app marked \"state\": \"absent\"")
     workers = default_workers
     if "workers" in entry:
         workers = c.get("workers", int, lambda v: 1 <= v <= 64, "1 to 64", entry,

@@ -92,21 +92,21 @@ class Run:
         return [row for row in rows if not re.search(r"\s-\s+-\s*$", row)]
 
 
-def deploy_command(sandbox: Sandbox, *args: str, secrets_dir: Path,
-                   extra_env: dict | None = None) -> tuple[list[str], dict[str, str]]:
-    """pyinfra inventory.py deploy.py ARGS against the sandbox, as an operator runs it."""
+def deploy_command(sandbox: Sandbox, *args: str, secrets_dir: Path, extra_env: dict | None = None,
+                   entry: str = "deploy.py") -> tuple[list[str], dict[str, str]]:
+    """pyinfra inventory.py ENTRY ARGS against the sandbox, as an operator runs it."""
     env = {**os.environ, "WSGISTACK_SANDBOX": sandbox.name,
            "PRODUCTION_FLASKTODO_SECRET_KEY": "production-secret-for-tests",
            **(extra_env or {})}
-    command = [PYINFRA, "inventory.py", "deploy.py", "--data", f"secrets_dir={secrets_dir}",
-               *args]
+    command = [PYINFRA, "inventory.py", entry, "--data", f"secrets_dir={secrets_dir}", *args]
     return command, env
 
 
 def deploy(sandbox: Sandbox, *args: str, secrets_dir: Path, extra_env: dict | None = None,
-           timeout: float = 600, repo: Path = REPO) -> Run:
-    """Run a deploy from `repo` (this repo, or a changed copy of it) and wait for it."""
-    command, env = deploy_command(sandbox, *args, secrets_dir=secrets_dir, extra_env=extra_env)
+           timeout: float = 600, repo: Path = REPO, entry: str = "deploy.py") -> Run:
+    """Run a deploy (or `entry`) from `repo` (this repo, or a changed copy) and wait for it."""
+    command, env = deploy_command(sandbox, *args, secrets_dir=secrets_dir, extra_env=extra_env,
+                                  entry=entry)
     # The repo's own package first, ahead of the venv's editable install of this repo.
     env["PYTHONPATH"] = str(repo)
     result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True,

@@ -193,13 +193,16 @@ def test_an_interrupted_deploy_is_finished_by_the_next_run(stack: Stack) -> None
 
 def test_a_failed_health_check_stops_the_production_rollout(stack: Stack) -> None:
     first, second = stack.host("production1"), stack.host("production2")
-    database = "/var/lib/flasktodo/flasktodo.sqlite3"
-    stack.ssh(first, f"chmod 000 {database}")  # production1 will fail its health check
+    # An operator's stray server for the site's name, read before ours (conf.d comes first):
+    # production1 answers 503 through nginx, so it will fail its health check.
+    stray = "/etc/nginx/conf.d/stray.conf"
+    stack.ssh(first, f"echo 'server {{ listen 80; server_name {SERVER_NAMES['production']};"
+                     f" return 503; }}' > {stray} && systemctl reload nginx")
     try:
         run = stack.deploy("--limit", "production", "--data", stack.release("1.1.0"),
                            "--data", "health_timeout=3")
     finally:
-        stack.ssh(first, f"chmod 640 {database}")
+        stack.ssh(first, f"rm {stray} && systemctl reload nginx")
     assert run.returncode != 0
     assert "health check failed: flasktodo through nginx" in run.output
     assert f"rollout of production stopped: {first['name']} failed" in run.output

@@ -54,7 +54,18 @@ BAD = [
     ({"apps": [{**group_data("staging")["apps"][0], "port": 80}]}, "port"),
     ({"apps": [{**group_data("staging")["apps"][0], "colour": "red"}]}, "not a known app key"),
     ({"apps": [{**group_data("staging")["apps"][0], "source": "apps/none"}]}, "source"),
-    ({"apps": [group_data("staging")["apps"][0]] * 2}, "share name"),
+    ({"apps": [group_data("staging")["apps"][0]] * 2}, "flasktodo is listed more than once"),
+    ({"apps": [group_data("staging")["apps"][0], {**group_data("staging")["apps"][0],
+                                                   "name": "second"}]},
+     "apps: second and flasktodo share port 8004"),
+    ({"apps": [{**group_data("staging")["apps"][0], "state": "gone"}]},
+     "apps[flasktodo].state: 'gone' is invalid: expected one of present, absent"),
+    ({"apps": [{**group_data("staging")["apps"][0], "purge": True}]},
+     "apps[flasktodo].purge: applies only to an app marked"),
+    ({"apps": [{"name": "old", "state": "absent", "purge": "yes"}]},
+     "apps[old].purge: 'yes' is invalid"),
+    ({"keep_releases": 0}, "keep_releases: 0 is invalid: expected 1 to 100"),
+    ({"rollout_batch_size": 0}, "rollout_batch_size: 0 is invalid"),
 ]
 
 
@@ -94,3 +105,14 @@ def test_production_never_invents_a_secret(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="PRODUCTION_FLASKTODO_SECRET_KEY"):
         secret_key(production, production.apps[0], {"STAGING_FLASKTODO_SECRET_KEY": "k"})
     assert not (tmp_path / "production").exists()
+
+
+def test_an_absent_app_needs_only_its_name() -> None:
+    present = group_data("staging")["apps"][0]
+    data = {**group_data("staging"), "apps": [
+        present, {"name": "old", "state": "absent"}, {"name": "older", "state": "absent",
+                                                      "purge": True}]}
+    settings = load_settings(data, "staging")
+    assert [app.name for app in settings.apps] == ["flasktodo"]
+    assert [(gone.name, gone.purge) for gone in settings.removed_apps] == [
+        ("old", False), ("older", True)]

@@ -1,0 +1,41 @@
+"""Roll each app back to its previous release, like a deploy: batch by batch, health-gated.
+
+    pyinfra inventory.py rollback.py --limit production [--data rollback_to=1.0.0] [--dry]
+
+The previous release is the newest one installed before the live one; `rollback_to` names
+another installed version. The switch is the deploy's own: load check, `current` switched,
+graceful gunicorn swap, database backed up first. With nothing to roll back to, the host
+fails with the reason and nothing changes. The next deploy.py run deploys group data's
+version again.
+"""
+
+from dataclasses import replace
+
+from pyinfra import host
+
+from wsgistack.app import staged_files, switch_script
+from wsgistack.changes import refuse
+from wsgistack.facts import LinkTarget
+from wsgistack.paths import AppPaths
+from wsgistack.releases import NoRollback, release_link, rollback_target
+from wsgistack.rollout import AppStep, Plan, go_live_in_batches
+from wsgistack.settings import SettingsError, host_group, load_settings
+
+settings = load_settings(host.data, host_group(host.groups))
+wanted = host.data.get("rollback_to")
+if wanted is not None and not isinstance(wanted, str):
+    raise SettingsError([f"rollback_to: {wanted!r} is not a version: quote it, e.g."
+                         f" --data 'rollback_to=\"{wanted}\"'"])
+
+steps = []
+for each in settings.apps:
+    paths = AppPaths(each.name)
+    try:
+        target = replace(each, version=rollback_target(each, paths, wanted))
+    except NoRollback as reason:
+        refuse(name=f"Find the release to roll {each.name} back to", message=str(reason))
+        continue
+    live = host.get_fact(LinkTarget, path=str(paths.current))
+    steps.append(AppStep(target, switch="" if live == release_link(target.version) else
+                         switch_script(settings, target, paths, staged_files(paths))))
+go_live_in_batches(settings, Plan(apps=steps))

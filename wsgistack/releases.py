@@ -1,0 +1,137 @@
+"""Releases of an app on a host: installing one, keeping the last few, backing up the data
+before a switch, and finding what to roll back to.
+
+A release is /opt/<app>/releases/<version>/ with its own venv, installed from the uploaded
+wheelhouse. It is complete once its marker (the wheelhouse digest) is written, last; the
+marker's time orders the releases, oldest first.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra import host
+from pyinfra.api import FactBase
+from pyinfra.api.operation import OperationMeta
+from pyinfra.operations import files, server
+
+from wsgistack import wheelhouse
+from wsgistack.changes import refuse
+from wsgistack.facts import FileText, LinkTarget, PythonTarget
+from wsgistack.paths import AppPaths
+from wsgistack.settings import AppSettings
+
+MARKER = ".wheelhouse-digest"  # ReleasePaths.installed_marker's name
+
+# SQLite's online backup (consistent while the app writes), to a temporary name first.
+BACKUP = """
+import os, sqlite3, sys
+source, target = sys.argv[1], sys.argv[2]
+with sqlite3.connect(source, timeout=30) as live, sqlite3.connect(target + ".tmp") as copy:
+    live.backup(copy)
+copy.close()
+os.rename(target + ".tmp", target)
+"""
+
+
+class InstalledReleases(FactBase[list[str]]):
+    """The complete releases of an app, oldest first."""
+
+    def command(self, releases: str) -> str:
+        return (f"ls -1tr {shlex.quote(releases)}/*/{MARKER} 2>/dev/null"
+                f" | awk -F/ '{{print $(NF-1)}}' || true")
+
+    def process(self, output: list[str]) -> list[str]:
+        return [line for line in output if line]
+
+
+def release_link(version: str) -> str:
+    """What `current` holds when `version` is live."""
+    return f"releases/{version}"
+
+
+def install_release(app: AppSettings, paths: AppPaths) -> OperationMeta | None:
+    """Install the wheelhouse as releases/<version> unless that release holds exactly it.
+
+    The comparison is by state, so an interrupted install is redone by the next run, and a
+    converged host uploads and installs nothing. A live release is never reinstalled: new
+    bits need a new version.
+    """
+    python, machine = host.get_fact(PythonTarget)
+    build = wheelhouse.build(app.source, python, machine)
+    release = paths.release(app.version)
+    installed = (host.get_fact(FileText, path=str(release.installed_marker)) or "").strip()
+    if installed == build.digest:
+        return None
+    if host.get_fact(LinkTarget, path=str(paths.current)) == release_link(app.version):
+        return refuse(
+            name=f"Refuse to reinstall the live {app.name} {app.version}",
+            message=f"{app.name} {app.version} is live on this host and was built from other"
+                    f" sources: bump the version in {app.source}/pyproject.toml to deploy them",
+        )
+    files.sync(
+        name=f"Upload the {app.name} {app.version} wheelhouse",
+        src=str(build.path), dest=str(paths.wheelhouse), delete=True,
+        user="root", group="root", mode="644", dir_mode="755",
+    )
+    package = app.wsgi.split(":")[0].split(".")[0]
+    python = f"{release.venv}/bin/python"
+    static_dir = (f"$({python} -c 'import importlib.util, os;"
+                  f" print(os.path.dirname(importlib.util.find_spec(\"{package}\").origin))')")
+    pip_install = f"{python} -m pip install --quiet --no-index --find-links {paths.wheelhouse}"
+    return server.shell(
+        name=f"Install {app.name} {app.version} as a new release (its own venv)",
+        commands=[
+            f"rm -rf {release.path} && mkdir -p {release.path}",
+            f"python3 -m venv {release.venv}",
+            f"{pip_install} --requirement {paths.wheelhouse}/requirements.txt",
+            f"{pip_install} --no-deps {paths.wheelhouse}/{build.app_wheel}",
+            f"ln -sfn {static_dir}/static {release.static}",
+            f"echo {shlex.quote(build.digest)} > {release.installed_marker}",
+        ],
+    )
+
+
+def backup_script(app: AppSettings, paths: AppPaths, keep: int) -> str:
+    """Shell: back up the database online, as the app's user, keeping the newest `keep`."""
+    target = f"{paths.backups}/{app.name}-$(date -u +%Y%m%dT%H%M%SZ)-before-{app.version}.sqlite3"
+    return "\n".join([
+        f"if [ -f {paths.database} ]; then",
+        f"  runuser -u {app.name} -- python3 -c {shlex.quote(BACKUP)} {paths.database}"
+        f" \"{target}\"",
+        f"  ls -1t {paths.backups}/*.sqlite3 | tail -n +{keep + 1} | xargs -r rm -f",
+        "fi",
+    ])
+
+
+def prune_script(paths: AppPaths, keep: int) -> str:
+    """Shell: remove all but the newest `keep` releases, never the live one, and any
+    release whose install never finished."""
+    return "\n".join([
+        f"live=$(readlink {paths.current})",
+        f"for release in $(ls -1t {paths.releases}/*/{MARKER} | tail -n +{keep + 1}"
+        " | xargs -r -n1 dirname) $(for dir in " + f"{paths.releases}/*/; do"
+        f" [ -f \"$dir{MARKER}\" ] || echo \"${{dir%/}}\"; done); do",
+        f"  [ \"$release\" = {paths.home}/\"$live\" ] || rm -rf \"$release\"",
+        "done",
+    ])
+
+
+def rollback_target(app: AppSettings, paths: AppPaths, wanted: str | None) -> str:
+    """The version to roll back to, or a refusal saying why there is none."""
+    installed = host.get_fact(InstalledReleases, releases=str(paths.releases))
+    live = (host.get_fact(LinkTarget, path=str(paths.current)) or "").removeprefix("releases/")
+    if wanted is not None:
+        if wanted not in installed:
+            raise NoRollback(f"{app.name} {wanted} is not installed on this host"
+                             f" (installed: {', '.join(installed) or 'none'})")
+        return wanted
+    older = installed[:installed.index(live)] if live in installed else []
+    if not older:
+        raise NoRollback(f"nothing to roll back to: {app.name} has no release older than"
+                         f" the live {live or 'none'} on this host")
+    return older[-1]
+
+
+class NoRollback(Exception):
+    pass

@@ -1,0 +1,73 @@
+"""Removing an app marked absent: the `destroy` of this stack, one app at a time.
+
+Its supervisor program is stopped and removed (`supervisorctl update` drops it), then its
+code, config, runtime dir and stamps. Its data (/var/lib/<app>), user and logs stay, unless
+the entry says `"purge": True`. The nginx site is rendered without the app's locations and
+goes live before the removal, so nginx stops routing to it first.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra import host
+from pyinfra.api import FactBase
+
+from wsgistack.paths import AppPaths
+from wsgistack.settings import RemovedApp
+from wsgistack.staged import STAMPS, candidate
+
+
+def leftovers(paths: AppPaths) -> list[str]:
+    """What the app leaves on a host when removed without purge."""
+    return [str(path) for path in (
+        paths.home, paths.config_dir, paths.supervisor_program,
+        candidate(paths.supervisor_program), paths.tmpfiles, paths.run_dir,
+        f"{STAMPS}/app-{paths.name}", f"{STAMPS}/supervisor-{paths.name}")]
+
+
+def purged(paths: AppPaths) -> list[str]:
+    """What a purge removes as well: the data and the logs."""
+    return [str(paths.data), str(paths.stdout_log), str(paths.stderr_log),
+            f"/var/log/nginx/{paths.name}.access.log", f"/var/log/nginx/{paths.name}.error.log"]
+
+
+class ExistingPaths(FactBase[list[str]]):
+    """Which of the paths exist on the host."""
+
+    def command(self, paths: list[str]) -> str:
+        return " ".join(["for path in", *map(shlex.quote, paths),
+                         "; do if [ -e \"$path\" ] || [ -L \"$path\" ]; then echo \"$path\";"
+                         " fi; done"])
+
+    def process(self, output: list[str]) -> list[str]:
+        return output
+
+
+class UserExists(FactBase[bool]):
+    def command(self, user: str) -> str:
+        return f"if id -u {shlex.quote(user)} >/dev/null 2>&1; then echo yes; else echo no; fi"
+
+    def process(self, output: list[str]) -> bool:
+        return output == ["yes"]
+
+
+def removal_script(gone: RemovedApp) -> str:
+    """The go-live script that removes the app, or "" if nothing of it is left."""
+    paths = AppPaths(gone.name)
+    remove = leftovers(paths) + (purged(paths) if gone.purge else [])
+    user_left = gone.purge and host.get_fact(UserExists, user=gone.name)
+    if not host.get_fact(ExistingPaths, paths=remove) and not user_left:
+        return ""
+    name = shlex.quote(gone.name)
+    lines = [
+        f"supervisorctl stop {name} >/dev/null 2>&1 || true",
+        f"rm -f {paths.supervisor_program} {candidate(paths.supervisor_program)}",
+        "supervisorctl reread >/dev/null",
+        f"supervisorctl update {name} >/dev/null 2>&1 || true",
+        "rm -rf " + " ".join(map(shlex.quote, remove)),
+    ]
+    if gone.purge:
+        lines.append(f"if id -u {name} >/dev/null 2>&1; then userdel {name}; fi")
+        lines.append(f"if getent group {name} >/dev/null; then groupdel {name}; fi")
+    return "\n".join(lines)
