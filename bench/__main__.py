@@ -45,7 +45,9 @@ BASELINE_READ = (
     " sha256sum /etc/nginx/sites-available/wsgistack* /etc/flasktodo/*"
     " /etc/supervisor/conf.d/flasktodo.conf* /etc/tmpfiles.d/flasktodo.conf"
     " /usr/local/lib/wsgistack/gunicorn-herder;"
-    " readlink /opt/flasktodo/current; /opt/flasktodo/current/venv/bin/python -m pip freeze")
+    " readlink /opt/flasktodo/current; /opt/flasktodo/current/venv/bin/python -c"
+    " 'import importlib.metadata as m; print(sorted(f\"{d.name}=={d.version}\""
+    " for d in m.distributions()))'")
 
 
 @dataclass

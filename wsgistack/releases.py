@@ -69,23 +69,26 @@ def install_release(app: AppSettings, paths: AppPaths) -> OperationMeta | None:
             message=f"{app.name} {app.version} is live on this host and was built from other"
                     f" sources: bump the version in {app.source}/pyproject.toml to deploy them",
         )
-    files.sync(
+    files.put(
         name=f"Upload the {app.name} {app.version} wheelhouse",
-        src=str(build.path), dest=str(paths.wheelhouse), delete=True,
-        user="root", group="root", mode="644", dir_mode="755",
+        src=str(build.archive), dest=f"{paths.wheelhouse}.tar", user="root", group="root",
+        mode="644",
     )
     package = app.wsgi.split(":")[0].split(".")[0]
     python = f"{release.venv}/bin/python"
     static_dir = (f"$({python} -c 'import importlib.util, os;"
                   f" print(os.path.dirname(importlib.util.find_spec(\"{package}\").origin))')")
-    pip_install = f"{python} -m pip install --quiet --no-index --find-links {paths.wheelhouse}"
+    wheels = paths.wheelhouse
     return server.shell(
         name=f"Install {app.name} {app.version} as a new release (its own venv)",
         commands=[
-            f"rm -rf {release.path} && mkdir -p {release.path}",
-            f"python3 -m venv {release.venv}",
-            f"{pip_install} --requirement {paths.wheelhouse}/requirements.txt",
-            f"{pip_install} --no-deps {paths.wheelhouse}/{build.app_wheel}",
+            f"rm -rf {release.path} {wheels} && mkdir -p {release.path} {wheels}",
+            f"tar -xf {wheels}.tar -C {wheels}",
+            f"python3 -m venv --without-pip {release.venv}",
+            # pip runs from its wheel, installing into the venv whose python runs it.
+            f"{python} {wheels}/{build.installer_wheel}/pip install --quiet"
+            f" --disable-pip-version-check --no-index --find-links {wheels}"
+            f" --requirement {wheels}/requirements.txt {wheels}/{build.app_wheel}",
             f"ln -sfn {static_dir}/static {release.static}",
             f"echo {shlex.quote(build.digest)} > {release.installed_marker}",
         ],
