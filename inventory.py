@@ -6,9 +6,12 @@ servers, write a targets file (see README) and run
 Group settings live in group_data/; nothing here needs editing.
 """
 
+from wsgistack.preflight import check_before_connecting
 from wsgistack.targets import load_targets
 
 _targets = load_targets()
+# Every setting of the groups this run aims at, checked before any host is connected to.
+check_before_connecting(_targets)
 
 staging = _targets["staging"]
 production = _targets["production"]

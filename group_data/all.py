@@ -5,8 +5,20 @@
 server_names = ["flasktodo.test"]
 # Name of the nginx site file in /etc/nginx/sites-available/.
 site_name = "wsgistack"
-# Port nginx listens on for HTTP, IPv4 and IPv6.
+# Port nginx listens on for HTTP, IPv4 and IPv6: it only redirects to HTTPS.
 http_port = 80
+# Port nginx serves HTTPS on, IPv4 and IPv6 (TLS 1.2 and 1.3, Mozilla "intermediate").
+https_port = 443
+# The certificate and key files on the controller. None: the pair kept in
+# <secrets_dir>/<group>/tls/<site_name>.crt and .key, made self-signed once if missing and
+# generate_secrets is on (never in production).
+tls_certificate = None
+# The certificate's private key (uploaded 0600, root only). Set both or neither.
+tls_certificate_key = None
+# Send Strict-Transport-Security (browsers then refuse plain HTTP for hsts_max_age).
+hsts = False
+# Seconds browsers remember HSTS (two years).
+hsts_max_age = 63072000
 # Largest request body nginx accepts (client_max_body_size).
 client_max_body_size = "1m"
 # How long browsers may cache static files (nginx `expires`).

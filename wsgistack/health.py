@@ -18,18 +18,36 @@ from pyinfra.api import StringCommand, operation
 
 from wsgistack.settings import AppSettings, Settings
 
-# Asks a URL until it answers {"status": "ok"} or the deadline passes; prints the last reply.
+# Asks a URL on this host until it answers {"status": "ok"} or the deadline passes; prints
+# the last reply. HTTPS goes to the site's own name (SNI and Host), unverified: it is this
+# host's own nginx on loopback, whatever certificate it has.
 PROBE = """
-import json, sys, time, urllib.request
-url, host_header, deadline = sys.argv[1], sys.argv[2], time.monotonic() + float(sys.argv[3])
+import http.client, json, ssl, sys, time
+url, name, deadline = sys.argv[1], sys.argv[2], time.monotonic() + float(sys.argv[3])
+scheme, rest = url.split("://", 1)
+address, path = rest.split("/", 1)
+context = ssl.create_default_context()
+context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+
+class Tls(http.client.HTTPConnection):
+    def connect(self):
+        super().connect()
+        self.sock = context.wrap_socket(self.sock, server_hostname=name)
+
 while True:
     try:
-        request = urllib.request.Request(url, headers={"Host": host_header})
-        with urllib.request.urlopen(request, timeout=5) as response:
-            reply = json.load(response)
-        if reply.get("status") == "ok":
+        connection = (Tls if scheme == "https" else http.client.HTTPConnection)(
+            address, timeout=5)
+        connection.request("GET", "/" + path, headers={"Host": name})
+        response = connection.getresponse()
+        body = response.read()
+        try:
+            reply = json.loads(body)
+        except ValueError:
+            reply = {"status": "error", "error": body[:80].decode(errors="replace")}
+        if response.status == 200 and reply.get("status") == "ok":
             print(json.dumps(reply)); sys.exit(0)
-        error = f"status {reply.get('status')!r}"
+        error = f"HTTP {response.status}: {reply.get('error') or reply.get('status')}"
     except Exception as exc:
         error = str(exc)
     if time.monotonic() > deadline:
@@ -56,8 +74,8 @@ EXECUTED: list[bool] = []  # non-empty once checks ran for real (never in a dry 
 
 def public_url(settings: Settings, app: AppSettings) -> str:
     address = host.data.get("ssh_hostname") or host.name
-    port = "" if settings.http_port == 80 else f":{settings.http_port}"
-    return f"http://{address}{port}{app.prefix}/"
+    port = "" if settings.https_port == 443 else f":{settings.https_port}"
+    return f"https://{address}{port}{app.prefix}/"
 
 
 @operation(is_idempotent=True)
@@ -91,7 +109,7 @@ def check_app(settings: Settings, app: AppSettings, active: bool) -> None:
     note_targets()
     path = f"{app.prefix}/healthz"
     healthz(name=f"Check {app.name} through nginx", check="through nginx",
-            url=f"http://127.0.0.1:{settings.http_port}{path}", host_header=settings.url_host,
+            url=f"https://127.0.0.1:{settings.https_port}{path}", host_header=settings.url_host,
             settings=settings, app=app, active=active)
     healthz(name=f"Check {app.name} directly on gunicorn", check="on gunicorn",
             url=f"http://127.0.0.1:{app.port}{path}", host_header=settings.url_host,

@@ -18,18 +18,22 @@ from wsgistack.changes import will_change
 from wsgistack.paths import TEMPLATES, AppPaths
 from wsgistack.settings import Settings
 from wsgistack.staged import StagedFiles, StagedState, candidate, is_due
+from wsgistack.tls import TlsPaths, upload_pair
 
 ENABLED = "/etc/nginx/sites-enabled"
 
 
 @deploy("nginx site")
 def prepare_site(settings: Settings) -> str:
-    """Write the candidate site; return the go-live script if anything is due, else ""."""
+    """Write the candidate site and TLS pair; return the go-live script if anything is
+    due, else ""."""
     available = f"/etc/nginx/sites-available/{settings.site_name}"
+    tls = TlsPaths(settings.site_name)
+    pair = upload_pair(settings)
     site = files.template(
         name=f"Write the {settings.site_name} candidate nginx site",
         src=str(TEMPLATES / "etc/nginx/sites-available/site.j2"), dest=candidate(available),
-        mode="644", settings=settings,
+        mode="644", settings=settings, tls=tls,
         apps=[(app, AppPaths(app.name)) for app in settings.apps],
     )
     default = files.link(
@@ -38,16 +42,18 @@ def prepare_site(settings: Settings) -> str:
         present=False,
     )
     # The stamp covers which sites are enabled, so a disabled default is reloaded too.
-    staged = StagedFiles("nginx-site", (available,),
+    staged = StagedFiles("nginx-site", (available, str(tls.certificate), str(tls.key)),
                          also=f"find {ENABLED} -printf '%f %l\\n' | sort")
-    if will_change(site, default) or is_due(host.get_fact(StagedState, staged=staged)):
-        return reload_script(settings, available, staged)
+    if will_change(site, default, *pair) or is_due(host.get_fact(StagedState, staged=staged)):
+        return reload_script(settings, available, tls, staged)
     return ""
 
 
-def reload_script(settings: Settings, available: str, staged: StagedFiles) -> str:
-    """Test the candidate in place of the live site, make it live, reload nginx."""
+def reload_script(settings: Settings, available: str, tls: TlsPaths,
+                  staged: StagedFiles) -> str:
+    """Test the candidates in place of the live site and pair, make them live, reload."""
     site = settings.site_name
+    test_site = f"$test/sites-enabled/{site}"
     refused = f"{candidate(available)} fails nginx -t; the live site is unchanged:"
     return "\n".join([
         "test=$(mktemp -d)",
@@ -61,7 +67,8 @@ def reload_script(settings: Settings, available: str, staged: StagedFiles) -> st
         "    ln -s \"$(readlink -f \"$enabled\")\" \"$test/sites-enabled/\"",
         "  fi",
         "done",
-        f"cp {candidate(available)} \"$test/sites-enabled/{site}\"",
+        f"sed \"s#{tls.certificate};#{candidate(tls.certificate)};#;"
+        f" s#{tls.key};#{candidate(tls.key)};#\" {candidate(available)} > \"{test_site}\"",
         "if ! out=$(nginx -t -q -c \"$test/nginx.conf\" 2>&1); then",
         f"  echo {shlex.quote(refused)} >&2",
         f"  echo \"$out\" | sed \"s#$test/sites-enabled/{site}#{candidate(available)}#g\" >&2",

@@ -68,6 +68,12 @@ class Settings:
     server_names: list[str]
     site_name: str
     http_port: int
+    https_port: int
+    tls_certificate: Path  # on the controller
+    tls_certificate_key: Path
+    tls_self_signed: bool  # the pair is made (once, then kept) at those paths
+    hsts: bool
+    hsts_max_age: int
     client_max_body_size: str
     static_expires: str
     gunicorn_timeout: int
@@ -124,6 +130,9 @@ def load_settings(data: Mapping[str, Any], group: str) -> Settings:
         isinstance(n, str) and SERVER_NAME.match(n) for n in v), "a non-empty list of host names")
     site_name = c.get("site_name", str, APP_NAME.match, "lowercase letters, digits and -")
     http_port = c.get("http_port", int, is_port, "a port, 1-65535")
+    https_port = c.get("https_port", int, is_port, "a port, 1-65535")
+    hsts = c.get("hsts", bool, lambda v: True, "True or False")
+    hsts_max_age = c.get("hsts_max_age", int, lambda v: 0 <= v <= 10**9, "seconds, 0 or more")
     body = c.get("client_max_body_size", str, NGINX_SIZE.match, "an nginx size like 1m")
     expires = c.get("static_expires", str, NGINX_TIME.match, "an nginx time like 7d")
     workers = c.get("gunicorn_workers", int, lambda v: 1 <= v <= 64, "1 to 64")
@@ -134,25 +143,58 @@ def load_settings(data: Mapping[str, Any], group: str) -> Settings:
     backups = c.get("log_backups", int, lambda v: 0 <= v <= 100, "0 to 100")
     secrets_dir = c.get("secrets_dir", str, bool, "a directory on the controller")
     generate = c.get("generate_secrets", bool, lambda v: True, "True or False")
+    certificate, key, self_signed = load_tls_files(c, secrets_dir, site_name, generate)
     batch_size = c.get("rollout_batch_size", int, lambda v: v >= 1, "1 or more hosts")
     health_timeout = c.get("health_timeout", int, lambda v: 1 <= v <= 600, "1 to 600 seconds")
     keep_releases = c.get("keep_releases", int, lambda v: 1 <= v <= 100, "1 to 100")
     keep_backups = c.get("keep_backups", int, lambda v: 0 <= v <= 1000, "0 to 1000")
     apps, removed = load_apps(c, workers)
-    if apps is not None and http_port is not None:
-        for app in apps:
-            if app.port == http_port:
-                c.fail("apps", f"{app.name}: port {app.port} is nginx's http_port")
+    if http_port is not None and http_port == https_port:
+        c.fail("https_port", f"{https_port} is also http_port")
+    for app in apps:
+        if app.port in (http_port, https_port):
+            c.fail("apps", f"{app.name}: port {app.port} is one of nginx's ports")
     if c.problems:
         raise SettingsError(c.problems)
     return Settings(
         group=group, server_names=names, site_name=site_name, http_port=http_port,
+        https_port=https_port, tls_certificate=certificate, tls_certificate_key=key,
+        tls_self_signed=self_signed, hsts=hsts,
+        hsts_max_age=hsts_max_age,
         client_max_body_size=body, static_expires=expires, gunicorn_timeout=timeout,
         gunicorn_graceful_timeout=graceful, log_max_bytes=max_bytes, log_backups=backups,
         secrets_dir=Path(secrets_dir).expanduser(), generate_secrets=generate,
         rollout_batch_size=batch_size, health_timeout=health_timeout,
         keep_releases=keep_releases, keep_backups=keep_backups, apps=apps, removed_apps=removed,
     )
+
+
+def load_tls_files(c: Checker, secrets_dir: str | None, site_name: str | None,
+                   generate: bool | None) -> tuple[Path | None, Path | None, bool]:
+    """The certificate and key: the files named in group data, else the pair kept in
+    <secrets_dir>/<group>/tls/<site_name>.{crt,key}, else (where secrets may be generated)
+    a self-signed pair to make there. Returns (certificate, key, self_signed)."""
+    named = {key: c.data.get(key) for key in ("tls_certificate", "tls_certificate_key")}
+    if not any(named.values()):
+        if secrets_dir is None or site_name is None:
+            return None, None, False
+        kept = Path(secrets_dir).expanduser() / c.group / "tls" / site_name
+        certificate, key = kept.with_suffix(".crt"), kept.with_suffix(".key")
+        if certificate.is_file() and key.is_file():
+            return certificate, key, False
+        if generate is False:
+            c.fail("tls_certificate", f"is missing: name the certificate and key files, or put"
+                   f" them at {certificate} and {key} (never self-signed here)")
+        return certificate, key, True
+    paths = []
+    for key, value in named.items():
+        if not isinstance(value, str) or not value:
+            c.fail(key, f"{value!r} is invalid: expected a file path on the controller"
+                   " (set both tls_certificate and tls_certificate_key)")
+        elif not Path(value).expanduser().is_file():
+            c.fail(key, f"{value} does not exist on the controller")
+        paths.append(Path(value).expanduser() if isinstance(value, str) else None)
+    return paths[0], paths[1], False
 
 
 def load_apps(c: Checker,

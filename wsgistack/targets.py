@@ -42,6 +42,7 @@ def targets_from_sandbox(name: str) -> dict[str, list[HostEntry]]:
         "ssh_key": sandbox["ssh_key"],
         "ssh_known_hosts_file": sandbox["known_hosts"],
         "ssh_strict_host_key_checking": "yes",
+        "ssh_paramiko_connect_kwargs": connect_timeouts(CONNECT_TIMEOUT),
         "sandbox": name,
     }
     groups: dict[str, list[HostEntry]] = {group: [] for group in GROUPS}
@@ -79,7 +80,14 @@ SSH_KEYS = {
     "key": "ssh_key",
     "known_hosts": "ssh_known_hosts_file",
     "sudo": "_sudo",
+    "connect_timeout": "ssh_paramiko_connect_kwargs",
 }
+# Seconds to wait for a host's SSH connection, banner and authentication.
+CONNECT_TIMEOUT = 10
+
+
+def connect_timeouts(seconds: int) -> dict[str, int]:
+    return {"timeout": seconds, "banner_timeout": seconds, "auth_timeout": seconds}
 
 
 def ssh_data(table: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -88,6 +96,10 @@ def ssh_data(table: dict[str, Any], path: Path) -> dict[str, Any]:
     if unknown:
         raise TargetsError(f"targets file {path}: unknown ssh keys {sorted(unknown)}")
     data = {SSH_KEYS[key]: value for key, value in table.items()}
+    timeout = table.get("connect_timeout", CONNECT_TIMEOUT)
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= 300:
+        raise TargetsError(f"targets file {path}: ssh connect_timeout must be 1-300 seconds")
+    data["ssh_paramiko_connect_kwargs"] = connect_timeouts(timeout)
     for key in ("ssh_key", "ssh_known_hosts_file"):
         if key in data:
             data[key] = str(Path(data[key]).expanduser())

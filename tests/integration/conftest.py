@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import Sandbox
+from tests.integration.helpers import Deployment, Sandbox, deploy, snapshot
 
 # Names and subnets of the tests' own sandboxes, apart from the demo sandbox (demo,
 # 10.177.0.0/24), so tests never touch it.
@@ -37,5 +38,30 @@ def stack_sandbox() -> Sandbox:
 
 @pytest.fixture(scope="session")
 def secrets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The controller's secrets dir for the tests' deploys (never the operator's own)."""
-    return tmp_path_factory.mktemp("secrets")
+    """The controller's secrets dir for the tests' deploys (never the operator's own), with
+    the TLS pair a production operator provides, where production looks for it."""
+    secrets = tmp_path_factory.mktemp("secrets")
+    tls = secrets / "production" / "tls"
+    tls.mkdir(parents=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+                    "-subj", "/CN=flasktodo.test", "-addext",
+                    "subjectAltName=DNS:flasktodo.test,DNS:www.flasktodo.test",
+                    "-keyout", str(tls / "wsgistack.key"), "-out", str(tls / "wsgistack.crt")],
+                   check=True, capture_output=True)
+    return secrets
+
+
+@pytest.fixture(scope="session")
+def deployment(stack_sandbox: Sandbox, secrets_dir: Path) -> Deployment:
+    """A dry run on the bare stack hosts (which must change nothing), a deploy, a second
+    deploy (which must change nothing) and a dry run on converged hosts."""
+    sandbox = stack_sandbox
+    before = snapshot(sandbox)
+    bare_dry_run = deploy(sandbox, "--dry", secrets_dir=secrets_dir)
+    after = snapshot(sandbox)
+    first = deploy(sandbox, "-y", secrets_dir=secrets_dir)
+    assert first.returncode == 0, first.output[-5000:]
+    second = deploy(sandbox, "-y", secrets_dir=secrets_dir)
+    converged_dry_run = deploy(sandbox, "--dry", secrets_dir=secrets_dir)
+    return Deployment(sandbox, secrets_dir, bare_dry_run, before, after, first, second,
+                      converged_dry_run)

@@ -6,12 +6,12 @@ import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
+from http.client import HTTPConnection, HTTPException
 from pathlib import Path
 
 import testinfra
@@ -129,23 +129,38 @@ def repo_copy(parent: Path) -> Path:
     return copy
 
 
+# The sandbox's certificates are self-signed (staging) or the tests' own (production):
+# the tests check what nginx serves, not who signed it.
+UNVERIFIED = ssl.create_default_context()
+UNVERIFIED.check_hostname, UNVERIFIED.verify_mode = False, ssl.CERT_NONE
+
+
+def connect(address: str, host_header: str, scheme: str = "https", port: int | None = None,
+            timeout: float = 10) -> HTTPConnection:
+    """A connection to a sandbox host; HTTPS sends `host_header` as SNI, as a browser does."""
+    if scheme == "http":
+        return HTTPConnection(address, port or 80, timeout=timeout)
+
+    class Tls(HTTPConnection):
+        def connect(self) -> None:
+            super().connect()
+            self.sock = UNVERIFIED.wrap_socket(self.sock, server_hostname=host_header)
+
+    return Tls(address, port or 443, timeout=timeout)
+
+
 def http(address: str, path: str, host_header: str = "flasktodo.test", method: str = "GET",
-         data: bytes | None = None, headers: dict | None = None,
-         port: int = 80) -> tuple[int, dict, str]:
-    """One HTTP request from the controller; redirects are returned, not followed."""
-
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kwargs):
-            return None
-
-    request = urllib.request.Request(f"http://{address}:{port}{path}", data=data, method=method,
-                                     headers={"Host": host_header, **(headers or {})})
-    opener = urllib.request.build_opener(NoRedirect)
+         data: bytes | None = None, headers: dict | None = None, scheme: str = "https",
+         port: int | None = None) -> tuple[int, dict, str]:
+    """One request from the controller (HTTPS unless told); redirects are not followed."""
+    connection = connect(address, host_header, scheme, port)
     try:
-        with opener.open(request, timeout=10) as response:
-            return response.status, dict(response.headers), response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read().decode()
+        connection.request(method, path, body=data, headers={"Host": host_header,
+                                                             **(headers or {})})
+        response = connection.getresponse()
+        return response.status, dict(response.headers), response.read().decode()
+    finally:
+        connection.close()
 
 
 def wait_for_http_ok(address: str, path: str, timeout: float, **kwargs) -> float:
@@ -158,10 +173,10 @@ def wait_for_http_ok(address: str, path: str, timeout: float, **kwargs) -> float
             if status == 200:
                 return time.monotonic() - start
             last = status
-        except OSError as error:
+        except (OSError, HTTPException) as error:
             last = error
         time.sleep(0.2)
-    raise AssertionError(f"http://{address}{path} not 200 within {timeout}s (last: {last})")
+    raise AssertionError(f"{address}{path} not 200 within {timeout}s (last: {last})")
 
 
 def app_release(parent: Path, version: str, broken: bool = False) -> Path:
@@ -184,3 +199,31 @@ def apps_data(source: Path) -> str:
     """`--data` that deploys the example app, as group data declares it, from `source`."""
     entry = group_data("staging")["apps"][0]
     return "apps=" + json.dumps([{**entry, "source": str(source)}])
+
+
+# What a run that must change nothing leaves untouched: the installed packages and every
+# file under /etc.
+SNAPSHOT = ("dpkg-query -W -f '${Package} ${Version}\\n' | sort;"
+            " find /etc -xdev -printf '%p %y %m %u %g %l\\n' | sort;"
+            " find /etc -xdev -type f -exec sha256sum {} + | sort")
+
+
+def snapshot(sandbox: Sandbox) -> dict[str, str]:
+    return {host["name"]: sandbox.ssh(host, SNAPSHOT).stdout for host in sandbox.hosts()}
+
+
+@dataclass
+class Deployment:
+    """The stack sandbox taken from bare hosts to converged, as an operator does it."""
+
+    sandbox: Sandbox
+    secrets_dir: Path
+    bare_dry_run: Run
+    bare_before: dict[str, str]
+    bare_after: dict[str, str]
+    first: Run
+    second: Run
+    converged_dry_run: Run
+
+    def run(self, *args: str, **kwargs) -> Run:
+        return deploy(self.sandbox, *args, "-y", secrets_dir=self.secrets_dir, **kwargs)

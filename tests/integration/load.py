@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from http.client import HTTPException
+
+from tests.integration.helpers import connect
 
 
 @dataclass
@@ -52,7 +54,7 @@ class Load:
     def client(self) -> None:
         while not self.stopping.is_set():
             try:
-                connection = http.client.HTTPConnection(self.address, 80, timeout=30)
+                connection = connect(self.address, self.host_header, timeout=30)
                 connection.request("GET", self.path, headers={"Host": self.host_header})
                 response = connection.getresponse()
                 body = response.read()
@@ -62,7 +64,7 @@ class Load:
                     if response.status == 200:
                         version = json.loads(body).get("version", "?")
                         self.result.versions.append((time.monotonic(), version))
-            except (OSError, http.client.HTTPException) as error:
+            except (OSError, HTTPException) as error:
                 with self.lock:
                     self.result.errors[type(error).__name__] += 1
 

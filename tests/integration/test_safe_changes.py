@@ -196,7 +196,9 @@ def test_a_failed_health_check_stops_the_production_rollout(stack: Stack) -> Non
     # An operator's stray server for the site's name, read before ours (conf.d comes first):
     # production1 answers 503 through nginx, so it will fail its health check.
     stray = "/etc/nginx/conf.d/stray.conf"
-    stack.ssh(first, f"echo 'server {{ listen 80; server_name {SERVER_NAMES['production']};"
+    stack.ssh(first, f"echo 'server {{ listen 443 ssl; server_name {SERVER_NAMES['production']};"
+                     " ssl_certificate /etc/ssl/wsgistack/wsgistack.crt;"
+                     " ssl_certificate_key /etc/ssl/wsgistack/private/wsgistack.key;"
                      f" return 503; }}' > {stray} && systemctl reload nginx")
     try:
         run = stack.deploy("--limit", "production", "--data", stack.release("1.1.0"),
@@ -225,7 +227,7 @@ def test_a_host_down_is_named_and_the_others_converge(stack: Stack) -> None:
     assert f"{down['name']}: UNREACHABLE: not deployed" in summary
     for other in ("staging1", "production2"):
         host = stack.host(other)
-        assert f"{host['name']}: http://{host['address']}/flasktodo/  flasktodo 1.3.0  healthy" \
+        assert f"{host['name']}: https://{host['address']}/flasktodo/  flasktodo 1.3.0  healthy" \
             in summary
         assert stack.healthz(host)["version"] == "1.3.0"
     wait_for_http_ok(down["address"], HEALTHZ, 60, host_header=SERVER_NAMES["production"])

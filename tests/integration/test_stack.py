@@ -1,9 +1,9 @@
 """The deployed stack on real sandbox hosts: nginx -> gunicorn -> FlaskTODO under supervisor.
 
-One module-scoped deployment does, in order, what an operator does on new servers: a dry
-run on bare hosts (which must change nothing), a real deploy, a second deploy (which must
-change nothing) and a dry run on converged hosts (which must plan nothing). The tests then
-check the hosts themselves.
+The session's `deployment` (conftest) does, in order, what an operator does on new
+servers: a dry run on bare hosts (which must change nothing), a real deploy, a second
+deploy (which must change nothing) and a dry run on converged hosts (which must plan
+nothing). The tests then check the hosts themselves.
 """
 
 from __future__ import annotations
@@ -12,55 +12,21 @@ import json
 import re
 import socket
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import Run, Sandbox, deploy, http, sandbox_cli, wait_for_http_ok
+from tests.integration.helpers import (
+    Deployment,
+    Sandbox,
+    deploy,
+    http,
+    sandbox_cli,
+    wait_for_http_ok,
+)
 
 PREFIX = "/flasktodo"
 SERVER_NAMES = {"staging": "staging.flasktodo.test", "production": "flasktodo.test"}
 WORKERS = {"staging": 2, "production": 4}
-# What a dry run must leave untouched: the installed packages and every file under /etc.
-SNAPSHOT = ("dpkg-query -W -f '${Package} ${Version}\\n' | sort;"
-            " find /etc -xdev -printf '%p %y %m %u %g %l\\n' | sort;"
-            " find /etc -xdev -type f -exec sha256sum {} + | sort")
-
-
-@dataclass
-class Deployment:
-    sandbox: Sandbox
-    secrets_dir: Path
-    bare_dry_run: Run
-    bare_before: dict[str, str]
-    bare_after: dict[str, str]
-    first: Run
-    second: Run
-    converged_dry_run: Run
-
-    def run(self, *args: str) -> Run:
-        return deploy(self.sandbox, *args, "-y", secrets_dir=self.secrets_dir)
-
-
-@pytest.fixture(scope="module")
-def deployment(stack_sandbox: Sandbox, secrets_dir: Path) -> Deployment:
-    sandbox = stack_sandbox
-
-    def snapshot() -> dict[str, str]:
-        return {h["name"]: sandbox.ssh(h, SNAPSHOT).stdout for h in sandbox.hosts()}
-
-    before = snapshot()
-    bare_dry_run = deploy(sandbox, "--dry", secrets_dir=secrets_dir)
-    after = snapshot()
-    first = deploy(sandbox, "-y", secrets_dir=secrets_dir)
-    assert first.returncode == 0, first.output[-5000:]
-    second = deploy(sandbox, "-y", secrets_dir=secrets_dir)
-    converged_dry_run = deploy(sandbox, "--dry", secrets_dir=secrets_dir)
-    return Deployment(sandbox, secrets_dir, bare_dry_run, before, after, first, second,
-                      converged_dry_run)
-
-
 def group_of(host: dict) -> str:
     return host["group"]
 
@@ -82,7 +48,7 @@ def test_first_deploy_reports_every_host_healthy(deployment: Deployment) -> None
     summary = deployment.first.output.split("--> Deploy summary", 1)[1]
     for host in deployment.sandbox.hosts():
         line = next(line for line in summary.splitlines() if host["name"] + ":" in line)
-        assert f"http://{host['address']}{PREFIX}/" in line
+        assert f"https://{host['address']}{PREFIX}/" in line
         assert "flasktodo 1.0.0" in line and line.endswith("healthy")
 
 

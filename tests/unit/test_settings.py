@@ -21,9 +21,17 @@ def group_data(group: str) -> dict:
     return {**read("all"), **read(group)}
 
 
-def test_defaults_and_group_overrides() -> None:
+def production_data(tmp_path: Path) -> dict:
+    """Production's group data, with the TLS pair its operator must provide."""
+    for name in ("site.crt", "site.key"):
+        (tmp_path / name).write_text("not checked offline\n")
+    return {**group_data("production"), "tls_certificate": str(tmp_path / "site.crt"),
+            "tls_certificate_key": str(tmp_path / "site.key")}
+
+
+def test_defaults_and_group_overrides(tmp_path: Path) -> None:
     staging = load_settings(group_data("staging"), "staging")
-    production = load_settings(group_data("production"), "production")
+    production = load_settings(production_data(tmp_path), "production")
     assert staging.url_host == "staging.flasktodo.test"
     assert [app.workers for app in staging.apps] == [2]
     assert [app.workers for app in production.apps] == [4]
@@ -31,6 +39,21 @@ def test_defaults_and_group_overrides() -> None:
     assert (app.name, app.prefix, app.port, app.distribution) == (
         "flasktodo", "/flasktodo", 8004, "flasktodo")
     assert staging.generate_secrets and not production.generate_secrets
+    assert staging.tls_self_signed and not production.tls_self_signed
+    assert not staging.hsts and production.hsts
+
+
+def test_production_needs_its_tls_pair(tmp_path: Path) -> None:
+    data = {**group_data("production"), "secrets_dir": str(tmp_path)}
+    with pytest.raises(SettingsError, match="tls_certificate: is missing: name the certificate"):
+        load_settings(data, "production")
+    with pytest.raises(SettingsError, match="tls_certificate_key: None is invalid"):
+        load_settings({**data, "tls_certificate": str(tmp_path)}, "production")
+    kept = tmp_path / "production" / "tls"
+    kept.mkdir(parents=True)
+    for name in ("wsgistack.crt", "wsgistack.key"):
+        (kept / name).write_text("kept\n")
+    assert load_settings(data, "production").tls_certificate == kept / "wsgistack.crt"
 
 
 def test_every_default_has_a_comment() -> None:
@@ -100,7 +123,7 @@ def test_secrets_from_environment_file_or_generated_once(tmp_path: Path) -> None
 
 
 def test_production_never_invents_a_secret(tmp_path: Path) -> None:
-    production = load_settings({**group_data("production"), "secrets_dir": str(tmp_path)},
+    production = load_settings({**production_data(tmp_path), "secrets_dir": str(tmp_path)},
                                "production")
     with pytest.raises(SettingsError, match="PRODUCTION_FLASKTODO_SECRET_KEY"):
         secret_key(production, production.apps[0], {"STAGING_FLASKTODO_SECRET_KEY": "k"})

@@ -23,6 +23,8 @@ def test_targets_file_for_real_servers(tmp_path: Path) -> None:
     assert stage_data["ssh_user"] == "deploy" and stage_data["_sudo"] is True
     assert stage_data["ssh_key"] == str(Path("~/.ssh/deploy").expanduser())
     assert stage_data["ssh_strict_host_key_checking"] == "yes"
+    assert stage_data["ssh_paramiko_connect_kwargs"] == {
+        "timeout": 10, "banner_timeout": 10, "auth_timeout": 10}
     assert groups["production"][0][1]["ssh_port"] == 2222
     assert "ssh_port" not in stage_data
 
@@ -31,6 +33,7 @@ def test_targets_file_for_real_servers(tmp_path: Path) -> None:
     ("[qa]\nhosts = []\n", "unknown tables"),
     ("[staging]\nhosts = \"one\"\n", "must be a list"),
     ("[ssh]\npassword = \"x\"\n", "unknown ssh keys"),
+    ("[ssh]\nconnect_timeout = 0\n", "connect_timeout must be 1-300 seconds"),
     ("[staging\n", "targets file"),
 ])
 def test_bad_targets_files(tmp_path: Path, text: str, message: str) -> None:

@@ -9,18 +9,19 @@ from types import SimpleNamespace
 import jinja2
 import pytest
 
-from tests.unit.test_settings import group_data
+from tests.unit.test_settings import group_data, production_data
 from wsgistack.paths import HERDER, TEMPLATES, AppPaths
 from wsgistack.settings import Settings, load_settings
 from wsgistack.supervisor import herder_digest
+from wsgistack.tls import TlsPaths
 
 ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
                          undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
 
 @pytest.fixture
-def settings() -> Settings:
-    return load_settings(group_data("production"), "production")
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(production_data(tmp_path), "production")
 
 
 def render(name: str, **context) -> str:
@@ -93,15 +94,44 @@ def test_supervisor_program(settings: Settings) -> None:
     assert program["stdout_logfile_maxbytes"] == program["stderr_logfile_maxbytes"] == "10MB"
 
 
-def test_nginx_site(settings: Settings) -> None:
-    text = render("etc/nginx/sites-available/site.j2", settings=settings,
+def render_site(settings: Settings) -> str:
+    return render("etc/nginx/sites-available/site.j2", settings=settings,
+                  tls=TlsPaths(settings.site_name),
                   apps=[(app, AppPaths(app.name)) for app in settings.apps])
-    assert "listen 80;" in text and "listen [::]:80;" in text
+
+
+def test_nginx_site(settings: Settings) -> None:
+    text = render_site(settings)
+    assert "listen 443 ssl;" in text and "listen [::]:443 ssl;" in text
     assert "server_name flasktodo.test www.flasktodo.test;" in text
-    assert "location ^~ /flasktodo/static/ {\n        alias /opt/flasktodo/current/static/;" in text
+    assert "return 301 https://$host$request_uri;" in text
+    assert "location ^~ /flasktodo/static/ {\n        alias /opt/flasktodo/current/static/;" \
+        in text
     assert "proxy_pass http://127.0.0.1:8004;" in text
     for header in ("Host $host", "X-Real-IP $remote_addr",
                    "X-Forwarded-For $proxy_add_x_forwarded_for", "X-Forwarded-Proto $scheme"):
         assert f"proxy_set_header {header};" in text
     assert "python3." not in text, "no Python version in the static path"
     assert text.count("{") == text.count("}")
+
+
+def test_nginx_site_is_hardened(settings: Settings) -> None:
+    text = render_site(settings)
+    assert "ssl_certificate /etc/ssl/wsgistack/wsgistack.crt;" in text
+    assert "ssl_certificate_key /etc/ssl/wsgistack/private/wsgistack.key;" in text
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in text and "ssl_session_tickets off;" in text
+    assert "ssl_session_cache shared:" in text
+    assert text.count("server_tokens off;") == 3, "every server block"
+    assert "listen 80 default_server;" in text and "return 444;" in text
+    assert "ssl_reject_handshake on;" in text
+    for header in ("X-Content-Type-Options nosniff", "X-Frame-Options DENY",
+                   "Referrer-Policy strict-origin-when-cross-origin",
+                   'Strict-Transport-Security "max-age=63072000"'):
+        assert f"add_header {header} always;" in text
+    directives = [line.strip() for line in text.splitlines() if not line.strip().startswith("#")]
+    assert sum(d.startswith("add_header") for d in directives) == 4, \
+        "no location adds headers of its own, which would drop the server's"
+    assert f"proxy_read_timeout {settings.gunicorn_timeout + 5}s;" in text
+    assert "client_max_body_size 1m;" in text
+    staging = load_settings(group_data("staging"), "staging")
+    assert "Strict-Transport-Security" not in render_site(staging)

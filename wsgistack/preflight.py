@@ -1,0 +1,84 @@
+"""Settings checked before pyinfra connects to any host.
+
+inventory.py calls `check_before_connecting` once the hosts are known. It reads pyinfra's
+own command line (--data, --limit, --group-data) with pyinfra's own parser, merges group
+data as pyinfra will (all.py, then the group's file, then --data), and checks every group
+this run aims at: each key, the production secrets and TLS files, and that no host is in
+both groups. Any problem raises SettingsError: pyinfra prints one line per problem and
+exits non-zero, and no host was touched. deploy.py checks each host's data again, with any
+per-host data.
+"""
+
+from __future__ import annotations
+
+import sys
+from fnmatch import fnmatch
+from typing import Any
+
+import pyinfra
+from pyinfra_cli.cli import cli
+from pyinfra_cli.inventory import _get_group_data
+from pyinfra_cli.util import parse_cli_arg
+
+from wsgistack.paths import REPO_ROOT
+from wsgistack.secrets import secret_key
+from wsgistack.settings import GROUPS, SettingsError, load_settings
+
+HostEntry = tuple[str, dict[str, Any]]
+
+
+def command_line() -> dict[str, Any]:
+    """pyinfra's options for this run, parsed as pyinfra parses them."""
+    context = cli.make_context("pyinfra", sys.argv[1:], resilient_parsing=True)
+    return context.params
+
+
+def group_data(group: str, options: dict[str, Any]) -> dict[str, Any]:
+    folders = [str(REPO_ROOT / "group_data"), *(options.get("group_data") or ())]
+    merged: dict[str, Any] = {}
+    for name in ("all", group):
+        for folder in folders:
+            merged.update(_get_group_data(folder).get(name, {}))
+    for argument in options.get("data") or ():
+        key, value = argument.split("=", 1)
+        merged[key] = parse_cli_arg(value)
+    return merged
+
+
+def targeted_groups(groups: dict[str, list[HostEntry]], limit: tuple[str, ...]) -> list[str]:
+    """The groups with a host this run aims at (all of them without --limit)."""
+    def aimed_at(group: str, name: str) -> bool:
+        return not limit or any(pattern == group or fnmatch(name, pattern)
+                                for pattern in limit)
+
+    return [group for group in GROUPS
+            if any(aimed_at(group, name) for name, _data in groups.get(group, []))]
+
+
+def problems_of(group: str, data: dict[str, Any]) -> list[str]:
+    try:
+        settings = load_settings(data, group)
+    except SettingsError as error:
+        return error.problems
+    problems = []
+    if not settings.generate_secrets:  # never generate anything before connecting
+        for app in settings.apps:
+            try:
+                secret_key(settings, app)
+            except SettingsError as error:
+                problems += error.problems
+    return problems
+
+
+def check_before_connecting(groups: dict[str, list[HostEntry]]) -> None:
+    if not pyinfra.is_cli:
+        return
+    options = command_line()
+    problems = []
+    names = {group: {name for name, _data in groups.get(group, [])} for group in GROUPS}
+    for name in sorted(names["staging"] & names["production"]):
+        problems.append(f"inventory: {name} is in both staging and production")
+    for group in targeted_groups(groups, tuple(options.get("limit") or ())):
+        problems += problems_of(group, group_data(group, options))
+    if problems:
+        raise SettingsError(problems)

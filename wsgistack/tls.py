@@ -1,0 +1,70 @@
+"""The site's TLS certificate and key: made self-signed once where allowed, uploaded as
+candidates beside the live files, and made live with the nginx site (nginx.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from pyinfra.api.operation import OperationMeta
+from pyinfra.operations import files
+
+from wsgistack.settings import Settings
+from wsgistack.staged import candidate
+
+TLS_DIR = PurePosixPath("/etc/ssl/wsgistack")
+# pyinfra runs the deploy for each host in parallel greenlets: make a pair once.
+MAKE_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class TlsPaths:
+    """Where nginx reads the site's certificate and key on a host."""
+
+    site_name: str
+
+    @property
+    def certificate(self) -> PurePosixPath:
+        return TLS_DIR / f"{self.site_name}.crt"
+
+    @property
+    def key(self) -> PurePosixPath:
+        return TLS_DIR / "private" / f"{self.site_name}.key"
+
+
+def make_self_signed(settings: Settings) -> None:
+    """Create the self-signed pair on the controller, once; later runs reuse it."""
+    with MAKE_LOCK:
+        certificate, key = settings.tls_certificate, settings.tls_certificate_key
+        if certificate.exists() and key.exists():
+            return
+        key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        names = ",".join(f"DNS:{name}" for name in settings.server_names)
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-days", "825", "-subj", f"/CN={settings.url_host}",
+             "-addext", f"subjectAltName={names}", "-keyout", str(key),
+             "-out", str(certificate)],
+            check=True, capture_output=True)
+        key.chmod(0o600)
+
+
+def upload_pair(settings: Settings) -> list[OperationMeta]:
+    """Upload certificate and key as candidates; the key readable by root only."""
+    if settings.tls_self_signed:
+        make_self_signed(settings)
+    paths = TlsPaths(settings.site_name)
+    files.directory(name=f"Create {TLS_DIR}", path=str(TLS_DIR), user="root", group="root",
+                    mode="755")
+    files.directory(name=f"Create {TLS_DIR}/private (root only, for keys)",
+                    path=str(TLS_DIR / "private"), user="root", group="root", mode="700")
+    return [
+        files.put(name=f"Upload the {settings.site_name} candidate TLS certificate",
+                  src=str(settings.tls_certificate), dest=candidate(paths.certificate),
+                  user="root", group="root", mode="644"),
+        files.put(name=f"Upload the {settings.site_name} candidate TLS key (0600)",
+                  src=str(settings.tls_certificate_key), dest=candidate(paths.key),
+                  user="root", group="root", mode="600"),
+    ]
