@@ -38,14 +38,14 @@ def prepare_app(settings: Settings, app: AppSettings, secret_key: str) -> str:
     config = files.template(
         name=f"Write {app.name}'s candidate config (secret key, database, debug off)",
         src=str(TEMPLATES / "etc/app/config.py.j2"), dest=candidate(paths.config),
-        user="root", group=app.name, mode="640",
+        user="root", group=app.name, mode="640", create_remote_dir=False,
         app=app, paths=paths, secret_key=secret_key,
     )
     gunicorn_config = files.template(
         name=f"Write {app.name}'s candidate gunicorn settings",
         src=str(TEMPLATES / "etc/app/gunicorn.conf.py.j2"),
         dest=candidate(paths.gunicorn_config),
-        user="root", group=app.name, mode="640",
+        user="root", group=app.name, mode="640", create_remote_dir=False,
         app=app, paths=paths, settings=settings,
     )
     install = install_release(app, paths)
@@ -80,7 +80,7 @@ def create_directories(app: AppSettings, paths: AppPaths) -> None:
     files.template(
         name=f"Recreate {paths.run_dir} at every boot (tmpfiles.d)",
         src=str(TEMPLATES / "etc/tmpfiles.d/app.conf.j2"), dest=str(paths.tmpfiles),
-        mode="644", app=app, paths=paths,
+        mode="644", create_remote_dir=False, app=app, paths=paths,
     )
 
 

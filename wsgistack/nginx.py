@@ -33,7 +33,7 @@ def prepare_site(settings: Settings) -> str:
     site = files.template(
         name=f"Write the {settings.site_name} candidate nginx site",
         src=str(TEMPLATES / "etc/nginx/sites-available/site.j2"), dest=candidate(available),
-        mode="644", settings=settings, tls=tls,
+        mode="644", create_remote_dir=False, settings=settings, tls=tls,
         apps=[(app, AppPaths(app.name)) for app in settings.apps],
     )
     default = files.link(

@@ -72,7 +72,7 @@ def install_release(app: AppSettings, paths: AppPaths) -> OperationMeta | None:
     files.put(
         name=f"Upload the {app.name} {app.version} wheelhouse",
         src=str(build.archive), dest=f"{paths.wheelhouse}.tar", user="root", group="root",
-        mode="644",
+        mode="644", create_remote_dir=False,
     )
     package = app.wsgi.split(":")[0].split(".")[0]
     python = f"{release.venv}/bin/python"

@@ -55,7 +55,7 @@ def prepare_program(settings: Settings, app: AppSettings) -> str:
     program = files.template(
         name=f"Write the {app.name} candidate supervisor program",
         src=str(TEMPLATES / "etc/supervisor/conf.d/app.conf.j2"),
-        dest=candidate(paths.supervisor_program), mode="644",
+        dest=candidate(paths.supervisor_program), mode="644", create_remote_dir=False,
         app=app, paths=paths, settings=settings, herder=HERDER,
         herder_digest=herder_digest(),
     )

@@ -63,8 +63,8 @@ def upload_pair(settings: Settings) -> list[OperationMeta]:
     return [
         files.put(name=f"Upload the {settings.site_name} candidate TLS certificate",
                   src=str(settings.tls_certificate), dest=candidate(paths.certificate),
-                  user="root", group="root", mode="644"),
+                  user="root", group="root", mode="644", create_remote_dir=False),
         files.put(name=f"Upload the {settings.site_name} candidate TLS key (0600)",
                   src=str(settings.tls_certificate_key), dest=candidate(paths.key),
-                  user="root", group="root", mode="600"),
+                  user="root", group="root", mode="600", create_remote_dir=False),
     ]
