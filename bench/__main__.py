@@ -28,6 +28,7 @@ from tests.integration.helpers import (
     app_release,
     apps_data,
     deploy_command,
+    provide_production_tls,
     sandbox_cli,
 )
 from wsgistack import wheelhouse
@@ -134,6 +135,7 @@ def repeat(label: str, measure: Callable[[], Timed]) -> Series:
 
 def main() -> None:
     secrets_dir = Path(tempfile.mkdtemp(prefix="bench-secrets-"))
+    provide_production_tls(secrets_dir)
     releases = Path(tempfile.mkdtemp(prefix="bench-releases-"))
     results: dict[str, Series] = {}
     results["fresh"] = fresh_deploys(secrets_dir)

@@ -73,9 +73,10 @@ EXECUTED: list[bool] = []  # non-empty once checks ran for real (never in a dry 
 
 
 def public_url(settings: Settings, app: AppSettings) -> str:
+    """The app's URL (nginx answers its server names only) and the host's address."""
     address = host.data.get("ssh_hostname") or host.name
     port = "" if settings.https_port == 443 else f":{settings.https_port}"
-    return f"https://{address}{port}{app.prefix}/"
+    return f"https://{settings.url_host}{port}{app.prefix}/ ({address})"
 
 
 @operation(is_idempotent=True)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import Deployment, Sandbox, deploy, snapshot
+from tests.integration.helpers import Deployment, Sandbox, deploy, provide_production_tls, snapshot
 
 # Names and subnets of the tests' own sandboxes, apart from the demo sandbox (demo,
 # 10.177.0.0/24), so tests never touch it.
@@ -41,13 +40,7 @@ def secrets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The controller's secrets dir for the tests' deploys (never the operator's own), with
     the TLS pair a production operator provides, where production looks for it."""
     secrets = tmp_path_factory.mktemp("secrets")
-    tls = secrets / "production" / "tls"
-    tls.mkdir(parents=True)
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
-                    "-subj", "/CN=flasktodo.test", "-addext",
-                    "subjectAltName=DNS:flasktodo.test,DNS:www.flasktodo.test",
-                    "-keyout", str(tls / "wsgistack.key"), "-out", str(tls / "wsgistack.crt")],
-                   check=True, capture_output=True)
+    provide_production_tls(secrets)
     return secrets
 
 

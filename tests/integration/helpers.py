@@ -227,3 +227,14 @@ class Deployment:
 
     def run(self, *args: str, **kwargs) -> Run:
         return deploy(self.sandbox, *args, "-y", secrets_dir=self.secrets_dir, **kwargs)
+
+
+def provide_production_tls(secrets_dir: Path) -> None:
+    """Put a certificate and key where production looks for its operator's pair."""
+    tls = secrets_dir / "production" / "tls"
+    tls.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+                    "-subj", "/CN=flasktodo.test", "-addext",
+                    "subjectAltName=DNS:flasktodo.test,DNS:www.flasktodo.test",
+                    "-keyout", str(tls / "wsgistack.key"), "-out", str(tls / "wsgistack.crt")],
+                   check=True, capture_output=True)

@@ -227,8 +227,8 @@ def test_a_host_down_is_named_and_the_others_converge(stack: Stack) -> None:
     assert f"{down['name']}: UNREACHABLE: not deployed" in summary
     for other in ("staging1", "production2"):
         host = stack.host(other)
-        assert f"{host['name']}: https://{host['address']}/flasktodo/  flasktodo 1.3.0  healthy" \
-            in summary
+        url = f"https://{SERVER_NAMES[host['group']]}/flasktodo/ ({host['address']})"
+        assert f"{host['name']}: {url}  flasktodo 1.3.0  healthy" in summary
         assert stack.healthz(host)["version"] == "1.3.0"
     wait_for_http_ok(down["address"], HEALTHZ, 60, host_header=SERVER_NAMES["production"])
     assert stack.healthz(down)["version"] == "1.1.0", "untouched while it was down"

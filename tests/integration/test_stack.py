@@ -48,7 +48,7 @@ def test_first_deploy_reports_every_host_healthy(deployment: Deployment) -> None
     summary = deployment.first.output.split("--> Deploy summary", 1)[1]
     for host in deployment.sandbox.hosts():
         line = next(line for line in summary.splitlines() if host["name"] + ":" in line)
-        assert f"https://{host['address']}{PREFIX}/" in line
+        assert f"https://{SERVER_NAMES[host['group']]}{PREFIX}/ ({host['address']})" in line
         assert "flasktodo 1.0.0" in line and line.endswith("healthy")
 
 
