@@ -71,7 +71,7 @@ class Settings:
     https_port: int
     tls_certificate: Path  # on the controller
     tls_certificate_key: Path
-    tls_self_signed: bool  # the pair is made (once, then kept) at those paths
+    tls_make_self_signed: bool  # no pair at those paths yet: make a self-signed one there
     hsts: bool
     hsts_max_age: int
     client_max_body_size: str
@@ -159,7 +159,7 @@ def load_settings(data: Mapping[str, Any], group: str) -> Settings:
     return Settings(
         group=group, server_names=names, site_name=site_name, http_port=http_port,
         https_port=https_port, tls_certificate=certificate, tls_certificate_key=key,
-        tls_self_signed=self_signed, hsts=hsts,
+        tls_make_self_signed=self_signed, hsts=hsts,
         hsts_max_age=hsts_max_age,
         client_max_body_size=body, static_expires=expires, gunicorn_timeout=timeout,
         gunicorn_graceful_timeout=graceful, log_max_bytes=max_bytes, log_backups=backups,
@@ -173,7 +173,7 @@ def load_tls_files(c: Checker, secrets_dir: str | None, site_name: str | None,
                    generate: bool | None) -> tuple[Path | None, Path | None, bool]:
     """The certificate and key: the files named in group data, else the pair kept in
     <secrets_dir>/<group>/tls/<site_name>.{crt,key}, else (where secrets may be generated)
-    a self-signed pair to make there. Returns (certificate, key, self_signed)."""
+    a self-signed pair to make there. Returns (certificate, key, make_self_signed)."""
     named = {key: c.data.get(key) for key in ("tls_certificate", "tls_certificate_key")}
     if not any(named.values()):
         if secrets_dir is None or site_name is None:

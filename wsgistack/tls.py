@@ -53,7 +53,7 @@ def make_self_signed(settings: Settings) -> None:
 
 def upload_pair(settings: Settings) -> list[OperationMeta]:
     """Upload certificate and key as candidates; the key readable by root only."""
-    if settings.tls_self_signed:
+    if settings.tls_make_self_signed:
         make_self_signed(settings)
     paths = TlsPaths(settings.site_name)
     files.directory(name=f"Create {TLS_DIR}", path=str(TLS_DIR), user="root", group="root",

@@ -30,7 +30,8 @@ def production_data(tmp_path: Path) -> dict:
 
 
 def test_defaults_and_group_overrides(tmp_path: Path) -> None:
-    staging = load_settings(group_data("staging"), "staging")
+    # An empty secrets dir: never the operator's own, where a kept TLS pair may exist.
+    staging = load_settings({**group_data("staging"), "secrets_dir": str(tmp_path)}, "staging")
     production = load_settings(production_data(tmp_path), "production")
     assert staging.url_host == "staging.flasktodo.test"
     assert [app.workers for app in staging.apps] == [2]
@@ -39,7 +40,7 @@ def test_defaults_and_group_overrides(tmp_path: Path) -> None:
     assert (app.name, app.prefix, app.port, app.distribution) == (
         "flasktodo", "/flasktodo", 8004, "flasktodo")
     assert staging.generate_secrets and not production.generate_secrets
-    assert staging.tls_self_signed and not production.tls_self_signed
+    assert staging.tls_make_self_signed and not production.tls_make_self_signed
     assert not staging.hsts and production.hsts
 
 

@@ -115,7 +115,7 @@ def test_nginx_site(settings: Settings) -> None:
     assert text.count("{") == text.count("}")
 
 
-def test_nginx_site_is_hardened(settings: Settings) -> None:
+def test_nginx_site_is_hardened(settings: Settings, tmp_path: Path) -> None:
     text = render_site(settings)
     assert "ssl_certificate /etc/ssl/wsgistack/wsgistack.crt;" in text
     assert "ssl_certificate_key /etc/ssl/wsgistack/private/wsgistack.key;" in text
@@ -133,5 +133,5 @@ def test_nginx_site_is_hardened(settings: Settings) -> None:
         "no location adds headers of its own, which would drop the server's"
     assert f"proxy_read_timeout {settings.gunicorn_timeout + 5}s;" in text
     assert "client_max_body_size 1m;" in text
-    staging = load_settings(group_data("staging"), "staging")
+    staging = load_settings({**group_data("staging"), "secrets_dir": str(tmp_path)}, "staging")
     assert "Strict-Transport-Security" not in render_site(staging)
