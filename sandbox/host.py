@@ -114,6 +114,18 @@ def nspawn_pid(disk: HostDisk, host: HostSpec) -> int | None:
     return pid if f"--machine={host.name}".encode() in cmdline else None
 
 
+# Every booted host's systemd takes about a dozen inotify instances, all counted against
+# the controller's root user; Debian's limit (128) stops the tenth host's path units.
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+INOTIFY_INSTANCES_NEEDED = 1024
+
+
+def allow_inotify_for_many_hosts() -> None:
+    """Raise the controller's inotify instance limit for many hosts; never lower it."""
+    if int(INOTIFY_INSTANCES.read_text()) < INOTIFY_INSTANCES_NEEDED:
+        INOTIFY_INSTANCES.write_text(f"{INOTIFY_INSTANCES_NEEDED}\n")
+
+
 def boot(disk: HostDisk, host: HostSpec) -> None:
     """Start systemd-nspawn detached, booting the host's systemd in its own namespace."""
     command = [

@@ -65,6 +65,7 @@ def start_all(spec: SandboxSpec, image) -> None:
     files = AccessFiles(spec.state_dir)
     public_key = files.ensure_key()
     network.ensure_nat(spec)
+    hosts.allow_inotify_for_many_hosts()
     host_keys = {}
     for host in spec.hosts:
         disk = hosts.HostDisk(spec, host)
