@@ -18,41 +18,51 @@ from pyinfra.api import StringCommand, operation
 
 from wsgistack.settings import AppSettings, Settings
 
-# Asks a URL on this host until it answers {"status": "ok"} or the deadline passes; prints
-# the last reply. HTTPS goes to the site's own name (SNI and Host), unverified: it is this
-# host's own nginx on loopback, whatever certificate it has.
+# Asks each URL on this host until all answer {"status": "ok"} or the deadline passes;
+# prints the last reply of each, one JSON line per URL, in order. HTTPS goes to the site's
+# own name (SNI and Host), unverified: it is this host's own nginx on loopback, whatever
+# certificate it has. One process for all of an app's URLs (one round trip), plain HTTP/1.0
+# over a socket and no site import (python3 -I -S): about 30 ms of the host's CPU.
 PROBE = """
-import http.client, json, ssl, sys, time
-url, name, deadline = sys.argv[1], sys.argv[2], time.monotonic() + float(sys.argv[3])
-scheme, rest = url.split("://", 1)
-address, path = rest.split("/", 1)
-context = ssl.create_default_context()
+import json, socket, ssl, sys, time
+name, deadline, urls = sys.argv[1], time.monotonic() + float(sys.argv[2]), sys.argv[3:]
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
 
-class Tls(http.client.HTTPConnection):
-    def connect(self):
-        super().connect()
-        self.sock = context.wrap_socket(self.sock, server_hostname=name)
-
-while True:
+def ask(url):
+    scheme, rest = url.split("://", 1)
+    address, path = rest.split("/", 1)
+    host, port = address.rsplit(":", 1)
     try:
-        connection = (Tls if scheme == "https" else http.client.HTTPConnection)(
-            address, timeout=5)
-        connection.request("GET", "/" + path, headers={"Host": name})
-        response = connection.getresponse()
-        body = response.read()
+        with socket.create_connection((host, int(port)), timeout=5) as plain:
+            sock = context.wrap_socket(plain, server_hostname=name) if scheme == "https" else plain
+            sock.sendall(f"GET /{path} HTTP/1.0\\r\\nHost: {name}\\r\\n\\r\\n".encode())
+            response = b"".join(iter(lambda: sock.recv(65536), b""))
+        head, _, body = response.partition(b"\\r\\n\\r\\n")
+        status = int(head.split(None, 2)[1])
         try:
             reply = json.loads(body)
         except ValueError:
             reply = {"status": "error", "error": body[:80].decode(errors="replace")}
-        if response.status == 200 and reply.get("status") == "ok":
-            print(json.dumps(reply)); sys.exit(0)
-        error = f"HTTP {response.status}: {reply.get('error') or reply.get('status')}"
+        if status == 200 and reply.get("status") == "ok":
+            return reply
+        return {"status": "error",
+                "error": f"HTTP {status}: {reply.get('error') or reply.get('status')}"}
     except Exception as exc:
-        error = str(exc)
-    if time.monotonic() > deadline:
-        print(json.dumps({"status": "error", "error": error})); sys.exit(1)
+        return {"status": "error", "error": str(exc) or type(exc).__name__}
+
+replies = dict.fromkeys(urls, {})
+while True:
+    for url, reply in replies.items():
+        if reply.get("status") != "ok":
+            replies[url] = ask(url)
+    healthy = all(reply["status"] == "ok" for reply in replies.values())
+    if healthy or time.monotonic() > deadline:
+        break
     time.sleep(0.5)
+for url in urls:
+    print(json.dumps(replies[url]))
+sys.exit(0 if healthy else 1)
 """
 
 
@@ -80,41 +90,43 @@ def public_url(settings: Settings, app: AppSettings) -> str:
 
 
 @operation(is_idempotent=True)
-def healthz(check: str, url: str, host_header: str, settings: Settings, app: AppSettings,
-            active: bool):
-    """Fail this host unless `url` (on the host) answers healthy with the app's version.
-    Checks only when `active` (the host's rollout batch) and only in a real run."""
+def healthz(checks: list[tuple[str, str]], host_header: str, settings: Settings,
+            app: AppSettings, active: bool):
+    """Fail this host unless every (check, url) on the host answers healthy with the app's
+    version. Checks only when `active` (the host's rollout batch) and only in a real run."""
     if state.is_executing:
         EXECUTED.append(True)
     if not (active and state.is_executing):
         return
-    arguments = " ".join(shlex.quote(str(arg))
-                         for arg in (url, host_header, settings.health_timeout))
-    command = f"python3 -c {shlex.quote(PROBE)} {arguments}"
-    _status, output = host.run_shell_command(StringCommand(command))
-    lines = output.stdout_lines
-    reply = json.loads(lines[-1]) if lines else {"status": "error", "error": "no reply"}
-    version = reply.get("version", "?")
-    healthy = reply.get("status") == "ok" and version == app.version
-    detail = "healthy" if healthy else (
-        reply.get("error") or f"version {version}, expected {app.version}")
-    RESULTS.append(CheckResult(host.name, app.name, check, public_url(settings, app),
-                               version, healthy, detail))
-    if not healthy:
-        message = f"health check failed: {app.name} {check} ({url}): {detail}"
-        yield StringCommand(f"echo {shlex.quote(message)} >&2; exit 1")
+    arguments = " ".join(shlex.quote(str(arg)) for arg in
+                         (host_header, settings.health_timeout, *(url for _check, url in checks)))
+    _status, output = host.run_shell_command(
+        StringCommand(f"python3 -I -S -c {shlex.quote(PROBE)} {arguments}"))
+    lines = output.stdout_lines[-len(checks):]
+    replies = [json.loads(line) for line in lines] if len(lines) == len(checks) else \
+        [{"status": "error", "error": "no reply"}] * len(checks)
+    failures = []
+    for (check, url), reply in zip(checks, replies, strict=True):
+        version = reply.get("version", "?")
+        healthy = reply.get("status") == "ok" and version == app.version
+        detail = "healthy" if healthy else (
+            reply.get("error") or f"version {version}, expected {app.version}")
+        RESULTS.append(CheckResult(host.name, app.name, check, public_url(settings, app),
+                                   version, healthy, detail))
+        if not healthy:
+            failures.append(f"health check failed: {app.name} {check} ({url}): {detail}")
+    if failures:
+        yield StringCommand(f"echo {shlex.quote('; '.join(failures))} >&2; exit 1")
 
 
 def check_app(settings: Settings, app: AppSettings, active: bool) -> None:
     """Check the app through nginx (as a browser would) and directly on gunicorn."""
     note_targets()
     path = f"{app.prefix}/healthz"
-    healthz(name=f"Check {app.name} through nginx", check="through nginx",
-            url=f"https://127.0.0.1:{settings.https_port}{path}", host_header=settings.url_host,
-            settings=settings, app=app, active=active)
-    healthz(name=f"Check {app.name} directly on gunicorn", check="on gunicorn",
-            url=f"http://127.0.0.1:{app.port}{path}", host_header=settings.url_host,
-            settings=settings, app=app, active=active)
+    healthz(name=f"Check {app.name} through nginx and directly on gunicorn",
+            checks=[("through nginx", f"https://127.0.0.1:{settings.https_port}{path}"),
+                    ("on gunicorn", f"http://127.0.0.1:{app.port}{path}")],
+            host_header=settings.url_host, settings=settings, app=app, active=active)
 
 
 def note_targets() -> None:

@@ -4,9 +4,10 @@ the next one starts, and the first failure stops the rollout.
 Everything that only prepares a host (packages, uploads, new releases, candidate config)
 runs on all hosts at once. What changes what users see (switching releases, reloads) runs
 in the host's batch. pyinfra orders operations by the order each host calls them, so every
-host calls the go-live operations of every batch, in batch order, and they act only in its
-own batch: the operations of batch 2 then come after the health checks of batch 1 on every
-host. (pyinfra's own --serial --fail-percent 0 does not stop a rollout: pyinfra #1195.)
+host with something to make live calls the go-live operations of every batch, in batch
+order, and they act only in its own batch: the operations of batch 2 then come after the
+health checks of batch 1 on every host. (pyinfra's own --serial --fail-percent 0 does not
+stop a rollout: pyinfra #1195.)
 """
 
 from __future__ import annotations
@@ -94,7 +95,12 @@ class Plan:
 
 def go_live_in_batches(settings: Settings, plan: Plan) -> None:
     """Every batch of the host's group in order; the host acts in its own batch, then its
-    apps are health-checked. A host with nothing due is checked at once, with all like it."""
+    apps are health-checked. A host with nothing due is checked at once, with all like it:
+    it has nothing to order against the batches, so it calls no go-live operation."""
+    if not plan.due:
+        for each in plan.apps:
+            health.check_app(settings, each.app, active=True)
+        return
     rollout = Rollout.for_group(settings.group, settings.rollout_batch_size)
     for batch in host.loop(range(rollout.batch_count)):
         turn = rollout.is_turn_of(host.name, batch)
@@ -114,4 +120,4 @@ def go_live_in_batches(settings: Settings, plan: Plan) -> None:
             go_live(name=f"Remove {name}: program, code and config {step}",
                     commands=mine(script), rollout=rollout)
         for each in plan.apps:
-            health.check_app(settings, each.app, active=turn if plan.due else batch == 0)
+            health.check_app(settings, each.app, active=turn)
