@@ -16,16 +16,20 @@ from wsgistack.removal import removal_script
 from wsgistack.rollout import AppStep, Plan, go_live_in_batches
 from wsgistack.secrets import secret_key
 from wsgistack.settings import host_group, load_settings
+from wsgistack.stack import read_host_state
 
 settings = load_settings(host.data, host_group(host.groups))
 secrets = {each.name: secret_key(settings, each) for each in settings.apps}
+# One command reads all the state the steps below compare against; each step changes only
+# what differs from it, so a converged host costs this one read and the health checks.
+seen = read_host_state(settings, secrets)
 
-base.install_base()
+base.install_base(seen)
 plan = Plan(
-    apps=[AppStep(each, switch=app.prepare_app(settings, each, secrets[each.name]),
-                  program=supervisor.prepare_program(settings, each))
+    apps=[AppStep(each, switch=app.prepare_app(settings, each, secrets[each.name], seen),
+                  program=supervisor.prepare_program(settings, each, seen))
           for each in settings.apps],
-    site=nginx.prepare_site(settings),
-    removals=[(gone.name, removal_script(gone)) for gone in settings.removed_apps],
+    site=nginx.prepare_site(settings, seen),
+    removals=[(gone.name, removal_script(gone, seen)) for gone in settings.removed_apps],
 )
 go_live_in_batches(settings, plan)

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import shlex
 
-from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files, server
+from pyinfra.operations import server
 
+from wsgistack import releases
 from wsgistack.changes import will_change
-from wsgistack.facts import LinkTarget
+from wsgistack.facts import LinkTarget, SystemAccount
+from wsgistack.hoststate import HostState, Read
+from wsgistack.managed import Directory, File, Managed, ensure_all
 from wsgistack.paths import HERDER, TEMPLATES, AppPaths
 from wsgistack.releases import backup_script, install_release, prune_script, release_link
 from wsgistack.settings import AppSettings, Settings
 from wsgistack.staged import StagedFiles, StagedState, candidate, is_due
+
+NOLOGIN = "/usr/sbin/nologin"
 
 
 def staged_files(paths: AppPaths) -> StagedFiles:
@@ -29,58 +33,75 @@ def staged_files(paths: AppPaths) -> StagedFiles:
                        also=f"readlink {paths.current}")
 
 
+def directories(app: AppSettings, paths: AppPaths) -> list[Managed]:
+    return [
+        *(Directory(f"Create {path} ({purpose})", str(path), user, group, mode)
+          for path, user, group, mode, purpose in [
+              (paths.home, "root", "root", "755", "releases, read-only to the app"),
+              (paths.config_dir, "root", app.name, "750", "config, readable by the app only"),
+              (paths.data, app.name, app.name, "750", "data, the app's own"),
+              (paths.backups, app.name, app.name, "750", "database backups"),
+              (paths.run_dir, app.name, app.name, "755", "runtime dir for the pid file"),
+          ]),
+        File(f"Recreate {paths.run_dir} at every boot (tmpfiles.d)", str(paths.tmpfiles),
+             "root", "root", "644", template=TEMPLATES / "etc/tmpfiles.d/app.conf.j2",
+             context={"app": app, "paths": paths}),
+    ]
+
+
+def config_files(settings: Settings, app: AppSettings, paths: AppPaths,
+                 secret_key: str) -> list[Managed]:
+    """The candidate config files: made live by the switch (switch_script)."""
+    return [
+        File(f"Write {app.name}'s candidate config (secret key, database, debug off)",
+             candidate(paths.config), "root", app.name, "640",
+             template=TEMPLATES / "etc/app/config.py.j2",
+             context={"app": app, "paths": paths, "secret_key": secret_key}),
+        File(f"Write {app.name}'s candidate gunicorn settings",
+             candidate(paths.gunicorn_config), "root", app.name, "640",
+             template=TEMPLATES / "etc/app/gunicorn.conf.py.j2",
+             context={"app": app, "paths": paths, "settings": settings}),
+    ]
+
+
+def managed(settings: Settings, app: AppSettings, secret_key: str) -> list[Managed]:
+    paths = AppPaths(app.name)
+    return directories(app, paths) + config_files(settings, app, paths, secret_key)
+
+
+def probes(app: AppSettings) -> list[Read]:
+    paths = AppPaths(app.name)
+    return [Read.of(SystemAccount, user=app.name),
+            Read.of(StagedState, staged=staged_files(paths)),
+            *releases.probes(app, paths)]
+
+
 @deploy("App user, config and release")
-def prepare_app(settings: Settings, app: AppSettings, secret_key: str) -> str:
+def prepare_app(settings: Settings, app: AppSettings, secret_key: str, seen: HostState) -> str:
     """Prepare the app; return the go-live script if anything is due, else ""."""
     paths = AppPaths(app.name)
-    create_user(app)
-    create_directories(app, paths)
-    config = files.template(
-        name=f"Write {app.name}'s candidate config (secret key, database, debug off)",
-        src=str(TEMPLATES / "etc/app/config.py.j2"), dest=candidate(paths.config),
-        user="root", group=app.name, mode="640", create_remote_dir=False,
-        app=app, paths=paths, secret_key=secret_key,
-    )
-    gunicorn_config = files.template(
-        name=f"Write {app.name}'s candidate gunicorn settings",
-        src=str(TEMPLATES / "etc/app/gunicorn.conf.py.j2"),
-        dest=candidate(paths.gunicorn_config),
-        user="root", group=app.name, mode="640", create_remote_dir=False,
-        app=app, paths=paths, settings=settings,
-    )
-    install = install_release(app, paths)
-    live_release = host.get_fact(LinkTarget, path=str(paths.current))
+    create_user(app, paths, seen)
+    ensure_all(directories(app, paths), seen)
+    config = ensure_all(config_files(settings, app, paths, secret_key), seen)
+    install = install_release(app, paths, seen)
+    live_release = seen.get(LinkTarget, path=str(paths.current))
     staged = staged_files(paths)
-    if (will_change(config, gunicorn_config, install) or live_release != release_link(app.version)
-            or is_due(host.get_fact(StagedState, staged=staged))):
+    if (will_change(*config, install) or live_release != release_link(app.version)
+            or is_due(seen.get(StagedState, staged=staged))):
         return switch_script(settings, app, paths, staged)
     return ""
 
 
-def create_user(app: AppSettings) -> None:
+def create_user(app: AppSettings, paths: AppPaths, seen: HostState) -> None:
+    account = seen.get(SystemAccount, user=app.name)
+    if ("gid" in account and account["gid"] == account.get("group_gid")
+            and account["home"] == str(paths.data) and account["shell"] == NOLOGIN):
+        return
     server.group(name=f"Create the {app.name} group", group=app.name, system=True)
     server.user(
         name=f"Create the {app.name} system user (no login shell)",
-        user=app.name, group=app.name, system=True, shell="/usr/sbin/nologin",
-        home=str(AppPaths(app.name).data), create_home=False,
-    )
-
-
-def create_directories(app: AppSettings, paths: AppPaths) -> None:
-    directories = [
-        (paths.home, "root", "root", "755", "releases, read-only to the app"),
-        (paths.config_dir, "root", app.name, "750", "config, readable by the app only"),
-        (paths.data, app.name, app.name, "750", "data, the app's own"),
-        (paths.backups, app.name, app.name, "750", "database backups"),
-        (paths.run_dir, app.name, app.name, "755", "runtime dir for the pid file"),
-    ]
-    for path, user, group, mode, purpose in directories:
-        files.directory(name=f"Create {path} ({purpose})", path=str(path),
-                        user=user, group=group, mode=mode)
-    files.template(
-        name=f"Recreate {paths.run_dir} at every boot (tmpfiles.d)",
-        src=str(TEMPLATES / "etc/tmpfiles.d/app.conf.j2"), dest=str(paths.tmpfiles),
-        mode="644", create_remote_dir=False, app=app, paths=paths,
+        user=app.name, group=app.name, system=True, shell=NOLOGIN,
+        home=str(paths.data), create_home=False,
     )
 
 

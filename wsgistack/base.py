@@ -3,39 +3,52 @@ gunicorn-herder, which every app's supervisor program runs gunicorn through."""
 
 from __future__ import annotations
 
-from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.deb import DebPackages
-from pyinfra.operations import apt, files, systemd
+from pyinfra.operations import apt, systemd
 
+from wsgistack.facts import InstalledPackages, ServiceStates
+from wsgistack.hoststate import HostState, Read
+from wsgistack.managed import Directory, File, Managed, ensure_all
 from wsgistack.paths import HERDER, HERDER_SOURCE
 
 # logrotate: nginx's per-site logs are rotated by its rule in /etc/logrotate.d/nginx.
-PACKAGES = ["nginx", "supervisor", "python3-venv", "logrotate"]
+PACKAGES = ("nginx", "supervisor", "python3-venv", "logrotate")
+SERVICES = ("nginx.service", "supervisor.service")
+
+
+def managed() -> list[Managed]:
+    return [
+        Directory(f"Create {HERDER.parent} (this project's helpers)", str(HERDER.parent),
+                  "root", "root", "755"),
+        File(f"Install gunicorn-herder ({HERDER})", str(HERDER), "root", "root", "755",
+             local=HERDER_SOURCE),
+    ]
+
+
+def probes() -> list[Read]:
+    return [Read.of(InstalledPackages, packages=PACKAGES),
+            Read.of(ServiceStates, services=SERVICES)]
 
 
 @deploy("Base packages and services")
-def install_base() -> None:
-    installed = host.get_fact(DebPackages)
-    missing = [package for package in PACKAGES if package not in installed]
-    apt.packages(
-        name="Install nginx, supervisor, python3-venv and logrotate",
-        packages=PACKAGES,
-        # Refresh the package lists only when something must be installed, so a converged
-        # host reports no change however old its lists are.
-        update=bool(missing),
-        cache_time=3600,
-        no_recommends=True,
-    )
-    for service in ("nginx", "supervisor"):
-        systemd.service(
-            name=f"Keep {service} running and enabled at boot",
-            service=service,
-            running=True,
-            enabled=True,
+def install_base(seen: HostState) -> None:
+    installed = seen.get(InstalledPackages, packages=PACKAGES)
+    if any(package not in installed for package in PACKAGES):
+        apt.packages(
+            name="Install nginx, supervisor, python3-venv and logrotate",
+            packages=list(PACKAGES),
+            # Only asked when something is missing, so the package lists are refreshed then.
+            update=True,
+            cache_time=3600,
+            no_recommends=True,
         )
-    files.put(
-        name=f"Install gunicorn-herder ({HERDER})",
-        src=str(HERDER_SOURCE), dest=str(HERDER), user="root", group="root", mode="755",
-        create_remote_dir=True,
-    )
+    states = seen.get(ServiceStates, services=SERVICES)
+    for service in SERVICES:
+        if states.get(service) != ("running", "enabled"):
+            systemd.service(
+                name=f"Keep {service.removesuffix('.service')} running and enabled at boot",
+                service=service,
+                running=True,
+                enabled=True,
+            )
+    ensure_all(managed(), seen)

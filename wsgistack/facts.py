@@ -10,6 +10,8 @@ from pyinfra.api import FactBase
 class FileText(FactBase[str]):
     """The text of a small file on the host; empty if it does not exist."""
 
+    default = str
+
     def command(self, path: str) -> str:
         return f"cat {shlex.quote(path)} 2>/dev/null || true"
 
@@ -19,16 +21,67 @@ class PythonTarget(FactBase[tuple[str, str]]):
     wheelhouse is built for. Fixed by the OS release, so it is safe to branch on."""
 
     def command(self) -> str:
-        return ("python3 -c 'import platform, sys;"
-                " print(\"%d.%d\" % sys.version_info[:2], platform.machine())'")
+        return "echo $(python3 -V) $(uname -m)"  # "Python 3.11.2 x86_64"
 
     def process(self, output: list[str]) -> tuple[str, str]:
-        version, machine = output[0].split()
-        return version, machine
+        _python, version, machine = output[0].split()
+        return ".".join(version.split(".")[:2]), machine
 
 
 class LinkTarget(FactBase[str]):
     """Where a symlink points, as written in it; empty if it is not a link."""
 
+    default = str
+
     def command(self, path: str) -> str:
         return f"readlink {shlex.quote(path)} || true"
+
+
+class InstalledPackages(FactBase[list[str]]):
+    """Which of the Debian packages are installed (dpkg status ii or hi, as pyinfra reads)."""
+
+    default = list
+
+    def command(self, packages: tuple[str, ...]) -> str:
+        return (f"dpkg-query -W -f '${{db:Status-Abbrev}} ${{Package}}\\n'"
+                f" {' '.join(map(shlex.quote, packages))} 2>/dev/null || true")
+
+    def process(self, output: list[str]) -> list[str]:
+        return [line.split()[-1] for line in output if line[:2] in ("ii", "hi")]
+
+
+class ServiceStates(FactBase[dict[str, tuple[str, str]]]):
+    """Each systemd unit's (SubState, UnitFileState), e.g. ("running", "enabled"): the
+    properties pyinfra's systemd.service compares."""
+
+    default = dict
+
+    def command(self, services: tuple[str, ...]) -> str:
+        return ("systemctl show -p Id -p SubState -p UnitFileState"
+                f" {' '.join(map(shlex.quote, services))}")
+
+    def process(self, output: list[str]) -> dict[str, tuple[str, str]]:
+        units: list[dict[str, str]] = [{}]
+        for line in output:  # one block of properties per unit, blank lines between
+            key, _, value = line.partition("=")
+            if not key or key in units[-1]:
+                units.append({})
+            if key:
+                units[-1][key] = value
+        return {unit["Id"]: (unit.get("SubState", ""), unit.get("UnitFileState", ""))
+                for unit in units if "Id" in unit}
+
+
+class SystemAccount(FactBase[dict[str, str]]):
+    """A user's primary gid, home and shell, and its same-named group's gid; {} if none."""
+
+    default = dict
+
+    def command(self, user: str) -> str:
+        quoted = shlex.quote(user)
+        return (f"getent passwd {quoted} | awk -F: '{{print \"gid=\" $4; print \"home=\" $6;"
+                f" print \"shell=\" $7}}'; getent group {quoted} | awk -F: '{{print"
+                f" \"group_gid=\" $3}}'")
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        return dict(line.split("=", 1) for line in output)

@@ -10,42 +10,57 @@ from __future__ import annotations
 
 import shlex
 
-from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files
 
+from wsgistack import tls
 from wsgistack.changes import will_change
+from wsgistack.hoststate import HostState, Read
+from wsgistack.managed import AbsentLink, File, Managed, ensure_all
 from wsgistack.paths import TEMPLATES, AppPaths
 from wsgistack.settings import Settings
 from wsgistack.staged import StagedFiles, StagedState, candidate, is_due
-from wsgistack.tls import TlsPaths, upload_pair
+from wsgistack.tls import TlsPaths
 
 ENABLED = "/etc/nginx/sites-enabled"
 
 
+def staged_files(settings: Settings) -> StagedFiles:
+    """The live site and pair; the stamp covers which sites are enabled, so a disabled
+    default is reloaded too."""
+    tls = TlsPaths(settings.site_name)
+    return StagedFiles("nginx-site", (available(settings), str(tls.certificate), str(tls.key)),
+                       also=f"find {ENABLED} -printf '%f %l\\n' | sort")
+
+
+def available(settings: Settings) -> str:
+    return f"/etc/nginx/sites-available/{settings.site_name}"
+
+
+def managed(settings: Settings) -> list[Managed]:
+    return [
+        *tls.managed(settings),
+        File(f"Write the {settings.site_name} candidate nginx site", candidate(available(settings)),
+             "root", "root", "644", template=TEMPLATES / "etc/nginx/sites-available/site.j2",
+             context={"settings": settings, "tls": TlsPaths(settings.site_name),
+                      "apps": [(app, AppPaths(app.name)) for app in settings.apps]}),
+        AbsentLink("Disable Debian's default nginx site", f"{ENABLED}/default"),
+    ]
+
+
+def probes(settings: Settings) -> list[Read]:
+    return [Read.of(StagedState, staged=staged_files(settings))]
+
+
 @deploy("nginx site")
-def prepare_site(settings: Settings) -> str:
+def prepare_site(settings: Settings, seen: HostState) -> str:
     """Write the candidate site and TLS pair; return the go-live script if anything is
     due, else ""."""
-    available = f"/etc/nginx/sites-available/{settings.site_name}"
-    tls = TlsPaths(settings.site_name)
-    pair = upload_pair(settings)
-    site = files.template(
-        name=f"Write the {settings.site_name} candidate nginx site",
-        src=str(TEMPLATES / "etc/nginx/sites-available/site.j2"), dest=candidate(available),
-        mode="644", create_remote_dir=False, settings=settings, tls=tls,
-        apps=[(app, AppPaths(app.name)) for app in settings.apps],
-    )
-    default = files.link(
-        name="Disable Debian's default nginx site",
-        path=f"{ENABLED}/default",
-        present=False,
-    )
-    # The stamp covers which sites are enabled, so a disabled default is reloaded too.
-    staged = StagedFiles("nginx-site", (available, str(tls.certificate), str(tls.key)),
-                         also=f"find {ENABLED} -printf '%f %l\\n' | sort")
-    if will_change(site, default, *pair) or is_due(host.get_fact(StagedState, staged=staged)):
-        return reload_script(settings, available, tls, staged)
+    if settings.tls_make_self_signed:
+        tls.make_self_signed(settings)
+    changes = ensure_all(managed(settings), seen)
+    staged = staged_files(settings)
+    if will_change(*changes) or is_due(seen.get(StagedState, staged=staged)):
+        return reload_script(settings, available(settings), TlsPaths(settings.site_name), staged)
     return ""
 
 

@@ -18,6 +18,7 @@ from pyinfra.operations import files, server
 from wsgistack import wheelhouse
 from wsgistack.changes import refuse
 from wsgistack.facts import FileText, LinkTarget, PythonTarget
+from wsgistack.hoststate import HostState, Read
 from wsgistack.paths import AppPaths
 from wsgistack.settings import AppSettings
 
@@ -37,6 +38,8 @@ os.rename(target + ".tmp", target)
 class InstalledReleases(FactBase[list[str]]):
     """The complete releases of an app, oldest first."""
 
+    default = list
+
     def command(self, releases: str) -> str:
         return (f"ls -1tr {shlex.quote(releases)}/*/{MARKER} 2>/dev/null"
                 f" | awk -F/ '{{print $(NF-1)}}' || true")
@@ -50,20 +53,27 @@ def release_link(version: str) -> str:
     return f"releases/{version}"
 
 
-def install_release(app: AppSettings, paths: AppPaths) -> OperationMeta | None:
+def probes(app: AppSettings, paths: AppPaths) -> list[Read]:
+    """What install_release reads: the host's Python, the release's marker, the live link."""
+    return [Read.of(PythonTarget),
+            Read.of(FileText, path=str(paths.release(app.version).installed_marker)),
+            Read.of(LinkTarget, path=str(paths.current))]
+
+
+def install_release(app: AppSettings, paths: AppPaths, seen: HostState) -> OperationMeta | None:
     """Install the wheelhouse as releases/<version> unless that release holds exactly it.
 
     The comparison is by state, so an interrupted install is redone by the next run, and a
     converged host uploads and installs nothing. A live release is never reinstalled: new
     bits need a new version.
     """
-    python, machine = host.get_fact(PythonTarget)
+    python, machine = seen.get(PythonTarget)
     build = wheelhouse.build(app.source, python, machine)
     release = paths.release(app.version)
-    installed = (host.get_fact(FileText, path=str(release.installed_marker)) or "").strip()
+    installed = seen.get(FileText, path=str(release.installed_marker)).strip()
     if installed == build.digest:
         return None
-    if host.get_fact(LinkTarget, path=str(paths.current)) == release_link(app.version):
+    if seen.get(LinkTarget, path=str(paths.current)) == release_link(app.version):
         return refuse(
             name=f"Refuse to reinstall the live {app.name} {app.version}",
             message=f"{app.name} {app.version} is live on this host and was built from other"
@@ -123,7 +133,7 @@ def prune_script(paths: AppPaths, keep: int) -> str:
 def rollback_target(app: AppSettings, paths: AppPaths, wanted: str | None) -> str:
     """The version to roll back to, or a refusal saying why there is none."""
     installed = host.get_fact(InstalledReleases, releases=str(paths.releases))
-    live = (host.get_fact(LinkTarget, path=str(paths.current)) or "").removeprefix("releases/")
+    live = host.get_fact(LinkTarget, path=str(paths.current)).removeprefix("releases/")
     if wanted is not None:
         if wanted not in installed:
             raise NoRollback(f"{app.name} {wanted} is not installed on this host"

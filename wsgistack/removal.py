@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import shlex
 
-from pyinfra import host
 from pyinfra.api import FactBase
 
+from wsgistack.hoststate import HostState, Read
 from wsgistack.paths import AppPaths
 from wsgistack.settings import RemovedApp
 from wsgistack.staged import STAMPS, candidate
@@ -35,7 +35,9 @@ def purged(paths: AppPaths) -> list[str]:
 class ExistingPaths(FactBase[list[str]]):
     """Which of the paths exist on the host."""
 
-    def command(self, paths: list[str]) -> str:
+    default = list
+
+    def command(self, paths: tuple[str, ...]) -> str:
         return " ".join(["for path in", *map(shlex.quote, paths),
                          "; do if [ -e \"$path\" ] || [ -L \"$path\" ]; then echo \"$path\";"
                          " fi; done"])
@@ -45,6 +47,8 @@ class ExistingPaths(FactBase[list[str]]):
 
 
 class UserExists(FactBase[bool]):
+    default = bool
+
     def command(self, user: str) -> str:
         return f"if id -u {shlex.quote(user)} >/dev/null 2>&1; then echo yes; else echo no; fi"
 
@@ -52,12 +56,22 @@ class UserExists(FactBase[bool]):
         return output == ["yes"]
 
 
-def removal_script(gone: RemovedApp) -> str:
+def removed_paths(gone: RemovedApp) -> tuple[str, ...]:
+    paths = AppPaths(gone.name)
+    return tuple(leftovers(paths) + (purged(paths) if gone.purge else []))
+
+
+def probes(gone: RemovedApp) -> list[Read]:
+    return [Read.of(ExistingPaths, paths=removed_paths(gone)),
+            Read.of(UserExists, user=gone.name)]
+
+
+def removal_script(gone: RemovedApp, seen: HostState) -> str:
     """The go-live script that removes the app, or "" if nothing of it is left."""
     paths = AppPaths(gone.name)
-    remove = leftovers(paths) + (purged(paths) if gone.purge else [])
-    user_left = gone.purge and host.get_fact(UserExists, user=gone.name)
-    if not host.get_fact(ExistingPaths, paths=remove) and not user_left:
+    remove = removed_paths(gone)
+    user_left = gone.purge and seen.get(UserExists, user=gone.name)
+    if not seen.get(ExistingPaths, paths=remove) and not user_left:
         return ""
     name = shlex.quote(gone.name)
     lines = [

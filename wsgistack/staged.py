@@ -69,6 +69,8 @@ class StagedState(FactBase[dict[str, bool]]):
     """Whether each candidate equals its live file ("in_step"), and whether the live state
     is the one last applied ("applied")."""
 
+    default = dict
+
     def command(self, staged: StagedFiles) -> str:
         same = " && ".join(f"cmp -s {shlex.quote(candidate(path))} {shlex.quote(path)}"
                            for path in staged.files)

@@ -8,9 +8,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import files
-
+from wsgistack.managed import Directory, File, Managed
 from wsgistack.settings import Settings
 from wsgistack.staged import candidate
 
@@ -51,20 +49,17 @@ def make_self_signed(settings: Settings) -> None:
         key.chmod(0o600)
 
 
-def upload_pair(settings: Settings) -> list[OperationMeta]:
-    """Upload certificate and key as candidates; the key readable by root only."""
-    if settings.tls_make_self_signed:
-        make_self_signed(settings)
+def managed(settings: Settings) -> list[Managed]:
+    """The pair's directories, and certificate and key as candidates: the key root's only.
+    Where allowed, a missing pair is made first (make_self_signed)."""
     paths = TlsPaths(settings.site_name)
-    files.directory(name=f"Create {TLS_DIR}", path=str(TLS_DIR), user="root", group="root",
-                    mode="755")
-    files.directory(name=f"Create {TLS_DIR}/private (root only, for keys)",
-                    path=str(TLS_DIR / "private"), user="root", group="root", mode="700")
     return [
-        files.put(name=f"Upload the {settings.site_name} candidate TLS certificate",
-                  src=str(settings.tls_certificate), dest=candidate(paths.certificate),
-                  user="root", group="root", mode="644", create_remote_dir=False),
-        files.put(name=f"Upload the {settings.site_name} candidate TLS key (0600)",
-                  src=str(settings.tls_certificate_key), dest=candidate(paths.key),
-                  user="root", group="root", mode="600", create_remote_dir=False),
+        Directory(f"Create {TLS_DIR}", str(TLS_DIR), "root", "root", "755"),
+        Directory(f"Create {TLS_DIR}/private (root only, for keys)", str(TLS_DIR / "private"),
+                  "root", "root", "700"),
+        File(f"Upload the {settings.site_name} candidate TLS certificate",
+             candidate(paths.certificate), "root", "root", "644",
+             local=settings.tls_certificate),
+        File(f"Upload the {settings.site_name} candidate TLS key (0600)",
+             candidate(paths.key), "root", "root", "600", local=settings.tls_certificate_key),
     ]

@@ -196,6 +196,37 @@ def test_drift_is_reported_by_dry_run_and_repaired(deployment: Deployment) -> No
     assert "99m" not in sandbox.ssh(host, "nginx -T 2>/dev/null").stdout
 
 
+def test_owner_mode_and_account_drift_is_reported_and_repaired(deployment: Deployment) -> None:
+    """What the one-command read compares: a changed mode, owner or login shell makes the
+    deploy call pyinfra's operation again, in a dry run as in a real one."""
+    sandbox = deployment.sandbox
+    host = sandbox.hosts("staging")[0]
+    herder = "/usr/local/lib/wsgistack/gunicorn-herder"
+    sandbox.ssh(host, f"chmod 777 /etc/flasktodo && chown flasktodo /etc/ssl/wsgistack/private"
+                      f" && chmod 644 {herder} && usermod -s /bin/bash flasktodo")
+    dry = deploy(sandbox, "--limit", "staging", "--dry", secrets_dir=deployment.secrets_dir)
+    planned = "\n".join(dry.planned_changes())
+    for operation in ("Create /etc/flasktodo (config", "Create /etc/ssl/wsgistack/private",
+                      "Install gunicorn-herder", "Create the flasktodo system user"):
+        assert operation in planned, f"{operation!r} not planned:\n{planned}"
+    repair = deployment.run("--limit", "staging")
+    assert repair.returncode == 0, repair.output[-3000:]
+    check = sandbox.testinfra(host)
+    assert check.file("/etc/flasktodo").mode == 0o750
+    assert check.file("/etc/ssl/wsgistack/private").user == "root"
+    assert check.file(herder).mode == 0o755
+    assert check.user("flasktodo").shell == "/usr/sbin/nologin"
+
+
+def test_a_converged_host_is_read_with_one_command(deployment: Deployment) -> None:
+    run = deployment.run("--limit", "staging", "-v")
+    assert run.returncode == 0, run.output[-3000:]
+    assert run.changed_ops() == []
+    loaded = [line for line in run.output.splitlines() if "Loaded fact" in line]
+    assert len(loaded) == 1, "\n".join(loaded)
+    assert "wsgistack.hoststate.Batch" in loaded[0]
+
+
 def test_site_answers_after_a_reboot_without_a_deploy(deployment: Deployment) -> None:
     sandbox = deployment.sandbox
     host = sandbox.hosts("production")[-1]

@@ -1,0 +1,93 @@
+"""What the deploy manages on a host, as data: directories, files and absent links.
+
+Each item names its path (read in the host state), says whether the host already has it
+as declared, and applies itself with pyinfra's own operation. `ensure` applies an item
+only where the host differs, so a converged host runs no operation and reads no fact for it,
+and a dry run lists exactly the items a real run changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import cached_property
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+from pyinfra.api.operation import OperationMeta
+from pyinfra.api.util import get_template
+from pyinfra.operations import files
+
+from wsgistack.hoststate import HostState, PathState
+
+
+@dataclass(frozen=True)
+class Directory:
+    name: str  # the operation's name in pyinfra's output
+    path: str
+    user: str
+    group: str
+    mode: str
+
+    def in_place(self, seen: PathState | None) -> bool:
+        return seen is not None and seen.matches("directory", self.user, self.group, self.mode)
+
+    def apply(self) -> OperationMeta:
+        return files.directory(name=self.name, path=self.path, user=self.user,
+                               group=self.group, mode=self.mode)
+
+
+@dataclass(frozen=True)
+class File:
+    """A file whose content is a template rendered on the controller, or a local file."""
+
+    name: str
+    path: str
+    user: str
+    group: str
+    mode: str
+    template: Path | None = None
+    context: dict[str, Any] = field(default_factory=dict, hash=False)
+    local: Path | None = None
+
+    @cached_property
+    def content(self) -> bytes:
+        if self.local is not None:
+            return self.local.read_bytes()
+        # pyinfra's own loader, as files.template uses: StrictUndefined, trailing newline kept.
+        return get_template(str(self.template)).render(self.context).encode()
+
+    def in_place(self, seen: PathState | None) -> bool:
+        return (seen is not None
+                and seen.matches("regular file", self.user, self.group, self.mode)
+                and seen.sha1 == hashlib.sha1(self.content).hexdigest())
+
+    def apply(self) -> OperationMeta:
+        source = str(self.local) if self.local else StringIO(self.content.decode())
+        return files.put(name=self.name, src=source, dest=self.path, user=self.user,
+                         group=self.group, mode=self.mode, create_remote_dir=False)
+
+
+@dataclass(frozen=True)
+class AbsentLink:
+    name: str
+    path: str
+
+    def in_place(self, seen: PathState | None) -> bool:
+        return seen is None
+
+    def apply(self) -> OperationMeta:
+        return files.link(name=self.name, path=self.path, present=False)
+
+
+Managed = Directory | File | AbsentLink
+
+
+def ensure(item: Managed, seen: HostState) -> OperationMeta | None:
+    """Apply `item` if the host differs from it; None when it is already in place."""
+    return None if item.in_place(seen.path(item.path)) else item.apply()
+
+
+def ensure_all(items: list[Managed], seen: HostState) -> list[OperationMeta | None]:
+    return [ensure(item, seen) for item in items]
