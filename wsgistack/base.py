@@ -30,10 +30,14 @@ def probes() -> list[Read]:
             Read.of(ServiceStates, services=SERVICES)]
 
 
+def installs_packages(seen: HostState) -> bool:
+    installed = seen.get(InstalledPackages, packages=PACKAGES)
+    return any(package not in installed for package in PACKAGES)
+
+
 @deploy("Base packages and services")
 def install_base(seen: HostState) -> None:
-    installed = seen.get(InstalledPackages, packages=PACKAGES)
-    if any(package not in installed for package in PACKAGES):
+    if installs_packages(seen):
         apt.packages(
             name="Install nginx, supervisor, python3-venv and logrotate",
             packages=list(PACKAGES),

@@ -105,6 +105,10 @@ class HostState:
 
     paths: dict[str, PathState]
     facts: dict[Read, Any]
+    # False when this run changes the host before its items are compared (it installs
+    # packages, which make paths of their own: nginx enables Debian's default site): the
+    # read may be stale, so every item is applied and pyinfra checks it live.
+    settled: bool = True
 
     @classmethod
     def read(cls, paths: Iterable[str], reads: Iterable[Read]) -> HostState:

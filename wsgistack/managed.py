@@ -86,7 +86,9 @@ Managed = Directory | File | AbsentLink
 
 def ensure(item: Managed, seen: HostState) -> OperationMeta | None:
     """Apply `item` if the host differs from it; None when it is already in place."""
-    return None if item.in_place(seen.path(item.path)) else item.apply()
+    if seen.settled and item.in_place(seen.path(item.path)):
+        return None
+    return item.apply()
 
 
 def ensure_all(items: list[Managed], seen: HostState) -> list[OperationMeta | None]:

@@ -3,6 +3,8 @@ command (hoststate) before any of them compares or changes anything."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from wsgistack import app, base, nginx, removal, supervisor
 from wsgistack.hoststate import HostState
 from wsgistack.settings import Settings
@@ -17,4 +19,5 @@ def read_host_state(settings: Settings, secrets: dict[str, str]) -> HostState:
         probes += [*app.probes(each), *supervisor.probes(each)]
     for gone in settings.removed_apps:
         probes += removal.probes(gone)
-    return HostState.read([item.path for item in managed], probes)
+    state = HostState.read([item.path for item in managed], probes)
+    return replace(state, settled=not base.installs_packages(state))
