@@ -20,8 +20,8 @@ from wsgistack.stack import read_host_state
 
 settings = load_settings(host.data, host_group(host.groups))
 secrets = {each.name: secret_key(settings, each) for each in settings.apps}
-# One command reads all the state the steps below compare against; each step changes only
-# what differs from it, so a converged host costs this one read and the health checks.
+# One command reads all the state the steps below compare against, and a health reading;
+# each step changes only what differs, so a converged host costs this one command.
 seen = read_host_state(settings, secrets)
 
 base.install_base(seen)
@@ -32,4 +32,4 @@ plan = Plan(
     site=nginx.prepare_site(settings, seen),
     removals=[(gone.name, removal_script(gone, seen)) for gone in settings.removed_apps],
 )
-go_live_in_batches(settings, plan)
+go_live_in_batches(settings, plan, seen)

@@ -11,11 +11,14 @@ from __future__ import annotations
 import atexit
 import json
 import shlex
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pyinfra import host, state
-from pyinfra.api import StringCommand, operation
+from pyinfra.api import FactBase, StringCommand, operation
 
+from wsgistack.hoststate import HostState, Read
 from wsgistack.settings import AppSettings, Settings
 
 # Asks each URL on this host until all answer {"status": "ok"} or the deadline passes;
@@ -80,6 +83,8 @@ class CheckResult:
 RESULTS: list[CheckResult] = []
 TARGETS: dict[str, bool] = {}  # host name -> connected
 EXECUTED: list[bool] = []  # non-empty once checks ran for real (never in a dry run)
+# Seconds after the host's state was read within which its health reading may stand.
+READING_FRESH_FOR = 10.0
 
 
 def public_url(settings: Settings, app: AppSettings) -> str:
@@ -89,26 +94,69 @@ def public_url(settings: Settings, app: AppSettings) -> str:
     return f"https://{settings.url_host}{port}{app.prefix}/ ({address})"
 
 
+def checks(settings: Settings, app: AppSettings) -> tuple[tuple[str, str], ...]:
+    """(check, url) of the app: through nginx (as a browser would), directly on gunicorn."""
+    path = f"{app.prefix}/healthz"
+    return (("through nginx", f"https://127.0.0.1:{settings.https_port}{path}"),
+            ("on gunicorn", f"http://127.0.0.1:{app.port}{path}"))
+
+
+def probe_command(host_header: str, timeout: float, urls: Iterable[str]) -> str:
+    arguments = " ".join(shlex.quote(str(arg)) for arg in (host_header, timeout, *urls))
+    return f"python3 -I -S -c {shlex.quote(PROBE)} {arguments}"
+
+
+class HealthReading(FactBase[list[dict]]):
+    """One try at each URL, no waiting: the replies in order. Read with the host's state."""
+
+    default = list
+
+    def command(self, host_header: str, urls: tuple[str, ...]) -> str:
+        return f"{probe_command(host_header, 0, urls)} || true"
+
+    def process(self, output: list[str]) -> list[dict]:
+        return [json.loads(line) for line in output if line.startswith("{")]
+
+
+def reading(settings: Settings, app: AppSettings) -> Read:
+    return Read.of(HealthReading, host_header=settings.url_host,
+                   urls=tuple(url for _check, url in checks(settings, app)))
+
+
+def is_healthy(reply: dict, app: AppSettings) -> bool:
+    return reply.get("status") == "ok" and reply.get("version") == app.version
+
+
+def usable(replies: list[dict], read_at: float, app: AppSettings, count: int) -> bool:
+    """A reading taken with the host's state stands for a host this run leaves untouched
+    if it was healthy and execution started soon after (not after a wait at the prompt)."""
+    return (len(replies) == count and all(is_healthy(reply, app) for reply in replies)
+            and time.monotonic() - read_at <= READING_FRESH_FOR)
+
+
 @operation(is_idempotent=True)
-def healthz(checks: list[tuple[str, str]], host_header: str, settings: Settings,
-            app: AppSettings, active: bool):
+def healthz(checks: tuple[tuple[str, str], ...], host_header: str, settings: Settings,
+            app: AppSettings, active: bool, known: tuple[list[dict], float] | None = None):
     """Fail this host unless every (check, url) on the host answers healthy with the app's
-    version. Checks only when `active` (the host's rollout batch) and only in a real run."""
+    version. Checks only when `active` (the host's rollout batch) and only in a real run.
+    `known` is a usable reading (replies, when read) of a host this run leaves untouched;
+    anything else is asked live, waiting up to health_timeout."""
     if state.is_executing:
         EXECUTED.append(True)
     if not (active and state.is_executing):
         return
-    arguments = " ".join(shlex.quote(str(arg)) for arg in
-                         (host_header, settings.health_timeout, *(url for _check, url in checks)))
-    _status, output = host.run_shell_command(
-        StringCommand(f"python3 -I -S -c {shlex.quote(PROBE)} {arguments}"))
-    lines = output.stdout_lines[-len(checks):]
-    replies = [json.loads(line) for line in lines] if len(lines) == len(checks) else \
-        [{"status": "error", "error": "no reply"}] * len(checks)
+    if known is not None and usable(*known, app, len(checks)):
+        replies = known[0]
+    else:
+        _status, output = host.run_shell_command(StringCommand(probe_command(
+            host_header, settings.health_timeout, (url for _check, url in checks))))
+        lines = output.stdout_lines[-len(checks):]
+        replies = [json.loads(line) for line in lines] if len(lines) == len(checks) else \
+            [{"status": "error", "error": "no reply"}] * len(checks)
     failures = []
     for (check, url), reply in zip(checks, replies, strict=True):
         version = reply.get("version", "?")
-        healthy = reply.get("status") == "ok" and version == app.version
+        healthy = is_healthy(reply, app)
         detail = "healthy" if healthy else (
             reply.get("error") or f"version {version}, expected {app.version}")
         RESULTS.append(CheckResult(host.name, app.name, check, public_url(settings, app),
@@ -119,14 +167,17 @@ def healthz(checks: list[tuple[str, str]], host_header: str, settings: Settings,
         yield StringCommand(f"echo {shlex.quote('; '.join(failures))} >&2; exit 1")
 
 
-def check_app(settings: Settings, app: AppSettings, active: bool) -> None:
-    """Check the app through nginx (as a browser would) and directly on gunicorn."""
+def check_app(settings: Settings, app: AppSettings, active: bool,
+              untouched: HostState | None = None) -> None:
+    """Check the app through nginx and directly on gunicorn. `untouched`: the state of a
+    host this run calls no operation on, whose health reading may then stand."""
     note_targets()
-    path = f"{app.prefix}/healthz"
+    read = reading(settings, app)
+    known = None if untouched is None else (
+        untouched.get(HealthReading, **dict(read.arguments)), untouched.read_at)
     healthz(name=f"Check {app.name} through nginx and directly on gunicorn",
-            checks=[("through nginx", f"https://127.0.0.1:{settings.https_port}{path}"),
-                    ("on gunicorn", f"http://127.0.0.1:{app.port}{path}")],
-            host_header=settings.url_host, settings=settings, app=app, active=active)
+            checks=checks(settings, app), host_header=settings.url_host, settings=settings,
+            app=app, active=active, known=known)
 
 
 def note_targets() -> None:

@@ -11,6 +11,7 @@ its own facts, live, and makes the change. A converged host costs one command.
 from __future__ import annotations
 
 import shlex
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -109,6 +110,8 @@ class HostState:
     # packages, which make paths of their own: nginx enables Debian's default site): the
     # read may be stale, so every item is applied and pyinfra checks it live.
     settled: bool = True
+    read_at: float = 0.0  # time.monotonic() when the host answered
+
 
     @classmethod
     def read(cls, paths: Iterable[str], reads: Iterable[Read]) -> HostState:
@@ -118,7 +121,7 @@ class HostState:
         sections = host.get_fact(Batch, reads=batch)
         facts = {read: read.process(sections.get(index, []))
                  for index, read in enumerate(batch)}
-        return cls(facts.pop(path_read), facts)
+        return cls(facts.pop(path_read), facts, read_at=time.monotonic())
 
     def path(self, path: object) -> PathState | None:
         """The path's state; None if it does not exist."""

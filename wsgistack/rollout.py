@@ -19,6 +19,7 @@ from pyinfra import host, state
 from pyinfra.api import StringCommand, operation
 
 from wsgistack import health
+from wsgistack.hoststate import HostState
 from wsgistack.settings import AppSettings, Settings
 
 LOCK = "/run/lock/wsgistack.lock"
@@ -93,13 +94,15 @@ class Plan:
                     *(script for _name, script in self.removals)])
 
 
-def go_live_in_batches(settings: Settings, plan: Plan) -> None:
+def go_live_in_batches(settings: Settings, plan: Plan, seen: HostState | None = None) -> None:
     """Every batch of the host's group in order; the host acts in its own batch, then its
     apps are health-checked. A host with nothing due is checked at once, with all like it:
-    it has nothing to order against the batches, so it calls no go-live operation."""
+    it has nothing to order against the batches, so it calls no go-live operation. If this
+    run calls no operation on it at all, the health reading taken with `seen` may stand."""
     if not plan.due:
+        untouched = seen if state.get_meta_for_host(host).ops == 0 else None
         for each in plan.apps:
-            health.check_app(settings, each.app, active=True)
+            health.check_app(settings, each.app, active=True, untouched=untouched)
         return
     rollout = Rollout.for_group(settings.group, settings.rollout_batch_size)
     for batch in host.loop(range(rollout.batch_count)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from wsgistack import app, base, nginx, removal, supervisor
+from wsgistack import app, base, health, nginx, removal, supervisor
 from wsgistack.hoststate import HostState
 from wsgistack.settings import Settings
 
@@ -16,7 +16,7 @@ def read_host_state(settings: Settings, secrets: dict[str, str]) -> HostState:
     for each in settings.apps:
         managed += [*app.managed(settings, each, secrets[each.name]),
                     *supervisor.managed(settings, each)]
-        probes += [*app.probes(each), *supervisor.probes(each)]
+        probes += [*app.probes(each), *supervisor.probes(each), health.reading(settings, each)]
     for gone in settings.removed_apps:
         probes += removal.probes(gone)
     state = HostState.read([item.path for item in managed], probes)

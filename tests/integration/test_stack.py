@@ -219,12 +219,35 @@ def test_owner_mode_and_account_drift_is_reported_and_repaired(deployment: Deplo
 
 
 def test_a_converged_host_is_read_with_one_command(deployment: Deployment) -> None:
-    run = deployment.run("--limit", "staging", "-v")
+    """Its state and its health reading in one command; no other command runs on it."""
+    run = deployment.run("--limit", "staging", "-vv")
     assert run.returncode == 0, run.output[-3000:]
     assert run.changed_ops() == []
     loaded = [line for line in run.output.splitlines() if "Loaded fact" in line]
     assert len(loaded) == 1, "\n".join(loaded)
     assert "wsgistack.hoststate.Batch" in loaded[0]
+    assert run.output.count(">>> sh -c") == 1, "one command, the read"
+    assert re.search(r"staging\S*: https://\S+ .*flasktodo \S+\s+healthy", run.output)
+
+
+def test_an_untouched_but_unhealthy_host_fails_its_live_health_check(
+        deployment: Deployment) -> None:
+    """A converged host's health reading stands only when healthy: otherwise the live
+    check runs, waits health_timeout, and fails the host."""
+    sandbox = deployment.sandbox
+    host = sandbox.hosts("staging")[0]
+    stray = "/etc/nginx/conf.d/stray.conf"
+    sandbox.ssh(host, f"echo 'server {{ listen 443 ssl; server_name staging.flasktodo.test;"
+                      " ssl_certificate /etc/ssl/wsgistack/wsgistack.crt;"
+                      " ssl_certificate_key /etc/ssl/wsgistack/private/wsgistack.key;"
+                      f" return 503; }}' > {stray} && systemctl reload nginx")
+    try:
+        run = deployment.run("--limit", "staging", "--data", "health_timeout=2")
+    finally:
+        sandbox.ssh(host, f"rm {stray} && systemctl reload nginx")
+    assert run.returncode != 0
+    assert "health check failed: flasktodo through nginx" in run.output
+    assert deployment.run("--limit", "staging").returncode == 0
 
 
 def test_site_answers_after_a_reboot_without_a_deploy(deployment: Deployment) -> None:
