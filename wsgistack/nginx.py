@@ -27,8 +27,8 @@ ENABLED = "/etc/nginx/sites-enabled"
 def staged_files(settings: Settings) -> StagedFiles:
     """The live site and pair; the stamp covers which sites are enabled, so a disabled
     default is reloaded too."""
-    tls = TlsPaths(settings.site_name)
-    return StagedFiles("nginx-site", (available(settings), str(tls.certificate), str(tls.key)),
+    pair = TlsPaths(settings.site_name)
+    return StagedFiles("nginx-site", (available(settings), str(pair.certificate), str(pair.key)),
                        also=f"find {ENABLED} -printf '%f %l\\n' | sort")
 
 

@@ -51,7 +51,8 @@ def make_self_signed(settings: Settings) -> None:
 
 def managed(settings: Settings) -> list[Managed]:
     """The pair's directories, and certificate and key as candidates: the key root's only.
-    Where allowed, a missing pair is made first (make_self_signed)."""
+    The pair is read from the controller when compared (make_self_signed makes it first,
+    where allowed)."""
     paths = TlsPaths(settings.site_name)
     return [
         Directory(f"Create {TLS_DIR}", str(TLS_DIR), "root", "root", "755"),
