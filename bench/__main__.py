@@ -56,6 +56,15 @@ class Timed:
     seconds: float
     peak_rss_mb: float
     phases: dict[str, float] = field(default_factory=dict)
+    # CPU time the whole machine spent meanwhile: controller and hosts share its CPUs.
+    cpu_seconds: float = 0.0
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds this machine has spent busy since boot (all CPUs, not idle or iowait)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+        int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -77,7 +86,7 @@ def run_pyinfra(sandbox: Sandbox, *args: str, secrets_dir: Path) -> Timed:
     """One pyinfra run; time per operation from when pyinfra starts each one."""
     command, env = deploy_command(sandbox, *args, secrets_dir=secrets_dir)
     env["PYTHONUNBUFFERED"] = "1"
-    started = time.monotonic()
+    busy, started = busy_cpu_seconds(), time.monotonic()
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     marks: list[tuple[float, str]] = []
@@ -87,14 +96,14 @@ def run_pyinfra(sandbox: Sandbox, *args: str, secrets_dir: Path) -> Timed:
         if line.startswith("--> Starting operation:") or line.startswith("--> Results"):
             marks.append((time.monotonic(), line.split(":", 1)[-1].strip()))
     _pid, status, usage = os.wait4(process.pid, 0)
-    seconds = time.monotonic() - started
+    seconds, cpu_seconds = time.monotonic() - started, busy_cpu_seconds() - busy
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"bench: pyinfra {' '.join(args)} failed:\n{''.join(output[-40:])}")
     phases = {phase: sum(end - start for (start, name), (end, _) in pairwise(marks)
                          if needle in name)
               for phase, needle in PHASES.items()}
     phases["the rest (connect, facts, other operations)"] = seconds - sum(phases.values())
-    return Timed(seconds, usage.ru_maxrss / 1024, phases)
+    return Timed(seconds, usage.ru_maxrss / 1024, phases, cpu_seconds)
 
 
 def limit(sandbox: Sandbox, count: int) -> list[str]:
@@ -105,10 +114,10 @@ def limit(sandbox: Sandbox, count: int) -> list[str]:
 def baseline(sandbox: Sandbox, count: int) -> Timed:
     """One SSH round trip per host, all hosts at once, reading what a converge reads."""
     hosts = sandbox.hosts()[:count]
-    started = time.monotonic()
+    busy, started = busy_cpu_seconds(), time.monotonic()
     with ThreadPoolExecutor(len(hosts)) as pool:
         list(pool.map(lambda host: sandbox.ssh(host, BASELINE_READ), hosts))
-    return Timed(time.monotonic() - started, 0)
+    return Timed(time.monotonic() - started, 0, cpu_seconds=busy_cpu_seconds() - busy)
 
 
 def fresh_deploys(secrets_dir: Path) -> Series:
@@ -124,9 +133,9 @@ def fresh_deploys(secrets_dir: Path) -> Series:
 
 def build(source: Path) -> Timed:
     """Build a version's wheelhouse ahead of its redeploy, so that figure is the hosts'."""
-    started = time.monotonic()
+    busy, started = busy_cpu_seconds(), time.monotonic()
     wheelhouse.build(source, "3.11", "x86_64")  # the fleet's bookworm hosts
-    return Timed(time.monotonic() - started, 0)
+    return Timed(time.monotonic() - started, 0, cpu_seconds=busy_cpu_seconds() - busy)
 
 
 def repeat(label: str, measure: Callable[[], Timed]) -> Series:

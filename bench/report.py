@@ -15,17 +15,26 @@ PLOT = "converge-vs-hosts.png"
 HOST_COUNTS = (1, 3, 10)
 
 
-def row(series: Series, values: list[float] | None = None) -> str:
+def row(series: Series, values: list[float] | None = None, label: str = "",
+        cpu: bool = True) -> str:
     low, median, high = series.stats(values)
-    return f"| {series.label} | {len(series.runs)} | {low:.2f} | {median:.2f} | {high:.2f} |"
+    cpu_median = f"{series.stats([run.cpu_seconds for run in series.runs])[1]:.2f}" if cpu \
+        else ""
+    return (f"| {label or series.label} | {len(series.runs)} | {low:.2f} | {median:.2f}"
+            f" | {high:.2f} | {cpu_median} |")
 
 
 def phase_rows(series: Series) -> list[str]:
-    phases = series.runs[0].phases
-    return [f"| {series.label}: {phase} | {len(series.runs)} | "
-            + " | ".join(f"{value:.2f}" for value in series.stats(
-                [run.phases[phase] for run in series.runs])) + " |"
-            for phase in phases]
+    return [row(series, [run.phases[phase] for run in series.runs],
+                label=f"{series.label}: {phase}", cpu=False)
+            for phase in series.runs[0].phases]
+
+
+def cpu_floor(results: dict[str, Series], count: int) -> float:
+    """Wall seconds a no-op converge of `count` hosts needs at least: the machine's CPU
+    seconds for it, spread perfectly over every CPU."""
+    series = results[f"noop-{count}"]
+    return series.stats([run.cpu_seconds for run in series.runs])[1] / (os.cpu_count() or 1)
 
 
 def peak_rss(series: Series) -> float:
@@ -60,6 +69,8 @@ def plot(results: dict[str, Series], path: Path) -> None:
                           ("baseline", "SSH baseline")):
         medians = [results[f"{prefix}-{count}"].stats()[1] for count in HOST_COUNTS]
         axes.plot(HOST_COUNTS, medians, marker="o", label=label)
+    axes.plot(HOST_COUNTS, [cpu_floor(results, count) for count in HOST_COUNTS],
+              linestyle="--", color="grey", label="CPU floor of the no-op converge")
     axes.set_xlabel("hosts")
     axes.set_ylabel("seconds (median)")
     axes.set_ylim(bottom=0)
@@ -80,8 +91,8 @@ def write_report(results: dict[str, Series], docs: Path) -> str:
         f" under systemd-nspawn) on one controller ({platform.machine()}, "
         f"{os.cpu_count()} CPUs). Seconds, wall clock on the controller.",
         "",
-        "| measurement | runs | min | median | max |",
-        "|---|---|---|---|---|",
+        "| measurement | runs | min | median | max | machine CPU s (median) |",
+        "|---|---|---|---|---|---|",
         *phase_rows(results["fresh"]),
         row(results["fresh"]),
         *(row(results[f"{kind}-{count}"]) for kind in ("noop", "dry", "baseline")
@@ -97,6 +108,12 @@ def write_report(results: dict[str, Series], docs: Path) -> str:
         "| target | measured | |",
         "|---|---|---|",
         *targets(results),
+        "",
+        "The machine's CPUs bound a converge from below: the no-op converge used the CPU"
+        " seconds in the table's last column, so on these "
+        f"{os.cpu_count()} CPUs it needs at least "
+        + ", ".join(f"{cpu_floor(results, count):.2f} s for {count} host(s)"
+                    for count in HOST_COUNTS) + ".",
         "",
         f"![converge time against host count]({PLOT})",
         "",
