@@ -132,7 +132,9 @@ def fresh_deploys(secrets_dir: Path) -> Series:
 
 
 def build(source: Path) -> Timed:
-    """Build a version's wheelhouse ahead of its redeploy, so that figure is the hosts'."""
+    """Build a version's wheelhouse ahead of its redeploy, so that figure is the hosts'.
+    Cold: a build left by an earlier bench run of the same version is removed first."""
+    wheelhouse.forget(source)
     busy, started = busy_cpu_seconds(), time.monotonic()
     wheelhouse.build(source, "3.11", "x86_64")  # the fleet's bookworm hosts
     return Timed(time.monotonic() - started, 0, cpu_seconds=busy_cpu_seconds() - busy)

@@ -38,6 +38,9 @@ def ask(url):
     host, port = address.rsplit(":", 1)
     try:
         with socket.create_connection((host, int(port)), timeout=5) as plain:
+            # As browsers do: else the request waits for the ACK of TLS 1.3's Finished
+            # (Nagle), which the server delays: 40 ms per check on loopback.
+            plain.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock = context.wrap_socket(plain, server_hostname=name) if scheme == "https" else plain
             sock.sendall(f"GET /{path} HTTP/1.0\\r\\nHost: {name}\\r\\n\\r\\n".encode())
             response = b"".join(iter(lambda: sock.recv(65536), b""))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -97,6 +98,18 @@ def build_once(source: Path, python: str, machine: str) -> Wheelhouse:
         return next(path.name for path in target.glob(f"{prefix}*.whl"))
 
     return Wheelhouse(target, digest, wheel(wheel_prefix(source)), wheel("pip-"))
+
+
+def forget(source: Path) -> None:
+    """Remove every cached build of `source`, so the next build is made anew."""
+    name = re.compile(rf"{re.escape(source.name)}-[0-9a-f]{{16}}(\.tar|\.partial)?")
+    for cached in (BUILD_DIR / "wheelhouse").glob(f"{source.name}-*"):
+        if not name.fullmatch(cached.name):
+            continue
+        if cached.is_dir():
+            shutil.rmtree(cached)
+        else:
+            cached.unlink()
 
 
 class WheelhouseError(Exception):
