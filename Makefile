@@ -1,7 +1,7 @@
 # The two commands of the README, and their parts.
 #   make demo   sandbox hosts up, deploy staging, print the URL
 #   make test   lint, unit and integration tests (integration needs root)
-#   make bench  benchmarks on sandbox hosts (root, ~15 min), written to docs/performance.md
+#   make bench  benchmarks on sandbox hosts (root, ~8 min), written to docs/performance.md
 
 VENV     := .venv
 BIN      := $(VENV)/bin
