@@ -174,10 +174,19 @@ def test_each_group_gets_its_own_group_data(deployment: Deployment, host: dict) 
 
 def test_supervisor_brings_a_killed_master_back(deployment: Deployment, host: dict) -> None:
     sandbox, name = deployment.sandbox, SERVER_NAMES[host["group"]]
-    master = sandbox.ssh(host, "cat /run/flasktodo/gunicorn.pid").stdout.strip()
+    def pid_file() -> str:
+        return sandbox.ssh(host, "cat /run/flasktodo/gunicorn.pid").stdout.strip()
+
+    master = pid_file()
     sandbox.ssh(host, f"kill -9 {master}")
+    # The killed master's workers may still answer for a moment, so an answer alone proves
+    # nothing: first supervisor's new master, alive, then the site through it.
+    deadline = time.monotonic() + 10
+    while (current := pid_file()) == master and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert current != master, "supervisor started no new gunicorn master within 10 s"
+    sandbox.ssh(host, f"kill -0 {current}")
     wait_for_http_ok(host["address"], f"{PREFIX}/", 10, host_header=name)
-    assert sandbox.ssh(host, "cat /run/flasktodo/gunicorn.pid").stdout.strip() != master
 
 
 def test_drift_is_reported_by_dry_run_and_repaired(deployment: Deployment) -> None:
