@@ -18,7 +18,7 @@ from wsgistack.facts import (
     ServiceStates,
     SystemAccount,
 )
-from wsgistack.hoststate import Batch, PathState, PathStates, Read
+from wsgistack.hoststate import Batch, HostState, PathState, PathStates, Read
 from wsgistack.managed import AbsentLink, Directory, File
 
 USER = os.environ.get("USER") or subprocess.run(["id", "-un"], capture_output=True, text=True,
@@ -118,3 +118,10 @@ def test_directories_and_absent_links() -> None:
     link = AbsentLink("Disable it", "/etc/nginx/sites-enabled/default")
     assert link.in_place(None)
     assert not link.in_place(PathState("symbolic link", 777, "root", "root"))
+
+
+def test_a_read_not_declared_is_an_error_not_a_slow_path() -> None:
+    state = HostState({}, {Read.of(FileText, path="/a"): "text"})
+    assert state.get(FileText, path="/a") == "text"
+    with pytest.raises(LookupError, match="declare it in its module's probes"):
+        state.get(FileText, path="/b")
