@@ -118,7 +118,12 @@ class HealthReading(FactBase[list[dict]]):
         return f"{probe_command(host_header, 0, urls)} || true"
 
     def process(self, output: list[str]) -> list[dict]:
-        return [json.loads(line) for line in output if line.startswith("{")]
+        return replies_in(output)
+
+
+def replies_in(output: list[str]) -> list[dict]:
+    """The probe's replies: one JSON line per URL, in order."""
+    return [json.loads(line) for line in output if line.startswith("{")]
 
 
 def reading(settings: Settings, app: AppSettings) -> Read:
@@ -153,9 +158,9 @@ def healthz(checks: tuple[tuple[str, str], ...], host_header: str, settings: Set
     else:
         _status, output = host.run_shell_command(StringCommand(probe_command(
             host_header, settings.health_timeout, (url for _check, url in checks))))
-        lines = output.stdout_lines[-len(checks):]
-        replies = [json.loads(line) for line in lines] if len(lines) == len(checks) else \
-            [{"status": "error", "error": "no reply"}] * len(checks)
+        replies = replies_in(output.stdout_lines)
+        if len(replies) != len(checks):
+            replies = [{"status": "error", "error": "no reply"}] * len(checks)
     failures = []
     for (check, url), reply in zip(checks, replies, strict=True):
         version = reply.get("version", "?")
@@ -175,9 +180,8 @@ def check_app(settings: Settings, app: AppSettings, active: bool,
     """Check the app through nginx and directly on gunicorn. `untouched`: the state of a
     host this run calls no operation on, whose health reading may then stand."""
     note_targets()
-    read = reading(settings, app)
     known = None if untouched is None else (
-        untouched.get(HealthReading, **dict(read.arguments)), untouched.read_at)
+        untouched.value(reading(settings, app)), untouched.read_at)
     healthz(name=f"Check {app.name} through nginx and directly on gunicorn",
             checks=checks(settings, app), host_header=settings.url_host, settings=settings,
             app=app, active=active, known=known)

@@ -112,7 +112,6 @@ class HostState:
     settled: bool = True
     read_at: float = 0.0  # time.monotonic() when the host answered
 
-
     @classmethod
     def read(cls, paths: Iterable[str], reads: Iterable[Read]) -> HostState:
         """Read the state of `paths` and each of `reads` in one command."""
@@ -128,9 +127,11 @@ class HostState:
         return self.paths.get(str(path))
 
     def get(self, fact: type[FactBase], **arguments: Any) -> Any:
+        return self.value(Read.of(fact, **arguments))
+
+    def value(self, read: Read) -> Any:
         """A fact read in the batch. Every read is declared (a module's probes()), so a
         converged host costs one command: an undeclared one is a bug, not a slow path."""
-        read = Read.of(fact, **arguments)
         if read not in self.facts:
             raise LookupError(f"{read} was not read with the host's state: declare it in"
                               " its module's probes() (gathered in wsgistack/stack.py)")
