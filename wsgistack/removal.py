@@ -12,6 +12,7 @@ import shlex
 
 from pyinfra.api import FactBase
 
+from wsgistack.facts import SystemAccount
 from wsgistack.hoststate import HostState, Read
 from wsgistack.paths import AppPaths
 from wsgistack.settings import RemovedApp
@@ -46,16 +47,6 @@ class ExistingPaths(FactBase[list[str]]):
         return output
 
 
-class UserExists(FactBase[bool]):
-    default = bool
-
-    def command(self, user: str) -> str:
-        return f"if id -u {shlex.quote(user)} >/dev/null 2>&1; then echo yes; else echo no; fi"
-
-    def process(self, output: list[str]) -> bool:
-        return output == ["yes"]
-
-
 def removed_paths(gone: RemovedApp) -> tuple[str, ...]:
     paths = AppPaths(gone.name)
     return tuple(leftovers(paths) + (purged(paths) if gone.purge else []))
@@ -63,14 +54,14 @@ def removed_paths(gone: RemovedApp) -> tuple[str, ...]:
 
 def probes(gone: RemovedApp) -> list[Read]:
     return [Read.of(ExistingPaths, paths=removed_paths(gone)),
-            Read.of(UserExists, user=gone.name)]
+            Read.of(SystemAccount, user=gone.name)]
 
 
 def removal_script(gone: RemovedApp, seen: HostState) -> str:
     """The go-live script that removes the app, or "" if nothing of it is left."""
     paths = AppPaths(gone.name)
     remove = removed_paths(gone)
-    user_left = gone.purge and seen.get(UserExists, user=gone.name)
+    user_left = gone.purge and "gid" in seen.get(SystemAccount, user=gone.name)
     if not seen.get(ExistingPaths, paths=remove) and not user_left:
         return ""
     name = shlex.quote(gone.name)
