@@ -9,6 +9,7 @@ which would restart every program). A change to the program file itself restarts
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shlex
 
@@ -66,6 +67,7 @@ class ProgramState(FactBase[str]):
                 " 2>/dev/null || true")
 
 
+@functools.cache  # the herder cannot change during a run; asked twice per host
 def herder_digest() -> str:
     return hashlib.sha256(HERDER_SOURCE.read_bytes()).hexdigest()
 
