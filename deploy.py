@@ -12,7 +12,7 @@ failure.
 from pyinfra import host
 
 from wsgistack import app, base, nginx, supervisor
-from wsgistack.removal import removal_script
+from wsgistack.removal import removal_command
 from wsgistack.rollout import AppStep, Plan, go_live_in_batches
 from wsgistack.secrets import secret_key
 from wsgistack.settings import host_group, load_settings
@@ -30,6 +30,6 @@ plan = Plan(
                   program=supervisor.prepare_program(settings, each, seen))
           for each in settings.apps],
     site=nginx.prepare_site(settings, seen),
-    removals=[(gone.name, removal_script(gone, seen)) for gone in settings.removed_apps],
+    removals=[(gone.name, removal_command(gone, seen)) for gone in settings.removed_apps],
 )
 go_live_in_batches(settings, plan, seen)

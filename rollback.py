@@ -3,19 +3,22 @@
     pyinfra inventory.py rollback.py --limit production [--data rollback_to=1.0.0] [--dry]
 
 The previous release is the newest one installed before the live one; `rollback_to` names
-another installed version. The switch is the deploy's own: load check, `current` switched,
-graceful gunicorn swap, database backed up first. With nothing to roll back to, the host
-fails with the reason and nothing changes. The next deploy.py run deploys group data's
-version again.
+another installed version. The switch is the deploy's own (golive switch): load check,
+`current` switched, graceful gunicorn swap, database backed up first. The config goes live
+as the last deploy wrote it; should another deploy rewrite it meanwhile, the switch refuses.
+With nothing to roll back to, the host fails with the reason and nothing changes. The next
+deploy.py run deploys group data's version again.
 """
 
 from dataclasses import replace
 
 from pyinfra import host
+from pyinfra.facts.files import Sha256File
 
-from wsgistack.app import staged_files, switch_script
+from wsgistack.app import switch_digests
 from wsgistack.changes import refuse
 from wsgistack.facts import LinkTarget
+from wsgistack.onhost.golive import app_unit
 from wsgistack.paths import AppPaths
 from wsgistack.releases import NoRollback, release_link, rollback_target
 from wsgistack.rollout import AppStep, Plan, go_live_in_batches
@@ -36,6 +39,8 @@ for each in settings.apps:
         refuse(name=f"Find the release to roll {each.name} back to", message=str(reason))
         continue
     live = host.get_fact(LinkTarget, path=str(paths.current))
+    candidates = [host.get_fact(Sha256File, path=str(path))
+                  for path in app_unit(paths).candidates]
     steps.append(AppStep(target, switch="" if live == release_link(target.version) else
-                         switch_script(settings, target, paths, staged_files(paths))))
+                         switch_digests(settings, target, candidates)))
 go_live_in_batches(settings, Plan(apps=steps))

@@ -21,6 +21,12 @@ hsts = False
 hsts_max_age = 63072000
 # Largest request body nginx accepts (client_max_body_size).
 client_max_body_size = "1m"
+# The Content-Security-Policy header on every answer: what pages may load and from where.
+content_security_policy = ("default-src 'self'; frame-ancestors 'none'; base-uri 'none';"
+                           " form-action 'self'; object-src 'none'")
+# Who else may ask an app's <prefix>/healthz (it tells the version): e.g. a load
+# balancer's addresses or networks. The host itself always may.
+health_check_from = []
 # How long browsers may cache static files (nginx `expires`).
 static_expires = "7d"
 

@@ -9,8 +9,6 @@ back while the old gunicorn goes on serving.
 
 from __future__ import annotations
 
-import shlex
-
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
@@ -19,18 +17,13 @@ from wsgistack.changes import will_change
 from wsgistack.facts import LinkTarget, SystemAccount
 from wsgistack.hoststate import HostState, Read
 from wsgistack.managed import Directory, File, Managed, ensure_all
-from wsgistack.paths import HERDER, TEMPLATES, AppPaths
-from wsgistack.releases import backup_script, install_release, prune_script, release_link
+from wsgistack.onhost.golive import app_unit
+from wsgistack.paths import TEMPLATES, AppPaths
+from wsgistack.releases import install_release, release_link
 from wsgistack.settings import AppSettings, Settings
-from wsgistack.staged import StagedFiles, StagedState, candidate, is_due
+from wsgistack.staged import StagedState, candidate, expect, expected_digests, golive, is_due
 
 NOLOGIN = "/usr/sbin/nologin"
-
-
-def staged_files(paths: AppPaths) -> StagedFiles:
-    """The app's live state: its two config files and the release `current` points to."""
-    return StagedFiles(f"app-{paths.name}", (str(paths.config), str(paths.gunicorn_config)),
-                       also=f"readlink {paths.current}")
 
 
 def directories(app: AppSettings, paths: AppPaths) -> list[Managed]:
@@ -51,14 +44,14 @@ def directories(app: AppSettings, paths: AppPaths) -> list[Managed]:
 
 def config_files(settings: Settings, app: AppSettings, paths: AppPaths,
                  secret_key: str) -> list[Managed]:
-    """The candidate config files: made live by the switch (switch_script)."""
+    """The candidate config files, in app_unit's order: made live by the switch."""
     return [
         File(f"Write {app.name}'s candidate config (secret key, database, debug off)",
-             candidate(paths.config), "root", app.name, "640",
+             str(candidate(paths.config)), "root", app.name, "640",
              template=TEMPLATES / "etc/app/config.py.j2",
-             context={"app": app, "paths": paths, "secret_key": secret_key}),
+             context={"app": app, "paths": paths, "secret_key": secret_key}, secret=True),
         File(f"Write {app.name}'s candidate gunicorn settings",
-             candidate(paths.gunicorn_config), "root", app.name, "640",
+             str(candidate(paths.gunicorn_config)), "root", app.name, "640",
              template=TEMPLATES / "etc/app/gunicorn.conf.py.j2",
              context={"app": app, "paths": paths, "settings": settings}),
     ]
@@ -72,7 +65,7 @@ def managed(settings: Settings, app: AppSettings, secret_key: str) -> list[Manag
 def probes(app: AppSettings) -> list[Read]:
     paths = AppPaths(app.name)
     return [Read.of(SystemAccount, user=app.name),
-            Read.of(StagedState, staged=staged_files(paths)),
+            Read.of(StagedState, unit=app_unit(paths)),
             *releases.probes(app, paths)]
 
 
@@ -82,13 +75,13 @@ def prepare_app(settings: Settings, app: AppSettings, secret_key: str, seen: Hos
     paths = AppPaths(app.name)
     create_user(app, paths, seen)
     ensure_all(directories(app, paths), seen)
-    config = ensure_all(config_files(settings, app, paths, secret_key), seen)
+    candidates = config_files(settings, app, paths, secret_key)
+    config = ensure_all(candidates, seen)
     install = install_release(app, paths, seen)
     live_release = seen.get(LinkTarget, path=str(paths.current))
-    staged = staged_files(paths)
     if (will_change(*config, install) or live_release != release_link(app.version)
-            or is_due(seen.get(StagedState, staged=staged))):
-        return switch_script(settings, app, paths, staged)
+            or is_due(seen.get(StagedState, unit=app_unit(paths)))):
+        return switch_digests(settings, app, expected_digests(candidates))
     return ""
 
 
@@ -105,37 +98,13 @@ def create_user(app: AppSettings, paths: AppPaths, seen: HostState) -> None:
     )
 
 
-def switch_script(settings: Settings, app: AppSettings, paths: AppPaths,
-                  staged: StagedFiles) -> str:
-    """Load-check, switch config and release, swap gunicorn; put all back if it fails."""
-    release = paths.release(app.version)
-    check = (f"cd {paths.data} && runuser -u {app.name} -- env"
-             f" {app.config_env}={candidate(paths.config)} SCRIPT_NAME={app.prefix}"
-             f" HOME={paths.data} {release.venv}/bin/gunicorn --check-config"
-             f" --config {candidate(paths.gunicorn_config)}")
-    refused = f"{app.name} {app.version} failed its load check; nothing was switched:"
-    link = f"ln -sfn \"$1\" {paths.current}.tmp && mv -Tf {paths.current}.tmp {paths.current}"
-    reload = (f"python3 {HERDER} reload --pidfile {paths.pid_file} --workers {app.workers}"
-              f" --graceful-timeout {settings.gunicorn_graceful_timeout}"
-              f" --log {paths.stderr_log}")
-    return "\n".join([
-        f"if ! out=$( ({check}) 2>&1); then",
-        f"  echo {shlex.quote(refused)} >&2; echo \"$out\" | tail -n 25 >&2; exit 1",
-        "fi",
-        f"link() {{ {link}; }}",
-        f"previous=$(readlink {paths.current} || true)",
-        f"if [ \"$previous\" != {release_link(app.version)} ]; then",
-        backup_script(app, paths, settings.keep_backups),
-        "fi",
-        staged.keep_previous(),
-        staged.promote(),
-        f"link {release_link(app.version)}",
-        f"if ! {reload}; then",
-        f"  {staged.put_back_previous()}",
-        "  if [ -n \"$previous\" ]; then link \"$previous\"; fi",
-        "  exit 1",
-        "fi",
-        staged.forget_previous(),
-        staged.record(),
-        prune_script(paths, settings.keep_releases),
-    ])
+def switch_digests(settings: Settings, app: AppSettings, digests: list[str]) -> str:
+    """golive switch: verify the candidates have these SHA-256 `digests`, load-check the
+    release with them, back up the data, make config and release live, swap gunicorn; put
+    all back if the new gunicorn fails."""
+    return golive("switch", app.name, app.version, "--config-env", app.config_env,
+                  "--prefix", app.prefix, "--workers", app.workers,
+                  "--graceful-timeout", settings.gunicorn_graceful_timeout,
+                  "--keep-releases", settings.keep_releases,
+                  "--keep-backups", settings.keep_backups,
+                  "--expect", *expect(app_unit(AppPaths(app.name)), digests))

@@ -1,5 +1,6 @@
-"""The host's shared services: nginx, supervisor and python3-venv from Debian, and
-gunicorn-herder, which every app's supervisor program runs gunicorn through."""
+"""The host's shared services: nginx, supervisor and python3-venv from Debian; and this
+project's two programs on the host: gunicorn-herder, which every app's supervisor program
+runs gunicorn through, and golive, which makes each deploy step live."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from pyinfra.operations import apt, systemd
 from wsgistack.facts import InstalledPackages, ServiceStates
 from wsgistack.hoststate import HostState, Read
 from wsgistack.managed import Directory, File, Managed, ensure_all
-from wsgistack.paths import HERDER, HERDER_SOURCE
+from wsgistack.paths import GOLIVE, GOLIVE_SOURCE, HERDER, HERDER_SOURCE
 
 # logrotate: nginx's per-site logs are rotated by its rule in /etc/logrotate.d/nginx.
 PACKAGES = ("nginx", "supervisor", "python3-venv", "logrotate")
 SERVICES = ("nginx.service", "supervisor.service")
+SUPERVISOR_LOGS = "/var/log/supervisor"
 
 
 def managed() -> list[Managed]:
@@ -22,6 +24,12 @@ def managed() -> list[Managed]:
                   "root", "root", "755"),
         File(f"Install gunicorn-herder ({HERDER})", str(HERDER), "root", "root", "755",
              local=HERDER_SOURCE),
+        File(f"Install golive, the deploy's go-live steps ({GOLIVE})", str(GOLIVE), "root",
+             "root", "755", local=GOLIVE_SOURCE),
+        # supervisord (root) writes the apps' logs 0644 in a dir open to all: closing the
+        # dir keeps others out of them (nginx's logs: nginx.log_files).
+        Directory(f"Close {SUPERVISOR_LOGS} to others (the apps' output)", SUPERVISOR_LOGS,
+                  "root", "adm", "750"),
     ]
 
 

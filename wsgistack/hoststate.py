@@ -56,14 +56,16 @@ class PathState:
 
 
 class PathStates(FactBase[dict[str, PathState]]):
-    """Type, mode, owner and (for regular files) SHA-1 of each path that exists."""
+    """Type, mode and owner of each path that exists, and the SHA-1 of those `hashed`
+    (files whose content is declared; never a log, which only grows)."""
 
     default = dict
 
-    def command(self, paths: tuple[str, ...]) -> str:
+    def command(self, paths: tuple[str, ...], hashed: tuple[str, ...] = ()) -> str:
         quoted = " ".join(map(shlex.quote, paths))
-        return (f"stat -c 'S\t%n\t%F\t%a\t%U\t%G' -- {quoted} 2>/dev/null;"
-                f" sha1sum -- {quoted} 2>/dev/null | sed 's/^/H\t/'; true")
+        digests = (f" sha1sum -- {' '.join(map(shlex.quote, hashed))} 2>/dev/null"
+                   " | sed 's/^/H\t/';") if hashed else ""
+        return f"stat -c 'S\t%n\t%F\t%a\t%U\t%G' -- {quoted} 2>/dev/null;{digests} true"
 
     def process(self, output: list[str]) -> dict[str, PathState]:
         states, sums = {}, {}
@@ -71,6 +73,8 @@ class PathStates(FactBase[dict[str, PathState]]):
             tag, _, rest = line.partition("\t")
             if tag == "S":
                 path, kind, mode, user, group = rest.split("\t")
+                # stat says "regular empty file" for an empty one: a file all the same.
+                kind = kind.replace("regular empty file", "regular file")
                 states[path] = PathState(kind, int(mode), user, group)
             elif tag == "H":
                 digest, _, path = rest.partition("  ")
@@ -113,9 +117,12 @@ class HostState:
     read_at: float = 0.0  # time.monotonic() when the host answered
 
     @classmethod
-    def read(cls, paths: Iterable[str], reads: Iterable[Read]) -> HostState:
-        """Read the state of `paths` and each of `reads` in one command."""
-        path_read = Read.of(PathStates, paths=tuple(sorted(set(paths))))
+    def read(cls, paths: Iterable[str], hashed: Iterable[str],
+             reads: Iterable[Read]) -> HostState:
+        """Read the state of `paths` (and the content digest of those `hashed`) and each of
+        `reads` in one command."""
+        path_read = Read.of(PathStates, paths=tuple(sorted(set(paths))),
+                            hashed=tuple(sorted(set(hashed))))
         batch = (path_read, *dict.fromkeys(reads))
         sections = host.get_fact(Batch, reads=batch)
         facts = {read: read.process(sections.get(index, []))

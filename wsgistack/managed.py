@@ -1,9 +1,12 @@
-"""What the deploy manages on a host, as data: directories, files and absent links.
+"""What the deploy manages on a host, as data: directories, files, logs and absent links.
 
 Each item names its path (read in the host state), says whether the host already has it
 as declared, and applies itself with pyinfra's own operation. `ensure` applies an item
 only where the host differs, so a converged host runs no operation and reads no fact for it,
 and a dry run lists exactly the items a real run changes.
+
+A file that holds a secret (an app's secret key, a TLS key) is uploaded by `put_secret`,
+never by files.put: files.put prints the whole file with --diff, and the live one too.
 """
 
 from __future__ import annotations
@@ -11,12 +14,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
-from io import StringIO
+from io import BytesIO, StringIO
 from pathlib import Path
 from typing import Any
 
+from pyinfra import host, state
+from pyinfra.api import FileUploadCommand, StringCommand, operation
 from pyinfra.api.operation import OperationMeta
 from pyinfra.api.util import get_template
+from pyinfra.facts.files import File as FileFact
+from pyinfra.facts.files import Sha1File
 from pyinfra.operations import files
 
 from wsgistack.hoststate import HostState, PathState
@@ -50,6 +57,7 @@ class File:
     template: Path | None = None
     context: dict[str, Any] = field(default_factory=dict, hash=False)
     local: Path | None = None
+    secret: bool = False  # its content never appears in any output, --diff included
 
     @cached_property
     def content(self) -> bytes:
@@ -64,9 +72,52 @@ class File:
                 and seen.sha1 == hashlib.sha1(self.content).hexdigest())
 
     def apply(self) -> OperationMeta:
+        if self.secret:
+            return put_secret(name=self.name, content=BytesIO(self.content), dest=self.path,
+                              user=self.user, group=self.group, mode=self.mode)
         source = str(self.local) if self.local else StringIO(self.content.decode())
         return files.put(name=self.name, src=source, dest=self.path, user=self.user,
                          group=self.group, mode=self.mode, create_remote_dir=False)
+
+
+@operation()
+def put_secret(content: BytesIO, dest: str, user: str, group: str, mode: str):
+    """Upload a file that holds a secret: compared by its SHA-1, owner and mode only, never
+    read back nor shown, not even with --diff (which says only that it changes). Its
+    directory is root's and closed to others, so the upload is never readable by them."""
+    present = host.get_fact(FileFact, path=dest)
+    if (present and (present["user"], present["group"], present["mode"]) == (user, group,
+                                                                              int(mode))
+            and host.get_fact(Sha1File, path=dest)
+            == hashlib.sha1(content.getvalue()).hexdigest()):
+        host.noop(f"{dest} is up to date")
+        return
+    if state.config.DIFF:
+        host.log(f"Will {'modify' if present else 'create'} {dest} (it holds a secret: its"
+                 " content is not shown)")
+    yield FileUploadCommand(content, dest)
+    yield StringCommand("chown", f"{user}:{group}", dest)
+    yield StringCommand("chmod", mode, dest)
+
+
+@dataclass(frozen=True)
+class LogFile:
+    """A log file made before its writer first opens it, so it is never born readable by
+    all (nginx opens new logs 0644); its content is the writer's, never compared."""
+
+    name: str
+    path: str
+    user: str
+    group: str
+    mode: str
+
+    def in_place(self, seen: PathState | None) -> bool:
+        return seen is not None and seen.matches("regular file", self.user, self.group,
+                                                 self.mode)
+
+    def apply(self) -> OperationMeta:
+        return files.file(name=self.name, path=self.path, user=self.user, group=self.group,
+                          mode=self.mode, touch=False)
 
 
 @dataclass(frozen=True)
@@ -81,7 +132,7 @@ class AbsentLink:
         return files.link(name=self.name, path=self.path, present=False)
 
 
-Managed = Directory | File | AbsentLink
+Managed = Directory | File | LogFile | AbsentLink
 
 
 def ensure(item: Managed, seen: HostState) -> OperationMeta | None:

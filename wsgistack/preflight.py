@@ -21,7 +21,7 @@ from pyinfra_cli.inventory import _get_group_data
 from pyinfra_cli.util import parse_cli_arg
 
 from wsgistack.paths import REPO_ROOT
-from wsgistack.secrets import secret_key
+from wsgistack.secrets import check_secret_key
 from wsgistack.settings import GROUPS, SettingsError, load_settings
 
 HostEntry = tuple[str, dict[str, Any]]
@@ -60,14 +60,8 @@ def problems_of(group: str, data: dict[str, Any]) -> list[str]:
         settings = load_settings(data, group)
     except SettingsError as error:
         return error.problems
-    problems = []
-    if not settings.generate_secrets:  # never generate anything before connecting
-        for app in settings.apps:
-            try:
-                secret_key(settings, app)
-            except SettingsError as error:
-                problems += error.problems
-    return problems
+    # Provided keys are checked; none is generated before connecting.
+    return [problem for app in settings.apps for problem in check_secret_key(settings, app)]
 
 
 def check_before_connecting(groups: dict[str, list[HostEntry]]) -> None:

@@ -1,9 +1,9 @@
-"""Releases of an app on a host: installing one, keeping the last few, backing up the data
-before a switch, and finding what to roll back to.
+"""Releases of an app on a host: installing one, and finding what to roll back to.
 
 A release is /opt/<app>/releases/<version>/ with its own venv, installed from the uploaded
 wheelhouse. It is complete once its marker (the wheelhouse digest) is written, last; the
-marker's time orders the releases, oldest first.
+marker's time orders the releases, oldest first. Pruning old releases and backing up the
+data before a switch are golive's (golive switch).
 """
 
 from __future__ import annotations
@@ -19,20 +19,9 @@ from wsgistack import wheelhouse
 from wsgistack.changes import refuse
 from wsgistack.facts import FileText, LinkTarget, PythonTarget
 from wsgistack.hoststate import HostState, Read
+from wsgistack.onhost.golive import MARKER
 from wsgistack.paths import AppPaths
 from wsgistack.settings import AppSettings
-
-MARKER = ".wheelhouse-digest"  # ReleasePaths.installed_marker's name
-
-# SQLite's online backup (consistent while the app writes), to a temporary name first.
-BACKUP = """
-import os, sqlite3, sys
-source, target = sys.argv[1], sys.argv[2]
-with sqlite3.connect(source, timeout=30) as live, sqlite3.connect(target + ".tmp") as copy:
-    live.backup(copy)
-copy.close()
-os.rename(target + ".tmp", target)
-"""
 
 
 class InstalledReleases(FactBase[list[str]]):
@@ -103,31 +92,6 @@ def install_release(app: AppSettings, paths: AppPaths, seen: HostState) -> Opera
             f"echo {shlex.quote(build.digest)} > {release.installed_marker}",
         ],
     )
-
-
-def backup_script(app: AppSettings, paths: AppPaths, keep: int) -> str:
-    """Shell: back up the database online, as the app's user, keeping the newest `keep`."""
-    target = f"{paths.backups}/{app.name}-$(date -u +%Y%m%dT%H%M%SZ)-before-{app.version}.sqlite3"
-    return "\n".join([
-        f"if [ -f {paths.database} ]; then",
-        f"  runuser -u {app.name} -- python3 -c {shlex.quote(BACKUP)} {paths.database}"
-        f" \"{target}\"",
-        f"  ls -1t {paths.backups}/*.sqlite3 | tail -n +{keep + 1} | xargs -r rm -f",
-        "fi",
-    ])
-
-
-def prune_script(paths: AppPaths, keep: int) -> str:
-    """Shell: remove all but the newest `keep` releases, never the live one, and any
-    release whose install never finished."""
-    return "\n".join([
-        f"live=$(readlink {paths.current})",
-        f"for release in $(ls -1t {paths.releases}/*/{MARKER} | tail -n +{keep + 1}"
-        " | xargs -r -n1 dirname) $(for dir in " + f"{paths.releases}/*/; do"
-        f" [ -f \"$dir{MARKER}\" ] || echo \"${{dir%/}}\"; done); do",
-        f"  [ \"$release\" = {paths.home}/\"$live\" ] || rm -rf \"$release\"",
-        "done",
-    ])
 
 
 def rollback_target(app: AppSettings, paths: AppPaths, wanted: str | None) -> str:

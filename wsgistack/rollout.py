@@ -22,8 +22,6 @@ from wsgistack import health
 from wsgistack.hoststate import HostState
 from wsgistack.settings import AppSettings, Settings
 
-LOCK = "/run/lock/wsgistack.lock"
-
 
 @dataclass(frozen=True)
 class Rollout:
@@ -57,8 +55,8 @@ class Rollout:
 
 @operation(is_idempotent=False)
 def go_live(commands: list[str], rollout: Rollout):
-    """Run the shell scripts that make prepared changes live, each under the host's deploy
-    lock and `set -e`; refuse, changing nothing, if a host of an earlier batch failed."""
+    """Run the golive commands that make prepared changes live (each holds the host's
+    deploy lock); refuse, changing nothing, if a host of an earlier batch failed."""
     if not commands:
         return
     stopped_by = rollout.stopped_by(host.name) if state.is_executing else []
@@ -68,16 +66,16 @@ def go_live(commands: list[str], rollout: Rollout):
         yield StringCommand(f"echo {shlex.quote(message)} >&2; exit 1")
         return
     for command in commands:
-        yield StringCommand(f"set -e\nexec 9>{LOCK}\nflock --wait 300 9\n{command}")
+        yield StringCommand(command)
 
 
 @dataclass(frozen=True)
 class AppStep:
-    """What going live means for one app on this host: shell scripts, "" for nothing."""
+    """What going live means for one app on this host: golive commands, "" for nothing."""
 
     app: AppSettings  # the version it goes live with
-    switch: str = ""  # config, release and gunicorn swap (app.switch_script)
-    program: str = ""  # the supervisor program (supervisor.load_script)
+    switch: str = ""  # config, release and gunicorn swap (app.switch_command)
+    program: str = ""  # the supervisor program (supervisor.prepare_program)
 
 
 @dataclass(frozen=True)
@@ -85,13 +83,13 @@ class Plan:
     """Everything this host makes live, in its batch."""
 
     apps: list[AppStep]
-    site: str = ""  # the nginx site (nginx.reload_script)
-    removals: list[tuple[str, str]] = field(default_factory=list)  # (app, removal script)
+    site: str = ""  # the nginx site (nginx.prepare_site)
+    removals: list[tuple[str, str]] = field(default_factory=list)  # (app, removal command)
 
     @property
     def due(self) -> bool:
         return any([self.site, *(s.switch or s.program for s in self.apps),
-                    *(script for _name, script in self.removals)])
+                    *(command for _name, command in self.removals)])
 
 
 def go_live_in_batches(settings: Settings, plan: Plan, seen: HostState | None = None) -> None:
@@ -109,8 +107,8 @@ def go_live_in_batches(settings: Settings, plan: Plan, seen: HostState | None = 
         turn = rollout.is_turn_of(host.name, batch)
         step = f"(rollout batch {batch + 1})"
 
-        def mine(script: str, turn: bool = turn) -> list[str]:
-            return [script] if turn and script else []
+        def mine(command: str, turn: bool = turn) -> list[str]:
+            return [command] if turn and command else []
 
         for each in plan.apps:
             go_live(name=f"Switch {each.app.name} to {each.app.version}: load check,"
@@ -119,8 +117,8 @@ def go_live_in_batches(settings: Settings, plan: Plan, seen: HostState | None = 
                     commands=mine(each.program), rollout=rollout)
         go_live(name=f"Apply the {settings.site_name} nginx site: nginx -t, reload {step}",
                 commands=mine(plan.site), rollout=rollout)
-        for name, script in plan.removals:
+        for name, command in plan.removals:
             go_live(name=f"Remove {name}: program, code and config {step}",
-                    commands=mine(script), rollout=rollout)
+                    commands=mine(command), rollout=rollout)
         for each in plan.apps:
             health.check_app(settings, each.app, active=turn)

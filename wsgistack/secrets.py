@@ -1,4 +1,5 @@
-"""App secrets, read on the controller: never in git, never invented for production."""
+"""App secrets, read on the controller: never in git, never invented for production, never
+weak."""
 
 from __future__ import annotations
 
@@ -8,6 +9,11 @@ import threading
 from pathlib import Path
 
 from wsgistack.settings import AppSettings, Settings, SettingsError
+
+# What a secret key must have: long enough that guessing it is hopeless, and not one
+# character repeated (a placeholder). A generated key has 64 of 64 possible characters.
+MIN_LENGTH = 32
+MIN_DISTINCT = 10
 
 
 def secret_key_variable(settings: Settings, app: AppSettings) -> str:
@@ -24,23 +30,56 @@ def secret_key_file(settings: Settings, app: AppSettings) -> Path:
 GENERATE_LOCK = threading.Lock()
 
 
-def secret_key(settings: Settings, app: AppSettings, environ: dict[str, str] | None = None) -> str:
-    """$<GROUP>_<APP>_SECRET_KEY, else <secrets_dir>/<group>/<app>.secret_key, else (if allowed) a
-    new key written to that file and kept for the next runs."""
+def provided_secret_key(settings: Settings, app: AppSettings,
+                        environ: dict[str, str] | None = None) -> tuple[str, str] | None:
+    """(the key, where it came from) from $<GROUP>_<APP>_SECRET_KEY or
+    <secrets_dir>/<group>/<app>.secret_key; None if neither has one."""
     environ = dict(os.environ if environ is None else environ)
     variable = secret_key_variable(settings, app)
-    if environ.get(variable):
-        return environ[variable]
+    if environ.get(variable, "").strip():
+        return environ[variable].strip(), f"${variable}"
     path = secret_key_file(settings, app)
+    if path.exists() and path.read_text().strip():
+        return path.read_text().strip(), str(path)
+    return None
+
+
+def weakness(key: str) -> str | None:
+    """Why `key` is too weak to sign sessions with, or None."""
+    if len(key) < MIN_LENGTH:
+        return f"is {len(key)} characters long, fewer than {MIN_LENGTH}"
+    if len(set(key)) < MIN_DISTINCT:
+        return f"has {len(set(key))} distinct characters, fewer than {MIN_DISTINCT}"
+    return None
+
+
+def check_secret_key(settings: Settings, app: AppSettings,
+                     environ: dict[str, str] | None = None) -> list[str]:
+    """Problems with the app's provided key (weak; or missing where none may be made),
+    checked before connecting: one line each, naming the app and where the key is read."""
+    where = f"group_data ({settings.group}): apps[{app.name}]"
+    provided = provided_secret_key(settings, app, environ)
+    if provided is None:
+        if settings.generate_secrets:
+            return []
+        return [f"{where}: no secret key: set {secret_key_variable(settings, app)} or write it"
+                f" to {secret_key_file(settings, app)}"]
+    key, source = provided
+    reason = weakness(key)
+    return [] if reason is None else [
+        f"{where}: the secret key in {source} {reason}: use e.g."
+        " `python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`"]
+
+
+def secret_key(settings: Settings, app: AppSettings, environ: dict[str, str] | None = None) -> str:
+    """$<GROUP>_<APP>_SECRET_KEY, else <secrets_dir>/<group>/<app>.secret_key, else (if allowed) a
+    new key written to that file and kept for the next runs. A weak key is refused."""
     with GENERATE_LOCK:
-        if path.exists() and path.read_text().strip():
-            return path.read_text().strip()
-        if not settings.generate_secrets:
-            raise SettingsError([
-                f"group_data ({settings.group}): apps[{app.name}]: no secret key: set"
-                f" {variable} or write it to {path}"
-            ])
-        return generate(path)
+        problems = check_secret_key(settings, app, environ)
+        if problems:
+            raise SettingsError(problems)
+        provided = provided_secret_key(settings, app, environ)
+        return provided[0] if provided else generate(secret_key_file(settings, app))
 
 
 def generate(path: Path) -> str:

@@ -6,6 +6,7 @@ operation is planned on a host.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -21,6 +22,7 @@ GROUPS = ("staging", "production")
 APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
 SERVER_NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}$")
+CSP = re.compile(r"^[A-Za-z0-9 ;:/'*.@=+_-]+$")
 NGINX_SIZE = re.compile(r"^[0-9]+[kKmMgG]?$")
 NGINX_TIME = re.compile(r"^[0-9]+(ms|s|m|h|d|w|M|y)?$")
 SUPERVISOR_SIZE = re.compile(r"^[0-9]+(KB|MB|GB)?$")
@@ -75,6 +77,8 @@ class Settings:
     hsts: bool
     hsts_max_age: int
     client_max_body_size: str
+    content_security_policy: str
+    health_check_from: list[str]
     static_expires: str
     gunicorn_timeout: int
     gunicorn_graceful_timeout: int
@@ -123,6 +127,14 @@ def is_port(value: int) -> bool:
     return 1 <= value <= 65535
 
 
+def is_network(value: object) -> bool:
+    try:
+        ipaddress.ip_network(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def load_settings(data: Mapping[str, Any], group: str) -> Settings:
     """Read and check every key; raise SettingsError listing all problems."""
     c = Checker(data, group)
@@ -134,6 +146,10 @@ def load_settings(data: Mapping[str, Any], group: str) -> Settings:
     hsts = c.get("hsts", bool, lambda v: True, "True or False")
     hsts_max_age = c.get("hsts_max_age", int, lambda v: 0 <= v <= 10**9, "seconds, 0 or more")
     body = c.get("client_max_body_size", str, NGINX_SIZE.match, "an nginx size like 1m")
+    policy = c.get("content_security_policy", str, CSP.match,
+                   "a Content-Security-Policy value (no quotes or newlines)")
+    health_from = c.get("health_check_from", list, lambda v: all(map(is_network, v)),
+                        "a list of addresses or networks, e.g. [\"10.0.0.0/8\"]")
     expires = c.get("static_expires", str, NGINX_TIME.match, "an nginx time like 7d")
     workers = c.get("gunicorn_workers", int, lambda v: 1 <= v <= 64, "1 to 64")
     timeout = c.get("gunicorn_timeout", int, lambda v: 1 <= v <= 3600, "1 to 3600 seconds")
@@ -161,7 +177,8 @@ def load_settings(data: Mapping[str, Any], group: str) -> Settings:
         https_port=https_port, tls_certificate=certificate, tls_certificate_key=key,
         tls_make_self_signed=self_signed, hsts=hsts,
         hsts_max_age=hsts_max_age,
-        client_max_body_size=body, static_expires=expires, gunicorn_timeout=timeout,
+        client_max_body_size=body, content_security_policy=policy,
+        health_check_from=health_from, static_expires=expires, gunicorn_timeout=timeout,
         gunicorn_graceful_timeout=graceful, log_max_bytes=max_bytes, log_backups=backups,
         secrets_dir=Path(secrets_dir).expanduser(), generate_secrets=generate,
         rollout_batch_size=batch_size, health_timeout=health_timeout,

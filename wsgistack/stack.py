@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from wsgistack import app, base, health, nginx, removal, supervisor
 from wsgistack.hoststate import HostState
+from wsgistack.managed import File
 from wsgistack.settings import Settings
 
 
@@ -19,5 +20,6 @@ def read_host_state(settings: Settings, secrets: dict[str, str]) -> HostState:
         probes += [*app.probes(each), *supervisor.probes(each), health.reading(settings, each)]
     for gone in settings.removed_apps:
         probes += removal.probes(gone)
-    state = HostState.read([item.path for item in managed], probes)
+    state = HostState.read([item.path for item in managed],
+                           [item.path for item in managed if isinstance(item, File)], probes)
     return replace(state, settled=not base.installs_packages(state))

@@ -1,68 +1,63 @@
 """Staged config: written beside the live file, checked, then made live, never lost.
 
 A deploy writes each config file as a candidate, `<file>.next`, which no service reads.
-Making it live is one step that checks the candidates, copies them over the live files
-(atomically: copy, then rename), applies them (a reload), and records a stamp: the digest
-of the live state it applied. Whether that step is due is read from the host, not from
-what this run uploaded: a candidate that differs from its live file, or live state that
-differs from the stamp (a run killed between copy and reload), makes it due again.
+Making a unit live (golive, on the host) checks the candidates, makes them live in one
+rename each, applies them (a reload), and records a stamp: the digest of the live state it
+applied. Whether that step is due is read from the host, not from what this run uploaded:
+a candidate that differs from its live file, or live state that differs from the stamp (a
+run killed between the rename and the reload), makes it due again.
+
+The units (which files go live together) are declared in golive; this module reads their
+state with shell, inside the one-command host read, and names what a deploy expects each
+candidate to hold.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shlex
-from dataclasses import dataclass
 
 from pyinfra.api import FactBase
 
-STAMPS = "/var/lib/wsgistack/applied"
+from wsgistack.managed import File
+from wsgistack.onhost.golive import Unit, candidate
+from wsgistack.paths import GOLIVE
+
+__all__ = ["StagedState", "Unit", "candidate", "digest_command", "expect", "expected_digests",
+           "golive", "is_due"]
 
 
-def candidate(path: object) -> str:
-    return f"{path}.next"
+def golive(step: str, *arguments: object, site: bool = True) -> str:
+    """The command that runs one golive step on the host: `python3 -I` (no user site, no
+    environment's path, nothing from the working dir) running root's own copy of golive.
+    `site=False` (-S) skips Debian's packages too: quicker, for steps needing none."""
+    flags = "-I" if site else "-I -S"
+    return f"python3 {flags} {GOLIVE} " + " ".join(shlex.quote(str(part))
+                                                   for part in (step, *arguments))
 
 
-@dataclass(frozen=True)
-class StagedFiles:
-    """Config files that go live together, and the live state their stamp covers."""
+def digest_command(unit: Unit) -> str:
+    """Shell printing golive.digest(unit): sha256sum of each file ("-" if unreadable), each
+    link's target, the listing's entries with their link targets, hashed together."""
+    parts = [f"{{ sha256sum < {shlex.quote(str(path))} || echo -; }}" for path in unit.files]
+    parts += [f"readlink {shlex.quote(str(link))}" for link in unit.links]
+    if unit.listing is not None:
+        parts.append(f"find {shlex.quote(str(unit.listing))} -mindepth 1 -maxdepth 1"
+                     " -printf '%f %l\\n' | LC_ALL=C sort")
+    return f"{{ {'; '.join(parts)}; }} 2>/dev/null | sha256sum | cut -c1-64"
 
-    unit: str  # names the stamp, e.g. "nginx-site", "app-flasktodo"
-    files: tuple[str, ...]
-    # A shell command printing more live state the stamp covers (link targets, listings).
-    also: str = "true"
 
-    @property
-    def stamp(self) -> str:
-        return f"{STAMPS}/{self.unit}"
+def expected_digests(files: list[File]) -> list[str]:
+    """The SHA-256 of what this deploy writes to each candidate file."""
+    return [hashlib.sha256(file.content).hexdigest() for file in files]
 
-    def digest(self) -> str:
-        """Shell: the digest of the live state (missing files hash as missing)."""
-        files = " ".join(shlex.quote(path) for path in self.files)
-        return f"{{ sha256sum {files}; {self.also}; }} 2>&1 | sha256sum | cut -c1-64"
 
-    def keep_previous(self) -> str:
-        """Shell: copy each live file to <file>.prev, to put back if applying fails."""
-        return "; ".join(f"if [ -e {q} ]; then cp -p {q} {q}.prev; fi"
-                         for q in map(shlex.quote, self.files))
-
-    def put_back_previous(self) -> str:
-        return "; ".join(f"if [ -e {q}.prev ]; then mv -f {q}.prev {q}; fi"
-                         for q in map(shlex.quote, self.files))
-
-    def forget_previous(self) -> str:
-        return "rm -f " + " ".join(f"{shlex.quote(path)}.prev" for path in self.files)
-
-    def promote(self) -> str:
-        """Shell: each candidate replaces its live file in one rename (owner and mode kept)."""
-        return "; ".join(
-            f"cp -p {shlex.quote(candidate(path))} {q}.tmp && mv -f {q}.tmp {q}"
-            for path, q in ((path, shlex.quote(path)) for path in self.files))
-
-    def record(self) -> str:
-        """Shell: write the stamp, last, once the live state has been applied."""
-        stamp = shlex.quote(self.stamp)
-        return (f"mkdir -p {STAMPS} && ({self.digest()}) > {stamp}.tmp"
-                f" && mv -f {stamp}.tmp {stamp}")
+def expect(unit: Unit, digests: list[str | None]) -> list[str]:
+    """golive's --expect arguments: each candidate's path and the SHA-256 it must have (a
+    digest, never the content; "missing" when there is no candidate, which golive
+    refuses)."""
+    return [f"{path}={digest or 'missing'}"
+            for path, digest in zip(unit.candidates, digests, strict=True)]
 
 
 class StagedState(FactBase[dict[str, bool]]):
@@ -71,12 +66,12 @@ class StagedState(FactBase[dict[str, bool]]):
 
     default = dict
 
-    def command(self, staged: StagedFiles) -> str:
-        same = " && ".join(f"cmp -s {shlex.quote(candidate(path))} {shlex.quote(path)}"
-                           for path in staged.files)
+    def command(self, unit: Unit) -> str:
+        same = " && ".join(f"cmp -s {shlex.quote(str(candidate(path)))} {shlex.quote(str(path))}"
+                           for path in unit.files)
         return (f"if {same}; then echo in_step=1; else echo in_step=0; fi;"
-                f" if [ \"$({staged.digest()})\" = \"$(cat {staged.stamp} 2>/dev/null)\" ];"
-                f" then echo applied=1; else echo applied=0; fi")
+                f" if [ \"$({digest_command(unit)})\" = \"$(cat {shlex.quote(str(unit.stamp))}"
+                " 2>/dev/null)\" ]; then echo applied=1; else echo applied=0; fi")
 
     def process(self, output: list[str]) -> dict[str, bool]:
         return {key: value == "1" for key, value in (line.split("=", 1) for line in output)}

@@ -9,27 +9,28 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from wsgistack.managed import Directory, File, Managed
+from wsgistack.onhost.golive import ROOT, tls_paths
 from wsgistack.settings import Settings
 from wsgistack.staged import candidate
 
-TLS_DIR = PurePosixPath("/etc/ssl/wsgistack")
+TLS_DIR = tls_paths("any", ROOT)[0].parent
 # pyinfra runs the deploy for each host in parallel greenlets: make a pair once.
 MAKE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
 class TlsPaths:
-    """Where nginx reads the site's certificate and key on a host."""
+    """Where nginx reads the site's certificate and key on a host (declared in golive)."""
 
     site_name: str
 
     @property
     def certificate(self) -> PurePosixPath:
-        return TLS_DIR / f"{self.site_name}.crt"
+        return tls_paths(self.site_name, ROOT)[0]
 
     @property
     def key(self) -> PurePosixPath:
-        return TLS_DIR / "private" / f"{self.site_name}.key"
+        return tls_paths(self.site_name, ROOT)[1]
 
 
 def make_self_signed(settings: Settings) -> None:
@@ -49,18 +50,24 @@ def make_self_signed(settings: Settings) -> None:
         key.chmod(0o600)
 
 
-def managed(settings: Settings) -> list[Managed]:
-    """The pair's directories, and certificate and key as candidates: the key root's only.
-    The pair is read from the controller when compared (make_self_signed makes it first,
-    where allowed)."""
-    paths = TlsPaths(settings.site_name)
+def directories() -> list[Managed]:
     return [
         Directory(f"Create {TLS_DIR}", str(TLS_DIR), "root", "root", "755"),
         Directory(f"Create {TLS_DIR}/private (root only, for keys)", str(TLS_DIR / "private"),
                   "root", "root", "700"),
+    ]
+
+
+def candidates(settings: Settings) -> list[File]:
+    """Certificate and key as candidates, the key root's only and never shown. The pair is
+    read from the controller when compared (make_self_signed makes it first, where
+    allowed)."""
+    paths = TlsPaths(settings.site_name)
+    return [
         File(f"Upload the {settings.site_name} candidate TLS certificate",
-             candidate(paths.certificate), "root", "root", "644",
+             str(candidate(paths.certificate)), "root", "root", "644",
              local=settings.tls_certificate),
         File(f"Upload the {settings.site_name} candidate TLS key (0600)",
-             candidate(paths.key), "root", "root", "600", local=settings.tls_certificate_key),
+             str(candidate(paths.key)), "root", "root", "600", local=settings.tls_certificate_key,
+             secret=True),
     ]

@@ -21,6 +21,8 @@ from tests.unit.test_settings import group_data
 REPO = Path(__file__).resolve().parents[2]
 STATE_ROOT = Path("/var/lib/wsgistack-sandbox")
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
+# The production secret key the tests' deploys use (strong enough to be accepted).
+PRODUCTION_SECRET_KEY = "production-secret-for-tests-0123456789-abcdefghij"
 
 
 def sandbox_cli(name: str, *args: str, env: dict[str, str] | None = None,
@@ -96,7 +98,7 @@ def deploy_command(sandbox: Sandbox, *args: str, secrets_dir: Path, extra_env: d
                    entry: str = "deploy.py") -> tuple[list[str], dict[str, str]]:
     """pyinfra inventory.py ENTRY ARGS against the sandbox, as an operator runs it."""
     env = {**os.environ, "WSGISTACK_SANDBOX": sandbox.name,
-           "PRODUCTION_FLASKTODO_SECRET_KEY": "production-secret-for-tests",
+           "PRODUCTION_FLASKTODO_SECRET_KEY": PRODUCTION_SECRET_KEY,
            **(extra_env or {})}
     command = [PYINFRA, "inventory.py", entry, "--data", f"secrets_dir={secrets_dir}", *args]
     return command, env

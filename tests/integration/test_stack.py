@@ -16,6 +16,7 @@ import time
 import pytest
 
 from tests.integration.helpers import (
+    PRODUCTION_SECRET_KEY,
     Deployment,
     Sandbox,
     deploy,
@@ -166,7 +167,7 @@ def test_each_group_gets_its_own_group_data(deployment: Deployment, host: dict) 
     assert f"workers = {WORKERS[host['group']]}" in gunicorn
     config = deployment.sandbox.ssh(host, "cat /etc/flasktodo/config.py").stdout
     if host["group"] == "production":
-        assert 'SECRET_KEY = "production-secret-for-tests"' in config
+        assert f'SECRET_KEY = "{PRODUCTION_SECRET_KEY}"' in config
     else:
         generated = (deployment.secrets_dir / "staging" / "flasktodo.secret_key").read_text()
         assert f'SECRET_KEY = "{generated.strip()}"' in config

@@ -46,7 +46,8 @@ def tree(tmp_path: Path) -> Path:
 
 def test_one_batch_reads_paths_and_facts_each_in_its_own_section(tree: Path) -> None:
     paths = Read.of(PathStates, paths=tuple(str(tree / name)
-                                             for name in ("conf", "dir", "link", "missing")))
+                                             for name in ("conf", "dir", "link", "missing")),
+                    hashed=(str(tree / "conf"),))
     text = Read.of(FileText, path=str(tree / "conf"))
     link = Read.of(LinkTarget, path=str(tree / "link"))
     absent = Read.of(FileText, path=str(tree / "missing"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from wsgistack.paths import REPO_ROOT
-from wsgistack.secrets import secret_key
+from wsgistack.secrets import check_secret_key, secret_key
 from wsgistack.settings import SettingsError, host_group, load_settings
 
 
@@ -116,11 +116,38 @@ def test_a_host_must_be_in_one_environment() -> None:
 def test_secrets_from_environment_file_or_generated_once(tmp_path: Path) -> None:
     staging = load_settings({**group_data("staging"), "secrets_dir": str(tmp_path)}, "staging")
     app = staging.apps[0]
-    assert secret_key(staging, app, {"STAGING_FLASKTODO_SECRET_KEY": "k1"}) == "k1"
+    strong = "k1-" + "abcdefghijklmnopqrstuvwxyz0123456789"
+    assert secret_key(staging, app, {"STAGING_FLASKTODO_SECRET_KEY": strong}) == strong
     generated = secret_key(staging, app, {})
     assert len(generated) >= 40 and secret_key(staging, app, {}) == generated
     key_file = tmp_path / "staging" / "flasktodo.secret_key"
     assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize(("key", "reason"), [
+    ("x", "is 1 characters long, fewer than 32"),
+    ("a" * 40, "has 1 distinct characters, fewer than 10"),
+    ("abab" * 10, "has 2 distinct characters"),
+])
+def test_a_weak_secret_is_refused_naming_the_app_and_where_it_is(tmp_path: Path, key: str,
+                                                                 reason: str) -> None:
+    production = load_settings({**production_data(tmp_path), "secrets_dir": str(tmp_path)},
+                               "production")
+    app = production.apps[0]
+    environ = {"PRODUCTION_FLASKTODO_SECRET_KEY": key}
+    [problem] = check_secret_key(production, app, environ)
+    assert problem.startswith("group_data (production): apps[flasktodo]: the secret key in"
+                              " $PRODUCTION_FLASKTODO_SECRET_KEY ")
+    assert reason in problem and key not in problem.split(" in ", 1)[1].replace("$", "")
+    with pytest.raises(SettingsError):
+        secret_key(production, app, environ)
+    key_file = tmp_path / "production" / "flasktodo.secret_key"
+    key_file.parent.mkdir()
+    key_file.write_text("   \n")
+    assert "no secret key" in check_secret_key(production, app, {})[0], "blank is no key"
+    key_file.write_text("short\n")
+    assert f"the secret key in {key_file} is 5 characters" in check_secret_key(
+        production, app, {})[0]
 
 
 def test_production_never_invents_a_secret(tmp_path: Path) -> None:

@@ -10,10 +10,10 @@ import jinja2
 import pytest
 
 from tests.unit.test_settings import group_data, production_data
+from wsgistack import nginx
 from wsgistack.paths import HERDER, TEMPLATES, AppPaths
 from wsgistack.settings import Settings, load_settings
 from wsgistack.supervisor import herder_digest
-from wsgistack.tls import TlsPaths
 
 ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
                          undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
@@ -22,6 +22,12 @@ ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return load_settings(production_data(tmp_path), "production")
+
+
+def production_data_for(settings: Settings) -> dict:
+    """The production data `settings` was loaded from (its TLS pair included)."""
+    return {**group_data("production"), "tls_certificate": str(settings.tls_certificate),
+            "tls_certificate_key": str(settings.tls_certificate_key)}
 
 
 def render(name: str, **context) -> str:
@@ -95,9 +101,8 @@ def test_supervisor_program(settings: Settings) -> None:
 
 
 def render_site(settings: Settings) -> str:
-    return render("etc/nginx/sites-available/site.j2", settings=settings,
-                  tls=TlsPaths(settings.site_name),
-                  apps=[(app, AppPaths(app.name)) for app in settings.apps])
+    """The candidate site exactly as the deploy renders it."""
+    return nginx.candidates(settings)[0].content.decode()
 
 
 def test_nginx_site(settings: Settings) -> None:
@@ -126,12 +131,35 @@ def test_nginx_site_is_hardened(settings: Settings, tmp_path: Path) -> None:
     assert "ssl_reject_handshake on;" in text
     for header in ("X-Content-Type-Options nosniff", "X-Frame-Options DENY",
                    "Referrer-Policy strict-origin-when-cross-origin",
-                   'Strict-Transport-Security "max-age=63072000"'):
+                   'Strict-Transport-Security "max-age=63072000"',
+                   f'Content-Security-Policy "{settings.content_security_policy}"'):
         assert f"add_header {header} always;" in text
     directives = [line.strip() for line in text.splitlines() if not line.strip().startswith("#")]
-    assert sum(d.startswith("add_header") for d in directives) == 4, \
+    assert sum(d.startswith("add_header") for d in directives) == 5, \
         "no location adds headers of its own, which would drop the server's"
     assert f"proxy_read_timeout {settings.gunicorn_timeout + 5}s;" in text
     assert "client_max_body_size 1m;" in text
     staging = load_settings({**group_data("staging"), "secrets_dir": str(tmp_path)}, "staging")
     assert "Strict-Transport-Security" not in render_site(staging)
+
+
+def test_nginx_site_shows_nothing_it_need_not(settings: Settings) -> None:
+    text = render_site(settings)
+    assert "location / {\n        return 404;\n    }" in text, "no welcome page at the top"
+    healthz = text.split("location = /flasktodo/healthz {", 1)[1].split("\n    }", 1)[0]
+    assert healthz.split("deny all;")[0].split() == ["allow", "127.0.0.1;", "allow", "::1;"]
+    widened = load_settings({**production_data_for(settings), "health_check_from":
+                             ["10.0.0.0/8"]}, "production")
+    assert "allow 10.0.0.0/8;\n        deny all;" in render_site(widened)
+    for header in ("X-Forwarded-Host", "X-Forwarded-Port", "X-Forwarded-Prefix",
+                   "X-Forwarded-Ssl", "X-Forwarded-Protocol", "Forwarded"):
+        assert text.count(f'proxy_set_header {header} "";') == 2, header
+    assert text.count('if ($request_uri !~ "^/flasktodo/") {\n            return 400;') == 2
+
+
+def test_gunicorn_believes_one_scheme_header_and_runs_from_the_release(
+        settings: Settings) -> None:
+    values = python_values(render_app_file("etc/app/gunicorn.conf.py.j2", settings),
+                           "gunicorn.conf.py")
+    assert values["secure_scheme_headers"] == {"X-FORWARDED-PROTO": "https"}
+    assert values["chdir"] == "/opt/flasktodo", "never the app-writable data dir"

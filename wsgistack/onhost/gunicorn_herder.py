@@ -11,13 +11,30 @@ Installed by wsgistack as /usr/local/lib/wsgistack/gunicorn-herder (python3 stdl
         throughout, and never "restarts" a gunicorn that was swapped on purpose. Signals
         the herder gets (TERM, HUP, ...) go to the current master.
 
-    gunicorn-herder reload --pidfile P --workers N [--timeout S] [--log F]
-        Run by a deploy, as root. Sends USR2, waits until the new master's N workers have
-        loaded the app (each worker appends its pid to ready.<master pid> beside the pid
-        file, from gunicorn's post_worker_init hook), then stops the old master with TERM:
-        its workers finish the requests in flight while the new workers take new ones on
-        the same socket. If the new master fails, it is stopped, the old master keeps
-        serving, and the reload exits 1 with the end of gunicorn's log.
+    gunicorn-herder reload --pidfile P --supervised-pid H --user U --workers N
+                           [--timeout S] [--log F]
+        Run by a deploy (golive switch), as root. Sends USR2 to the running master, waits
+        until the new master's N workers have loaded the app (each worker appends its pid
+        to ready.<master pid> beside the pid file, from gunicorn's post_worker_init hook),
+        then stops the old master with TERM: its workers finish the requests in flight
+        while the new workers take new ones on the same socket. If the new master fails,
+        it is stopped, the old master keeps serving, and the reload exits 1 with the end
+        of gunicorn's log.
+
+        The pid files are written by gunicorn, as the app's user, in a directory that user
+        owns: root never believes them alone. A pid is signalled only if that process is
+        the app user's and sits where it must in the process tree: the old master is a
+        child of the herder supervisor runs (H, asked of supervisor by the deploy), the
+        new master a child of the old one. Signals go through a pidfd opened before the
+        check, so a pid reused in between is never hit. Files there are opened without
+        following links and without blocking, and only regular files are read.
+
+Prior art: unicornherder (gunicorn's own suggestion for USR2 under a supervisor) polls the
+pid file and keeps running as a separate parent; gunicorn #1670 and supervisor #166 discuss
+why supervisor loses track of a re-exec'd master. The herder differs: it is a child
+subreaper, so the new master becomes its child and is waited on (no polling, no orphan);
+it forwards supervisor's signals to the live master; and the deploy side waits for the new
+workers' readiness, not a fixed sleep, and verifies every pid it signals.
 
 Exit status of reload: 0 swapped (or nothing running: supervisor starts the new release),
 1 failed (the old master still serves).
@@ -29,9 +46,13 @@ import argparse
 import contextlib
 import ctypes
 import os
+import pwd
+import re
 import signal
+import stat
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -39,21 +60,55 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signa
              signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH)
 
 
-def read_pid(path: Path) -> int | None:
+def read_small(path: Path, limit: int = 65536) -> str | None:
+    """A small regular file's text, opened without following a link or blocking on a FIFO
+    (the app's user writes these files); None if it is anything else or missing."""
     try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, limit).decode(errors="replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_pid(path: Path) -> int | None:
+    text = read_small(path, 64)
+    try:
+        pid = int((text or "").strip())
+    except ValueError:
+        return None
+    return pid if pid > 1 else None
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name; None if gone or a zombie."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else fields
 
 
 def parent_of(pid: int) -> int | None:
     """The parent pid of a live (non-zombie) process, else None."""
+    fields = proc_stat(pid)
+    return None if fields is None else int(fields[1])
+
+
+def owner_of(pid: int) -> int | None:
+    """The real uid of a process, else None."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] == "Z" else int(fields[1])
+    found = re.search(r"(?m)^Uid:\s+(\d+)", status)
+    return int(found.group(1)) if found else None
 
 
 def alive(pid: int | None) -> bool:
@@ -116,23 +171,50 @@ class ReloadFailed(Exception):
 
 
 def ready_workers(pidfile: Path, master: int) -> int:
-    try:
-        return len((pidfile.parent / f"ready.{master}").read_text().split())
-    except OSError:
-        return 0
+    return len((read_small(pidfile.parent / f"ready.{master}") or "").split())
 
 
-def stop(pid: int, timeout: float) -> None:
-    """TERM (gunicorn's graceful stop), then KILL after `timeout`; wait until it is gone."""
-    try:
-        os.kill(pid, signal.SIGTERM)
+@dataclass(frozen=True)
+class Master:
+    """A gunicorn master the reload may signal: verified, and held by a pidfd."""
+
+    pid: int
+    fd: int
+
+    @classmethod
+    def verified(cls, pid: int | None, parent: int, uid: int) -> Master | None:
+        """The process `pid` if it is `uid`'s and a child of `parent`, else None. The pidfd
+        is opened first and the check made after, so the pidfd is that process."""
+        if pid is None:
+            return None
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            return None
+        if parent_of(pid) == parent and owner_of(pid) == uid:
+            return cls(pid, fd)
+        os.close(fd)
+        return None
+
+    def signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(self.fd, signum)
+
+    @property
+    def alive(self) -> bool:
+        return alive(self.pid)
+
+    def stop(self, timeout: float) -> None:
+        """TERM (gunicorn's graceful stop), then KILL after `timeout`; wait until gone."""
+        self.signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while alive(pid):
+        while self.alive:
             if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
+                self.signal(signal.SIGKILL)
             time.sleep(0.05)
-    except ProcessLookupError:
-        pass
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 def log_tail(log: Path | None, lines: int = 15) -> str:
@@ -146,43 +228,54 @@ def log_tail(log: Path | None, lines: int = 15) -> str:
 
 
 def forget_ready_files(pidfile: Path) -> None:
+    """Remove ready files of masters that are gone (unlink never follows a link)."""
     for path in pidfile.parent.glob("ready.*"):
         if not alive(int(path.suffix[1:]) if path.suffix[1:].isdigit() else None):
             path.unlink(missing_ok=True)
 
 
-def reload(pidfile: Path, workers: int, timeout: float, graceful: float,
-           log: Path | None) -> str:
-    old = read_pid(pidfile)
-    if not alive(old):
-        return "gunicorn is not running: nothing to swap (supervisor starts the new release)"
-    half_done = read_pid(successor_pidfiles(pidfile)[1])
-    if alive(half_done) and half_done != old:
+def reload(pidfile: Path, supervised: int, uid: int, workers: int, timeout: float,
+           graceful: float, log: Path | None) -> str:
+    old = Master.verified(read_pid(pidfile), supervised, uid)
+    if old is None:
+        if parent_of(supervised) is None:
+            return "gunicorn is not running: nothing to swap (supervisor starts the new release)"
+        raise ReloadFailed(f"{pidfile} does not name a gunicorn master of this app (a child of"
+                           f" its herder, pid {supervised}, owned by uid {uid}): not signalling"
+                           " it; restart the program (supervisorctl restart) to recover")
+    half_done = Master.verified(read_pid(successor_pidfiles(pidfile)[1]), old.pid, uid)
+    if half_done is not None:
         # A swap an interrupted deploy left unconfirmed: start it again from the old master.
-        stop(half_done, graceful)
+        half_done.stop(graceful)
+        half_done.close()
     forget_ready_files(pidfile)
-    os.kill(old, signal.SIGUSR2)
+    old.signal(signal.SIGUSR2)
     deadline = time.monotonic() + timeout
     new = None
-    while new is None or ready_workers(pidfile, new) < workers:
+    while new is None or ready_workers(pidfile, new.pid) < workers:
         if time.monotonic() > deadline:
             if new is not None:
-                stop(new, graceful)
+                new.stop(graceful)
             raise ReloadFailed(f"the new gunicorn master did not get {workers} workers ready"
-                               f" within {timeout:.0f}s; the old master {old} still serves"
+                               f" within {timeout:.0f}s; the old master {old.pid} still serves"
                                + log_tail(log))
         if new is None:
-            pid = read_pid(successor_pidfiles(pidfile)[1])
-            new = pid if alive(pid) and pid != old else None
-        elif not alive(new):
-            raise ReloadFailed(f"the new gunicorn master {new} exited; the old master {old}"
-                               f" still serves" + log_tail(log))
+            new = Master.verified(read_pid(successor_pidfiles(pidfile)[1]), old.pid, uid)
+        elif not new.alive:
+            raise ReloadFailed(f"the new gunicorn master {new.pid} exited; the old master"
+                               f" {old.pid} still serves" + log_tail(log))
         time.sleep(0.05)
-    stop(old, graceful + 10)
+    old.stop(graceful + 10)
     promoted = time.monotonic() + 10
-    while read_pid(pidfile) != new and time.monotonic() < promoted:
+    while read_pid(pidfile) != new.pid and time.monotonic() < promoted:
         time.sleep(0.05)  # the new master renames P.2 to P once it sees its parent gone
-    return f"gunicorn swapped gracefully: master {old} -> {new}, {workers} workers ready"
+    return f"gunicorn swapped gracefully: master {old.pid} -> {new.pid}, {workers} workers ready"
+
+
+def say(text: str, stream: int) -> None:
+    """Write a line; a reader that went away never changes the outcome."""
+    with contextlib.suppress(OSError):
+        os.write(stream, (text + "\n").encode(errors="replace"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("command", nargs="+")
     reload_parser = commands.add_parser("reload", help="swap to a new master gracefully")
     reload_parser.add_argument("--pidfile", type=Path, required=True)
+    reload_parser.add_argument("--supervised-pid", type=int, required=True,
+                               help="the herder supervisor runs for this app")
+    reload_parser.add_argument("--user", required=True, help="the app's user")
     reload_parser.add_argument("--workers", type=int, required=True)
     reload_parser.add_argument("--timeout", type=float, default=60,
                                help="seconds the new master gets to have its workers ready")
@@ -203,10 +299,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.action == "run":
         return Herder(args.pidfile, args.command).run()
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     try:
-        print(reload(args.pidfile, args.workers, args.timeout, args.graceful_timeout, args.log))
-    except ReloadFailed as failure:
-        print(f"gunicorn-herder: reload failed: {failure}", file=sys.stderr)
+        uid = pwd.getpwnam(args.user).pw_uid
+        say(reload(args.pidfile, args.supervised_pid, uid, args.workers, args.timeout,
+                   args.graceful_timeout, args.log), 1)
+    except (ReloadFailed, KeyError) as failure:
+        say(f"gunicorn-herder: reload failed: {failure}", 2)
         return 1
     return 0
 
