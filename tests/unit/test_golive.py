@@ -1,0 +1,411 @@
+"""golive, offline: every go-live step run in a scratch root, with the real gunicorn-herder,
+a stand-in gunicorn, supervisor's socket faked and nginx, systemctl and supervisorctl
+recorded. The app is the user running the tests, so no step needs root here."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import re
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from tests.unit.onhost_stubs import GUNICORN, FakeSupervisor, install_commands
+from tests.unit.test_herder import Herded, start_herded
+from wsgistack.onhost import golive
+from wsgistack.onhost import gunicorn_herder as herder
+from wsgistack.onhost.golive import AppPaths, Refused, Staged, Unit, app_unit, digest
+from wsgistack.paths import GOLIVE_SOURCE, HERDER_SOURCE
+from wsgistack.staged import digest_command
+
+APP = pwd.getpwuid(os.getuid()).pw_name  # the app's user: whoever runs the tests
+
+
+def sha256(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def write(path: PurePosixPath | Path, content: str | bytes, mode: int = 0o644) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    path.chmod(mode)
+    return path
+
+
+# --- the stamp digest -------------------------------------------------------------------
+
+def test_the_host_reads_the_digest_golive_writes(tmp_path: Path) -> None:
+    """staged.digest_command (shell, in the host read) and golive.digest (Python, in the
+    stamp) agree on files, missing files, links and a listing; else every run is due."""
+    write(tmp_path / "site", "server {}\n")
+    write(tmp_path / "cert", "CERT\n")
+    (tmp_path / "current").symlink_to("releases/1.0.0")
+    (tmp_path / "enabled").mkdir()
+    (tmp_path / "enabled" / "site").symlink_to("../available/site")
+    write(tmp_path / "enabled" / "plain", "x")
+    unit = Unit("test", (PurePosixPath(tmp_path / "site"), PurePosixPath(tmp_path / "cert"),
+                         PurePosixPath(tmp_path / "missing")),
+                links=(PurePosixPath(tmp_path / "current"), PurePosixPath(tmp_path / "nolink")),
+                listing=PurePosixPath(tmp_path / "enabled"))
+
+    def shell() -> str:
+        return subprocess.run(["sh", "-c", digest_command(unit)], capture_output=True,
+                              text=True, check=True).stdout.strip()
+
+    assert shell() == digest(unit)
+    (tmp_path / "current").unlink()
+    (tmp_path / "current").symlink_to("releases/1.0.1")
+    assert shell() == digest(unit)
+    before = digest(unit)
+    write(tmp_path / "cert", "CERT2\n")
+    assert shell() == digest(unit) != before
+
+
+# --- the lock ---------------------------------------------------------------------------
+
+def test_the_lock_lives_in_a_dir_only_its_owner_can_write(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    lock_dir = Path(golive.lock_dir(PurePosixPath(tmp_path)))
+    with golive.deploy_lock(PurePosixPath(tmp_path)):
+        assert oct(lock_dir.stat().st_mode & 0o777) == "0o700"
+        assert (lock_dir / "deploy.lock").stat().st_mode & 0o077 == 0
+    lock_dir.chmod(0o777)
+    with pytest.raises(Refused, match="not a directory only this user can write"), \
+            golive.deploy_lock(PurePosixPath(tmp_path)):
+        pass
+
+
+def test_a_planted_link_is_never_followed(tmp_path: Path) -> None:
+    """A link where the lock dir or file should be is refused, not written through."""
+    victim = write(tmp_path / "victim", "root's file\n")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "wsgistack").symlink_to(tmp_path)
+    with pytest.raises(Refused), golive.deploy_lock(PurePosixPath(tmp_path)):
+        pass
+    (tmp_path / "run" / "wsgistack").unlink()
+    (tmp_path / "run" / "wsgistack").mkdir(mode=0o700)
+    (tmp_path / "run" / "wsgistack" / "deploy.lock").symlink_to(victim)
+    with pytest.raises(OSError), golive.deploy_lock(PurePosixPath(tmp_path)):
+        pass
+    assert victim.read_text() == "root's file\n"
+
+
+def test_a_second_step_waits_for_the_lock(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    root = PurePosixPath(tmp_path)
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with golive.deploy_lock(root):
+            held.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(5)
+    try:
+        with pytest.raises(Refused, match="another deploy held"), \
+                golive.deploy_lock(root, wait=0.5):
+            pass
+    finally:
+        release.set()
+        holder.join()
+    with golive.deploy_lock(root, wait=0.5):
+        pass
+
+
+# --- candidates -------------------------------------------------------------------------
+
+def test_only_the_candidates_this_deploy_wrote_go_live(tmp_path: Path) -> None:
+    paths = AppPaths(APP, PurePosixPath(tmp_path))
+    unit = app_unit(paths)
+    ours = [b"SECRET_KEY = 'ours'\n", b"workers = 3\n"]
+    for path, content in zip(unit.candidates, ours, strict=True):
+        write(path, content, 0o640)
+    expected = {path: sha256(content) for path, content in zip(unit.candidates, ours,
+                                                                strict=True)}
+    write(unit.candidates[1], b"workers = 5\n", 0o640)  # another deploy's, since
+    with pytest.raises(Refused, match=re.escape("gunicorn.conf.py.next is not the candidate"
+                                                " this deploy wrote")):
+        Staged.verified(unit, expected)
+    write(unit.candidates[1], ours[1], 0o640)
+    staged = Staged.verified(unit, expected)
+    write(unit.candidates[1], b"workers = 5\n", 0o640)  # rewritten after the check
+    staged.make_live()
+    assert Path(paths.gunicorn_config).read_bytes() == b"workers = 3\n", "the bytes checked"
+    assert oct(Path(paths.config).stat().st_mode & 0o777) == "0o640"
+
+
+def test_expectations_must_name_the_units_candidates(tmp_path: Path) -> None:
+    unit = app_unit(AppPaths(APP, PurePosixPath(tmp_path)))
+    with pytest.raises(Refused, match="not the unit's candidates"):
+        Staged.verified(unit, {PurePosixPath("/etc/passwd"): "0" * 64})
+    with pytest.raises(Refused, match="is missing: a deploy writes it"):
+        golive.parse_expect([f"{unit.candidates[0]}=missing"])
+
+
+# --- backups and releases ---------------------------------------------------------------
+
+HOSTILE_NAMES = [
+    "a b.sqlite3", "it's.sqlite3", "x\ny.sqlite3", "-rf .sqlite3", "$(touch pwned).sqlite3",
+    "APP-0-before-1 ; rm -rf ~.sqlite3",
+]
+
+
+def test_backup_rotation_keeps_the_newest_and_nothing_else_is_touched(tmp_path: Path) -> None:
+    """The app's user writes this dir: names with spaces, quotes, newlines, options or
+    shell are not ours to remove, a link named like a backup is no backup, and the oldest
+    backups go, each exactly by its name (one crafted to look like the oldest included)."""
+    paths = AppPaths(APP, PurePosixPath(tmp_path))
+    backups = Path(paths.backups)
+    backups.mkdir(parents=True)
+    outside = write(tmp_path / "precious", "keep me\n")
+    for name in HOSTILE_NAMES:
+        write(backups / name.replace("APP", APP), "not a backup")
+    for stamp in ("20260101T000000Z", "20260102T000000Z", "20260103T000000Z"):
+        write(backups / f"{APP}-{stamp}-before-1.0.0.sqlite3", "backup")
+    (backups / f"{APP}-20250101T000000Z-link.sqlite3").symlink_to(outside)
+    golive.rotate_backups(paths, keep=2)
+    left = sorted(path.name for path in backups.iterdir())
+    assert left == sorted([name for name in HOSTILE_NAMES if not name.startswith("APP")] + [
+        f"{APP}-20250101T000000Z-link.sqlite3", f"{APP}-20260102T000000Z-before-1.0.0.sqlite3",
+        f"{APP}-20260103T000000Z-before-1.0.0.sqlite3"])
+    assert outside.read_text() == "keep me\n"
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_backup_is_a_consistent_copy_taken_as_the_apps_user(tmp_path: Path) -> None:
+    paths = AppPaths(APP, PurePosixPath(tmp_path))
+    Path(paths.backups).mkdir(parents=True)
+    with sqlite3.connect(paths.database) as db:
+        db.execute("CREATE TABLE items (title TEXT)")
+        db.execute("INSERT INTO items VALUES ('kept')")
+    golive.as_user(APP, lambda: golive.backup_database(paths, "1.0.1", keep=5))
+    [backup] = Path(paths.backups).glob(f"{APP}-*-before-1.0.1.sqlite3")
+    assert backup.stat().st_uid == os.getuid()
+    with sqlite3.connect(backup) as copy:
+        assert copy.execute("SELECT title FROM items").fetchall() == [("kept",)]
+
+
+def test_as_user_reports_the_childs_failure(tmp_path: Path) -> None:
+    def fail() -> None:
+        raise PermissionError("no")
+
+    with pytest.raises(Refused, match="PermissionError: no"):
+        golive.as_user(APP, fail)
+
+
+def install_release(paths: AppPaths, version: str, when: float) -> Path:
+    release = Path(paths.release(version).path)
+    (release / "venv/bin").mkdir(parents=True)
+    (release / "venv/bin/python").symlink_to(sys.executable)
+    write(release / "venv/bin/gunicorn", GUNICORN, 0o755)
+    marker = write(paths.release(version).installed_marker, "digest\n")
+    os.utime(marker, (when, when))
+    return release
+
+
+def test_pruning_keeps_the_newest_and_the_live_release(tmp_path: Path) -> None:
+    paths = AppPaths(APP, PurePosixPath(tmp_path))
+    for number, version in enumerate(["1.0.0", "1.0.1", "1.0.2", "1.0.3"]):
+        install_release(paths, version, 1_000_000 + number)
+    Path(paths.releases, "1.0.4").mkdir()  # an install that never finished
+    Path(paths.current).symlink_to("releases/1.0.0")
+    assert golive.prune_releases(paths, keep=2) == ["1.0.1", "1.0.4"]
+    assert sorted(path.name for path in Path(paths.releases).iterdir()) == [
+        "1.0.0", "1.0.2", "1.0.3"]
+
+
+# --- whole steps ------------------------------------------------------------------------
+
+@dataclass
+class Host:
+    """A scratch root laid out as a host, with this app running under the herder."""
+
+    root: Path
+    paths: AppPaths
+    supervisor: FakeSupervisor
+    herded: Herded
+    environ: dict[str, str]
+    log: Path
+
+    def golive(self, *arguments: str, stdout: object = subprocess.PIPE
+               ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(GOLIVE_SOURCE), "--root", str(self.root),
+                               *arguments], env=self.environ, stdout=stdout,
+                              stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+
+    def candidates(self, unit: Unit, contents: list[str], mode: int = 0o640) -> list[str]:
+        """Write the candidates; the --expect arguments a deploy would pass."""
+        for path, content in zip(unit.candidates, contents, strict=True):
+            write(path, content, mode)
+        return ["--expect", *(f"{path}={sha256(content.encode())}"
+                              for path, content in zip(unit.candidates, contents, strict=True))]
+
+    def switch(self, version: str, gunicorn_conf: str = "workers = 2\n",
+               stdout: object = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
+        expect = self.candidates(app_unit(self.paths),
+                                 [f"SECRET_KEY = 'k'  # {version}\n", gunicorn_conf])
+        return self.golive("switch", APP, version, "--config-env", "APP_CONFIG", "--prefix",
+                           "/app", "--workers", "2", "--graceful-timeout", "5",
+                           "--keep-releases", "2", "--keep-backups", "2", *expect,
+                           stdout=stdout)
+
+    def recorded(self) -> list[str]:
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[Host]:
+    root = tmp_path / "root"
+    paths = AppPaths(APP, PurePosixPath(root))
+    write(golive.herder(PurePosixPath(root)), HERDER_SOURCE.read_text(), 0o755)
+    short = Path(tempfile.mkdtemp(prefix="sv", dir="/tmp"))  # a socket path is short
+    write(root / "etc/supervisor/supervisord.conf",
+          f"[supervisorctl]\nserverurl=unix://{short}/supervisor.sock\n")
+    supervisor = FakeSupervisor(short / "supervisor.sock")
+    Path(paths.run_dir).mkdir(parents=True)
+    Path(paths.backups).mkdir(parents=True)
+    install_release(paths, "1.0.0", time.time() - 100)
+    Path(paths.current).symlink_to("releases/1.0.0")
+    herded = start_herded(Path(paths.run_dir))
+    supervisor.pid = herded.process.pid
+    log = tmp_path / "commands.log"
+    environ = {**os.environ, **install_commands(tmp_path / "bin", log)}
+    yield Host(root, paths, supervisor, herded, environ, log)
+    herded.process.terminate()
+    herded.process.wait(timeout=10)
+    supervisor.close()
+
+
+def test_switch_makes_config_and_release_live_and_swaps_gunicorn(host: Host) -> None:
+    with sqlite3.connect(host.paths.database) as db:
+        db.execute("CREATE TABLE items (title TEXT)")
+    old = host.herded.master
+    install_release(host.paths, "1.0.1", time.time())
+    done = host.switch("1.0.1")
+    assert done.returncode == 0, done.stderr
+    assert f"gunicorn swapped gracefully: master {old} ->" in done.stdout
+    assert os.readlink(host.paths.current) == "releases/1.0.1"
+    assert Path(host.paths.config).read_text() == "SECRET_KEY = 'k'  # 1.0.1\n"
+    new = herder.read_pid(Path(host.paths.pid_file))
+    assert new != old and herder.parent_of(new) == host.herded.process.pid
+    assert list(Path(host.paths.backups).glob(f"{APP}-*-before-1.0.1.sqlite3"))
+    assert Path(app_unit(host.paths).stamp).read_text().strip() == digest(app_unit(host.paths))
+    assert not list(Path(host.paths.config_dir).glob("*.new")) + list(
+        Path(host.paths.config_dir).glob("*.prev"))
+
+
+def test_a_release_that_fails_its_load_check_switches_nothing(host: Host) -> None:
+    install_release(host.paths, "1.0.1", time.time())
+    before = host.herded.master
+    refused = host.switch("1.0.1", gunicorn_conf="--check-config fails: BROKEN\n")
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(f"{APP} 1.0.1 failed its load check; nothing was switched")
+    assert os.readlink(host.paths.current) == "releases/1.0.0"
+    assert not Path(host.paths.config).exists() and herder.read_pid(
+        Path(host.paths.pid_file)) == before
+
+
+def test_a_gunicorn_that_fails_puts_the_previous_config_and_release_back(host: Host) -> None:
+    install_release(host.paths, "1.0.1", time.time())
+    assert host.switch("1.0.1").returncode == 0
+    serving = herder.read_pid(Path(host.paths.pid_file))
+    install_release(host.paths, "1.0.2", time.time())
+    (Path(host.paths.run_dir) / "broken").touch()  # the new master halts after it starts
+    failed = host.switch("1.0.2")
+    assert failed.returncode == 1 and "still serves" in failed.stderr
+    assert os.readlink(host.paths.current) == "releases/1.0.1"
+    assert Path(host.paths.config).read_text() == "SECRET_KEY = 'k'  # 1.0.1\n"
+    assert herder.read_pid(Path(host.paths.pid_file)) == serving and herder.alive(serving)
+
+
+def test_a_switch_completes_when_the_controller_is_gone(host: Host) -> None:
+    """Killed controller: the step's stdout is a pipe nobody reads. It must finish and
+    report success by the new master, not fail on the write and undo a live swap."""
+    install_release(host.paths, "1.0.1", time.time())
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        done = host.switch("1.0.1", stdout=writer)
+    finally:
+        os.close(writer)
+    assert done.returncode == 0, done.stderr
+    assert os.readlink(host.paths.current) == "releases/1.0.1"
+    assert Path(host.paths.config).read_text() == "SECRET_KEY = 'k'  # 1.0.1\n"
+    assert herder.parent_of(herder.read_pid(Path(host.paths.pid_file))) == \
+        host.herded.process.pid
+
+
+def site_files(host: Host, site_text: str) -> list[str]:
+    root = PurePosixPath(host.root)
+    write(root / "etc/nginx/nginx.conf",
+          f"http {{ include {root}/etc/nginx/sites-enabled/*; }}\n")
+    Path(root / "etc/nginx/sites-enabled").mkdir(parents=True, exist_ok=True)
+    Path(root / "etc/ssl/wsgistack/private").mkdir(parents=True, exist_ok=True)
+    return host.candidates(golive.site_unit("web", root), [site_text, "CERT\n", "KEY\n"],
+                           mode=0o600)
+
+
+def test_a_site_that_fails_nginx_t_stays_a_candidate(host: Host) -> None:
+    root = PurePosixPath(host.root)
+    cert, key = golive.tls_paths("web", root)
+    refused = host.golive("site", "web", *site_files(
+        host, f"ssl_certificate {cert};\nssl_certificate_key {key};\nbroken;\n"))
+    assert refused.returncode == 1
+    assert "web.next fails nginx -t; the live site is unchanged" in refused.stderr
+    assert f"{root}/etc/nginx/sites-available/web.next:1" in refused.stderr, "names the file"
+    assert not Path(root / "etc/nginx/sites-available/web").exists()
+    assert not any("reload" in line for line in host.recorded())
+
+
+def test_a_site_goes_live_with_its_pair_and_nginx_reloads(host: Host) -> None:
+    root = PurePosixPath(host.root)
+    cert, key = golive.tls_paths("web", root)
+    site = f"ssl_certificate {cert};\nssl_certificate_key {key};\n"
+    done = host.golive("site", "web", *site_files(host, site))
+    assert done.returncode == 0, done.stderr
+    tested = [line for line in host.recorded() if line.startswith("nginx -t -q -c")]
+    assert tested and host.recorded()[-2:] == ["nginx -t -q", "systemctl reload nginx"]
+    assert os.readlink(root / "etc/nginx/sites-enabled/web") == "../sites-available/web"
+    assert Path(key).read_text() == "KEY\n" and Path(key).stat().st_mode & 0o077 == 0
+    unit = golive.site_unit("web", root)
+    assert Path(unit.stamp).read_text().strip() == digest(unit)
+
+
+def test_a_program_is_parsed_by_supervisor_then_updated(host: Host) -> None:
+    pytest.importorskip("supervisor", reason="supervisor's parser: pip install supervisor")
+    unit = golive.program_unit(host.paths)
+    broken = host.golive("program", APP, *host.candidates(unit, [f"[program:{APP}\n"]))
+    assert broken.returncode == 1 and "is not a valid supervisor program" in broken.stderr
+    assert host.recorded() == []
+    program = f"[program:{APP}]\ncommand=/bin/true\nuser={APP}\n"
+    done = host.golive("program", APP, *host.candidates(unit, [program], mode=0o644))
+    assert done.returncode == 0, done.stderr
+    assert host.recorded() == ["supervisorctl reread", f"supervisorctl update {APP}"]
+    assert Path(host.paths.supervisor_program).read_text() == program
+
+
+def test_remove_takes_the_app_away_and_keeps_its_data(host: Host) -> None:
+    write(host.paths.supervisor_program, "[program:x]\n")
+    write(host.paths.config, "config\n")
+    write(Path(host.paths.data) / "db", "data\n")
+    done = host.golive("remove", APP)
+    assert done.returncode == 0, done.stderr
+    assert host.recorded()[:3] == [f"supervisorctl stop {APP}", "supervisorctl reread",
+                                   f"supervisorctl update {APP}"]
+    for path in (host.paths.home, host.paths.config_dir, host.paths.supervisor_program):
+        assert not os.path.lexists(path), path
+    assert (Path(host.paths.data) / "db").read_text() == "data\n"
