@@ -39,8 +39,8 @@ def test_dry_run_on_bare_hosts_lists_changes_and_changes_nothing(deployment: Dep
     for operation in ("Install nginx, supervisor, python3-venv and logrotate",
                       "Write the wsgistack candidate nginx site",
                       "Write the flasktodo candidate supervisor program",
-                      "Install flasktodo 1.0.0 as a new release",
-                      "Switch flasktodo to 1.0.0", "Apply the wsgistack nginx site"):
+                      "Install flasktodo 1.0.1 as a new release",
+                      "Switch flasktodo to 1.0.1", "Apply the wsgistack nginx site"):
         assert operation in planned
     assert deployment.bare_before == deployment.bare_after
 
@@ -50,7 +50,7 @@ def test_first_deploy_reports_every_host_healthy(deployment: Deployment) -> None
     for host in deployment.sandbox.hosts():
         line = next(line for line in summary.splitlines() if host["name"] + ":" in line)
         assert f"https://{SERVER_NAMES[host['group']]}{PREFIX}/ ({host['address']})" in line
-        assert "flasktodo 1.0.0" in line and line.endswith("healthy")
+        assert "flasktodo 1.0.1" in line and line.endswith("healthy")
 
 
 def test_second_run_changes_nothing(deployment: Deployment) -> None:
@@ -151,8 +151,8 @@ def test_files_have_their_owners_and_modes(deployment: Deployment, host: dict) -
         file = check.file(path)
         assert (file.user, file.group) == (user, group), path
         assert mode is None or file.mode == mode, path
-    assert check.file("/opt/flasktodo/current").linked_to == "/opt/flasktodo/releases/1.0.0"
-    assert check.file("/opt/flasktodo/releases/1.0.0/venv/bin/gunicorn").user == "root"
+    assert check.file("/opt/flasktodo/current").linked_to == "/opt/flasktodo/releases/1.0.1"
+    assert check.file("/opt/flasktodo/releases/1.0.1/venv/bin/gunicorn").user == "root"
     assert check.file("/etc/nginx/sites-enabled/wsgistack").linked_to == \
         "/etc/nginx/sites-available/wsgistack"
     assert not check.file("/etc/nginx/sites-enabled/default").exists
@@ -283,7 +283,7 @@ def test_a_config_change_restarts_gunicorn_and_only_then(deployment: Deployment)
     before = master_pid(sandbox, host)
     changed = deployment.run("--limit", "staging", "--data", "gunicorn_timeout=31")
     assert changed.returncode == 0, changed.output[-3000:]
-    assert any("Switch flasktodo to 1.0.0" in line for line in changed.output.splitlines())
+    assert any("Switch flasktodo to 1.0.1" in line for line in changed.output.splitlines())
     assert "timeout = 31" in sandbox.ssh(host, "cat /etc/flasktodo/gunicorn.conf.py").stdout
     assert master_pid(sandbox, host) != before
     restored = deployment.run("--limit", "staging")
@@ -296,14 +296,14 @@ def test_a_config_change_restarts_gunicorn_and_only_then(deployment: Deployment)
 def test_a_live_release_is_never_reinstalled_in_place(deployment: Deployment) -> None:
     sandbox = deployment.sandbox
     host = sandbox.hosts("staging")[0]
-    marker = "/opt/flasktodo/releases/1.0.0/.wheelhouse-digest"
+    marker = "/opt/flasktodo/releases/1.0.1/.wheelhouse-digest"
     digest = sandbox.ssh(host, f"cat {marker}").stdout.strip()
     before = master_pid(sandbox, host)
     sandbox.ssh(host, f"echo other-bits > {marker}")
     try:
         run = deployment.run("--limit", "staging")
         assert run.returncode != 0
-        assert "flasktodo 1.0.0 is live on this host and was built from other sources:" \
+        assert "flasktodo 1.0.1 is live on this host and was built from other sources:" \
                " bump the version" in run.output
         assert "Install flasktodo" not in run.output
         assert master_pid(sandbox, host) == before

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from flasktodo import create_app
 
 PREFIX = "/flasktodo"
-BASE = f"http://todo.test{PREFIX}"
+BASE = f"https://todo.test{PREFIX}"
 
 
 @pytest.fixture
@@ -28,8 +28,17 @@ def get(client: FlaskClient, path: str, **kwargs):
     return client.get(path, base_url=BASE, **kwargs)
 
 
-def post(client: FlaskClient, path: str, **kwargs):
-    return client.post(path, base_url=BASE, **kwargs)
+def token(client: FlaskClient) -> str:
+    """The CSRF token of the client's session, from the page as a browser gets it."""
+    page = get(client, "/").get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def post(client: FlaskClient, path: str, data: dict | None = None, **kwargs):
+    """A form post as the page sends it: with the session's token and the page's Origin."""
+    data = {"csrf_token": token(client), **(data or {})}
+    headers = {"Origin": "https://todo.test", **kwargs.pop("headers", {})}
+    return client.post(path, base_url=BASE, data=data, headers=headers, **kwargs)
 
 
 def test_config_file_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -118,3 +127,75 @@ def test_healthz_reports_version_and_database_failure(tmp_path: Path) -> None:
     response = broken.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.get_json()["status"] == "error"
+
+
+def test_the_session_cookie_is_the_apps_own_and_kept_from_scripts(client: FlaskClient) -> None:
+    cookie = get(client, "/").headers["Set-Cookie"]
+    assert cookie.startswith("flasktodo_session=")
+    for attribute in ("Secure", "HttpOnly", "SameSite=Lax", f"Path={PREFIX}"):
+        assert attribute in cookie.split("; "), cookie
+
+
+@pytest.mark.parametrize("headers", [{"Origin": "https://evil.example"},
+                                     {"Origin": "null"},
+                                     {"Referer": "https://evil.example/page"}])
+def test_a_foreign_page_cannot_change_anything(client: FlaskClient, headers: dict) -> None:
+    """What a browser sends when another site's page posts here: the victim's cookies, and
+    that site's Origin (or Referer). Nothing is created, completed or deleted."""
+    created = client.post("/api/items", json={"title": "mine"}, base_url=BASE).get_json()
+    item = created["id"]
+    form = {"csrf_token": token(client), "title": "theirs"}
+    for path, data in ((f"/items/{item}/done", form), (f"/items/{item}/delete", form),
+                       ("/items", form)):
+        response = client.post(path, base_url=BASE, data=data, headers=headers)
+        assert response.status_code == 403, path
+        assert "cross-site request refused" in response.get_data(as_text=True)
+    assert client.delete(f"/api/items/{item}", base_url=BASE, headers=headers).status_code == 403
+    assert client.post("/api/items", json={"title": "theirs"}, base_url=BASE,
+                       headers=headers).status_code == 403
+    items = get(client, "/api/items").get_json()["items"]
+    assert [(i["title"], i["done"]) for i in items] == [("mine", False)]
+
+
+def test_a_form_post_needs_the_sessions_token(client: FlaskClient) -> None:
+    same_site = {"Origin": "https://todo.test"}
+    for data in ({"title": "x"}, {"title": "x", "csrf_token": "guessed"}):
+        response = client.post("/items", base_url=BASE, data=data, headers=same_site)
+        assert response.status_code == 403
+        assert "the form has expired" in response.get_data(as_text=True)
+    assert post(client, "/items", data={"title": "x"}).status_code == 302
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status"), [
+    ("GET", f"/api/items/{2**63}", None, 404),
+    ("GET", f"/api/items/{10**40}", None, 404),
+    # werkzeug's router answers 405 here (the path matches no PATCH rule): a 4xx all the same
+    ("PATCH", f"/api/items/{2**64}", b'{"done": true}', 405),
+    ("POST", "/api/items", b"[1, 2]", 400),
+    ("POST", "/api/items", b'"a string"', 400),
+    ("POST", "/api/items", b"not json", 400),
+    ("POST", "/api/items", b'{"title": "\\ud800"}', 400),
+    ("POST", "/api/items", b'{"title": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400),
+    ("POST", "/api/items", b'{"title": 42}', 400),
+    ("POST", "/api/items", b'{"title": ["a"]}', 400),
+    ("PATCH", "/api/items/1", b'[true]', 400),
+    ("POST", "/api/items", b'{"title": "' + b"x" * 70_000 + b'"}', 413),
+])
+def test_every_bad_request_gets_a_4xx_with_a_short_reason(client: FlaskClient, method: str,
+                                                         path: str, body: bytes | None,
+                                                         status: int) -> None:
+    client.post("/api/items", json={"title": "one"}, base_url=BASE)
+    response = client.open(path, method=method, base_url=BASE, data=body,
+                           content_type="application/json")
+    assert response.status_code == status, response.get_data(as_text=True)[:200]
+    reason = response.get_json()["error"]
+    assert 0 < len(reason) < 100 and "Traceback" not in reason
+    titles = [item["title"] for item in get(client, "/api/items").get_json()["items"]]
+    assert titles == ["one"], "nothing stored, least of all a repr"
+
+
+def test_an_unexpected_failure_says_nothing_of_its_insides(tmp_path: Path) -> None:
+    app = create_app({"DATABASE": str(tmp_path / "missing/dir/db.sqlite3"), "SECRET_KEY": "k"})
+    response = app.test_client().get("/api/items", base_url=BASE)
+    assert response.status_code == 500
+    assert response.get_json() == {"error": "internal server error"}

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from flasktodo import db, views
+from flasktodo import db, guard, views
 
 __version__ = version("flasktodo")
 CONFIG_ENV = "FLASKTODO_CONFIG"
@@ -22,7 +22,16 @@ CONFIG_ENV = "FLASKTODO_CONFIG"
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the app from the config file in $FLASKTODO_CONFIG, then `overrides` (for tests)."""
     app = Flask(__name__)
-    app.config.update(DEBUG=False, DATABASE=None, VERSION=__version__)
+    app.config.update(
+        DEBUG=False, DATABASE=None, VERSION=__version__,
+        # The session holds only the CSRF token. Its cookie is the app's own (named after
+        # it, scoped to its prefix), HTTPS only, out of reach of scripts, and not sent on
+        # cross-site requests (SameSite=Lax).
+        SESSION_COOKIE_NAME="flasktodo_session", SESSION_COOKIE_SECURE=True,
+        SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+        # Bodies beyond this are refused with 413 before they are read (nginx caps too).
+        MAX_CONTENT_LENGTH=64 * 1024,
+    )
     if overrides is None:
         app.config.from_envvar(CONFIG_ENV)
     else:
@@ -34,6 +43,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     # client's address to X-Forwarded-For and sets X-Forwarded-Proto: trust that one hop
     # only, so a client cannot spoof its address. The host comes from nginx's Host header.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
+    app.session_interface = guard.PrefixedSessionInterface()
     db.init_app(app)
+    guard.init_app(app)
     app.register_blueprint(views.bp)
     return app

@@ -1,8 +1,12 @@
-"""HTML pages and the JSON API. Every URL is built with url_for, so it carries the prefix."""
+"""HTML pages and the JSON API. Every URL is built with url_for, so it carries the prefix.
+
+Input is checked before it reaches the database: a bad request gets 400 (or 404 for an id
+that cannot exist) with a short reason, never a 500."""
 
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 from flask import (
     Blueprint,
@@ -20,13 +24,32 @@ from flasktodo import db
 
 bp = Blueprint("todo", __name__)
 MAX_TITLE = 200
+# SQLite's INTEGER range: a larger id cannot name an item (and cannot be bound).
+ITEM = "<int(max=9223372036854775807):item_id>"
 
 
 def clean_title(raw: object) -> str:
-    title = str(raw or "").strip()
+    if not isinstance(raw, str):
+        abort(400, "title must be a string")
+    title = raw.strip()
     if not title or len(title) > MAX_TITLE:
         abort(400, f"title must be 1 to {MAX_TITLE} characters")
+    try:
+        title.encode("utf-8")
+    except UnicodeEncodeError:
+        abort(400, "title must be valid Unicode text")
     return title
+
+
+def json_object() -> dict[str, Any]:
+    """The request's JSON body, which must be an object."""
+    try:
+        payload = request.get_json(silent=True)
+    except RecursionError:
+        abort(400, "the JSON body is nested too deeply")
+    if not isinstance(payload, dict):
+        abort(400, "the body must be a JSON object")
+    return payload
 
 
 @bp.get("/")
@@ -41,17 +64,17 @@ def add() -> Response:
     return redirect(url_for("todo.index"))
 
 
-@bp.post("/items/<int:item_id>/done")
+@bp.post(f"/items/{ITEM}/done")
 def complete(item_id: int) -> Response:
     if not db.set_done(item_id, request.form.get("done", "1") == "1"):
-        abort(404)
+        abort(404, "no such item")
     return redirect(url_for("todo.index"))
 
 
-@bp.post("/items/<int:item_id>/delete")
+@bp.post(f"/items/{ITEM}/delete")
 def remove(item_id: int) -> Response:
     if not db.delete_item(item_id):
-        abort(404)
+        abort(404, "no such item")
     return redirect(url_for("todo.index"))
 
 
@@ -62,30 +85,29 @@ def api_list() -> Response:
 
 @bp.post("/api/items")
 def api_add() -> tuple[Response, int]:
-    payload = request.get_json(silent=True) or {}
-    item = db.add_item(clean_title(payload.get("title")), request.remote_addr or "")
+    item = db.add_item(clean_title(json_object().get("title")), request.remote_addr or "")
     return jsonify(item), 201
 
 
-@bp.get("/api/items/<int:item_id>")
+@bp.get(f"/api/items/{ITEM}")
 def api_get(item_id: int) -> Response:
-    return jsonify(db.get_item(item_id) or abort(404))
+    return jsonify(db.get_item(item_id) or abort(404, "no such item"))
 
 
-@bp.patch("/api/items/<int:item_id>")
+@bp.patch(f"/api/items/{ITEM}")
 def api_update(item_id: int) -> Response:
-    payload = request.get_json(silent=True) or {}
-    if not isinstance(payload.get("done"), bool):
+    done = json_object().get("done")
+    if not isinstance(done, bool):
         abort(400, "done must be true or false")
-    if not db.set_done(item_id, payload["done"]):
-        abort(404)
+    if not db.set_done(item_id, done):
+        abort(404, "no such item")
     return jsonify(db.get_item(item_id))
 
 
-@bp.delete("/api/items/<int:item_id>")
+@bp.delete(f"/api/items/{ITEM}")
 def api_delete(item_id: int) -> tuple[str, int]:
     if not db.delete_item(item_id):
-        abort(404)
+        abort(404, "no such item")
     return "", 204
 
 
