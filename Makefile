@@ -6,10 +6,10 @@
 VENV     := .venv
 BIN      := $(VENV)/bin
 PYTHON   ?= python3
-# Debian packages the controller needs: the sandbox (debootstrap, nspawn, nftables, ip, ssh)
-# and python3-venv for the project's own venv.
+# Debian packages the controller needs: the sandbox (debootstrap, nspawn, nftables, ip, ssh),
+# python3-venv for the project's own venv, and shellcheck for `make lint`.
 SYSTEM_PACKAGES := debootstrap systemd-container nftables iproute2 openssh-client \
-                   python3-venv curl openssl util-linux
+                   python3-venv curl openssl util-linux shellcheck
 
 .PHONY: demo test lint unit integration bench system-deps venv down clean
 
@@ -21,8 +21,10 @@ demo: venv system-deps
 test: lint venv system-deps
 	$(BIN)/pytest
 
-lint: venv
+# ruff for the Python; shellcheck for every shell command the deploy still sends to hosts.
+lint: venv system-deps
 	$(BIN)/ruff check .
+	$(BIN)/python -m tests.shellcheck
 
 unit: venv
 	$(BIN)/pytest -m "not integration"

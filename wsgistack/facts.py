@@ -21,7 +21,7 @@ class PythonTarget(FactBase[tuple[str, str]]):
     wheelhouse is built for. Fixed by the OS release, so it is safe to branch on."""
 
     def command(self) -> str:
-        return "echo $(python3 -V) $(uname -m)"  # "Python 3.11.2 x86_64"
+        return "echo \"$(python3 -V) $(uname -m)\""  # "Python 3.11.2 x86_64"
 
     def process(self, output: list[str]) -> tuple[str, str]:
         _python, version, machine = output[0].split()

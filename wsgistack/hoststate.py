@@ -116,18 +116,22 @@ class HostState:
     settled: bool = True
     read_at: float = 0.0  # time.monotonic() when the host answered
 
-    @classmethod
-    def read(cls, paths: Iterable[str], hashed: Iterable[str],
-             reads: Iterable[Read]) -> HostState:
-        """Read the state of `paths` (and the content digest of those `hashed`) and each of
-        `reads` in one command."""
+    @staticmethod
+    def batch(paths: Iterable[str], hashed: Iterable[str], reads: Iterable[Read]
+              ) -> tuple[Read, ...]:
+        """The reads of one command: the state of `paths` (and the content digest of those
+        `hashed`) first, then each of `reads` once."""
         path_read = Read.of(PathStates, paths=tuple(sorted(set(paths))),
                             hashed=tuple(sorted(set(hashed))))
-        batch = (path_read, *dict.fromkeys(reads))
+        return (path_read, *dict.fromkeys(reads))
+
+    @classmethod
+    def read(cls, batch: tuple[Read, ...]) -> HostState:
+        """Read `batch` (from HostState.batch) in one command."""
         sections = host.get_fact(Batch, reads=batch)
         facts = {read: read.process(sections.get(index, []))
                  for index, read in enumerate(batch)}
-        return cls(facts.pop(path_read), facts, read_at=time.monotonic())
+        return cls(facts.pop(batch[0]), facts, read_at=time.monotonic())
 
     def path(self, path: object) -> PathState | None:
         """The path's state; None if it does not exist."""

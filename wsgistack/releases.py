@@ -73,25 +73,33 @@ def install_release(app: AppSettings, paths: AppPaths, seen: HostState) -> Opera
         src=str(build.archive), dest=f"{paths.wheelhouse}.tar", user="root", group="root",
         mode="644", create_remote_dir=False,
     )
-    package = app.wsgi.split(":")[0].split(".")[0]
-    python = f"{release.venv}/bin/python"
-    static_dir = (f"$({python} -c 'import importlib.util, os;"
-                  f" print(os.path.dirname(importlib.util.find_spec(\"{package}\").origin))')")
-    wheels = paths.wheelhouse
     return server.shell(
         name=f"Install {app.name} {app.version} as a new release (its own venv)",
-        commands=[
-            f"rm -rf {release.path} {wheels} && mkdir -p {release.path} {wheels}",
-            f"tar -xf {wheels}.tar -C {wheels}",
-            f"python3 -m venv --without-pip {release.venv}",
-            # pip runs from its wheel, installing into the venv whose python runs it.
-            f"{python} {wheels}/{build.installer_wheel}/pip install --quiet"
-            f" --disable-pip-version-check --no-index --find-links {wheels}"
-            f" --requirement {wheels}/requirements.txt {wheels}/{build.app_wheel}",
-            f"ln -sfn {static_dir}/static {release.static}",
-            f"echo {shlex.quote(build.digest)} > {release.installed_marker}",
-        ],
+        commands=install_commands(app, paths, build),
     )
+
+
+def install_commands(app: AppSettings, paths: AppPaths, build: wheelhouse.Wheelhouse
+                     ) -> list[str]:
+    """Shell, in root's own /opt/<app>: unpack the wheelhouse, make the release's venv, link
+    its static dir, and write the marker last (checked by shellcheck in `make lint`)."""
+    release = paths.release(app.version)
+    package = app.wsgi.split(":")[0].split(".")[0]
+    python = f"{release.venv}/bin/python"
+    static_dir = (f"\"$({python} -c 'import importlib.util, os;"
+                  f" print(os.path.dirname(importlib.util.find_spec(\"{package}\").origin))')\"")
+    wheels = paths.wheelhouse
+    return [
+        f"rm -rf {release.path} {wheels} && mkdir -p {release.path} {wheels}",
+        f"tar -xf {wheels}.tar -C {wheels}",
+        f"python3 -m venv --without-pip {release.venv}",
+        # pip runs from its wheel, installing into the venv whose python runs it.
+        f"{python} {wheels}/{build.installer_wheel}/pip install --quiet"
+        f" --disable-pip-version-check --no-index --find-links {wheels}"
+        f" --requirement {wheels}/requirements.txt {wheels}/{build.app_wheel}",
+        f"ln -sfn {static_dir}/static {release.static}",
+        f"echo {shlex.quote(build.digest)} > {release.installed_marker}",
+    ]
 
 
 def rollback_target(app: AppSettings, paths: AppPaths, wanted: str | None) -> str:

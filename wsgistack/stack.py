@@ -6,12 +6,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 from wsgistack import app, base, health, nginx, removal, supervisor
-from wsgistack.hoststate import HostState
-from wsgistack.managed import File
+from wsgistack.hoststate import HostState, Read
+from wsgistack.managed import File, Managed
 from wsgistack.settings import Settings
 
 
-def read_host_state(settings: Settings, secrets: dict[str, str]) -> HostState:
+def declared(settings: Settings, secrets: dict[str, str]) -> tuple[list[Managed], list[Read]]:
+    """What every module manages, and the probes each reads."""
     managed = [*base.managed(), *nginx.managed(settings)]
     probes = [*base.probes(), *nginx.probes(settings)]
     for each in settings.apps:
@@ -20,6 +21,16 @@ def read_host_state(settings: Settings, secrets: dict[str, str]) -> HostState:
         probes += [*app.probes(each), *supervisor.probes(each), health.reading(settings, each)]
     for gone in settings.removed_apps:
         probes += removal.probes(gone)
-    state = HostState.read([item.path for item in managed],
+    return managed, probes
+
+
+def host_read(settings: Settings, secrets: dict[str, str]) -> tuple[Read, ...]:
+    """The reads of the one command that reads a host."""
+    managed, probes = declared(settings, secrets)
+    return HostState.batch([item.path for item in managed],
                            [item.path for item in managed if isinstance(item, File)], probes)
+
+
+def read_host_state(settings: Settings, secrets: dict[str, str]) -> HostState:
+    state = HostState.read(host_read(settings, secrets))
     return replace(state, settled=not base.installs_packages(state))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -11,8 +12,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from email import message as email_message
+from http import cookiejar as http_cookiejar
 from http.client import HTTPConnection, HTTPException
 from pathlib import Path
+from urllib import parse as urllib_parse
+from urllib import request as urllib_request
 
 import testinfra
 
@@ -73,6 +78,13 @@ class Sandbox:
     def testinfra(self, host: dict):
         return testinfra.get_host(f"ssh://{host['name']}", ssh_config=self.ssh_config)
 
+    def controller_address(self, host: dict) -> str:
+        """This machine's address on the host's link: where the tests' requests come from."""
+        return str(ipaddress.ip_address(host["address"]) - 1)
+
+    def controller_addresses(self) -> list[str]:
+        return [self.controller_address(host) for host in self.hosts()]
+
 
 @dataclass
 class Run:
@@ -100,7 +112,10 @@ def deploy_command(sandbox: Sandbox, *args: str, secrets_dir: Path, extra_env: d
     env = {**os.environ, "WSGISTACK_SANDBOX": sandbox.name,
            "PRODUCTION_FLASKTODO_SECRET_KEY": PRODUCTION_SECRET_KEY,
            **(extra_env or {})}
-    command = [PYINFRA, "inventory.py", entry, "--data", f"secrets_dir={secrets_dir}", *args]
+    # The controller asks /healthz, as an operator's load balancer would: allowed by name.
+    allowed = json.dumps(sandbox.controller_addresses())
+    command = [PYINFRA, "inventory.py", entry, "--data", f"secrets_dir={secrets_dir}",
+               "--data", f"health_check_from={allowed}", *args]
     return command, env
 
 
@@ -163,6 +178,51 @@ def http(address: str, path: str, host_header: str = "flasktodo.test", method: s
         return response.status, dict(response.headers), response.read().decode()
     finally:
         connection.close()
+
+
+class Browser:
+    """A browser's view of one site over HTTPS: its cookies (as a browser keeps them, by
+    host, path and Secure), the page's CSRF token, and its own Origin on form posts."""
+
+    def __init__(self, address: str, host_header: str) -> None:
+        self.address, self.host_header = address, host_header
+        self.jar = http_cookiejar.CookieJar()
+
+    def request(self, method: str, path: str, data: bytes | None = None,
+                headers: dict | None = None) -> tuple[int, dict, str]:
+        url = f"https://{self.host_header}{path}"
+        asked = urllib_request.Request(url, data=data, method=method, headers=headers or {})
+        self.jar.add_cookie_header(asked)
+        status, response_headers, body = http(self.address, path, self.host_header, method,
+                                              data, dict(asked.header_items()))
+        reply = HTTPResponseView(url, response_headers)
+        self.jar.extract_cookies(reply, asked)  # type: ignore[arg-type]
+        return status, response_headers, body
+
+    def form_token(self, page_path: str) -> str:
+        _status, _headers, page = self.request("GET", page_path)
+        return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+    def post_form(self, page_path: str, action: str, fields: dict[str, str],
+                  origin: str | None = None) -> tuple[int, dict, str]:
+        """Submit the page's form as a browser does: token, cookies, Origin."""
+        body = urllib_parse.urlencode({"csrf_token": self.form_token(page_path), **fields})
+        return self.request("POST", action, body.encode(), {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Origin": origin or f"https://{self.host_header}"})
+
+
+class HTTPResponseView:
+    """What http.cookiejar reads of a response: its URL and its Set-Cookie headers."""
+
+    def __init__(self, url: str, headers: dict) -> None:
+        self.url = url
+        self.message = email_message.Message()
+        for name, value in headers.items():
+            self.message[name] = value
+
+    def info(self) -> email_message.Message:
+        return self.message
 
 
 def wait_for_http_ok(address: str, path: str, timeout: float, **kwargs) -> float:

@@ -8,14 +8,25 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import ssl
 import subprocess
+import time
 from http.client import RemoteDisconnected
 from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import Deployment, connect, deploy, http, snapshot
+from tests.integration.helpers import (
+    PRODUCTION_SECRET_KEY,
+    Browser,
+    Deployment,
+    connect,
+    deploy,
+    http,
+    provide_production_tls,
+    snapshot,
+)
 from tests.unit.test_settings import group_data
 
 SERVER_NAMES = {"staging": "staging.flasktodo.test", "production": "flasktodo.test"}
@@ -52,6 +63,10 @@ BAD_SETTINGS = [
     ("production", [], {"PRODUCTION_FLASKTODO_SECRET_KEY": ""},
      "group_data (production): apps[flasktodo]: no secret key: set"
      " PRODUCTION_FLASKTODO_SECRET_KEY"),
+    ("production", [], {"PRODUCTION_FLASKTODO_SECRET_KEY": "x"},
+     "group_data (production): apps[flasktodo]: the secret key in"
+     " $PRODUCTION_FLASKTODO_SECRET_KEY is 1 characters long, fewer than 32"),
+    ("staging", ["health_check_from=[\"nowhere\"]"], {}, "health_check_from: ['nowhere']"),
 ]
 
 
@@ -162,7 +177,9 @@ def test_hsts_in_production_only(deployment: Deployment, host: dict) -> None:
     hsts = headers.get("Strict-Transport-Security")
     assert (hsts == "max-age=63072000") if host["group"] == "production" else hsts is None
     for header, value in (("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
-                          ("Referrer-Policy", "strict-origin-when-cross-origin")):
+                          ("Referrer-Policy", "strict-origin-when-cross-origin"),
+                          ("Content-Security-Policy", group_data("staging")[
+                              "content_security_policy"])):
         assert headers[header] == value
 
 
@@ -185,12 +202,16 @@ def test_an_unknown_host_gets_nothing(deployment: Deployment, host: dict) -> Non
 def test_spoofed_forwarding_headers_are_not_believed(deployment: Deployment,
                                                      host: dict) -> None:
     name = SERVER_NAMES[host["group"]]
-    controller = host["address"].rsplit(".", 1)[0] + "." + str(
-        int(host["address"].rsplit(".", 1)[1]) - 1)
-    _status, _headers, body = http(host["address"], "/flasktodo/healthz", name, headers={
-        "X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "gopher", "X-Real-IP": "6.6.6.6"})
-    reply = json.loads(body)
-    assert reply["client"] == controller and reply["scheme"] == "https"
+    controller = deployment.sandbox.controller_address(host)
+    for spoofed in ({"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "gopher",
+                     "X-Real-IP": "6.6.6.6"},
+                    {"X-Forwarded-Ssl": "off", "X-Forwarded-Protocol": "http",
+                     "Forwarded": "for=6.6.6.6;proto=http", "X-Forwarded-Host": "evil.example"}):
+        status, _headers, body = http(host["address"], "/flasktodo/healthz", name,
+                                      headers=spoofed)
+        assert status == 200, (spoofed, body)
+        reply = json.loads(body)
+        assert reply["client"] == controller and reply["scheme"] == "https", spoofed
     for header in ("SCRIPT_NAME", "Script-Name"):
         _status, _headers, page = http(host["address"], "/flasktodo/", name,
                                        headers={header: "/evil"})
@@ -218,3 +239,99 @@ def test_the_self_signed_certificate_is_kept_across_runs(deployment: Deployment)
     assert (kept / "wsgistack.key").stat().st_mode & 0o777 == 0o600
     assert ssl.PEM_cert_to_DER_cert(before) == ssl.PEM_cert_to_DER_cert(
         (kept / "wsgistack.crt").read_text())
+
+
+def test_diff_and_debug_output_never_show_a_secret(deployment: Deployment,
+                                                   tmp_path: Path) -> None:
+    """A changed secret key and a new TLS pair, previewed with everything pyinfra can print:
+    the files that hold them are said to change, their content never appears."""
+    new_pair = tmp_path / "secrets"
+    provide_production_tls(new_pair)
+    pair = new_pair / "production" / "tls"
+    new_key = "a-new-production-secret-key-0123456789-" + "z" * 20
+    run = deploy(deployment.sandbox, "--limit", "production", "--dry", "--diff", "-vvv",
+                 "--debug", "--data", f"tls_certificate={pair / 'wsgistack.crt'}",
+                 "--data", f"tls_certificate_key={pair / 'wsgistack.key'}",
+                 secrets_dir=deployment.secrets_dir,
+                 extra_env={"PRODUCTION_FLASKTODO_SECRET_KEY": new_key})
+    assert run.returncode == 0, run.output[-3000:]
+    assert "/etc/flasktodo/config.py.next (it holds a secret" in run.output
+    assert "wsgistack.key.next (it holds a secret" in run.output
+    assert "wsgistack.crt.next" in run.output, "the certificate is no secret: its diff shows"
+    old_key = (deployment.secrets_dir / "production/tls/wsgistack.key").read_text()
+    secrets = [new_key, PRODUCTION_SECRET_KEY, *pem_lines(old_key),
+               *pem_lines((pair / "wsgistack.key").read_text())]
+    leaked = [secret for secret in secrets if secret in run.output]
+    assert not leaked, f"{len(leaked)} secret strings in the output"
+
+
+def pem_lines(pem: str) -> list[str]:
+    """The base64 lines of a PEM key: any one of them in the output is a leak."""
+    return [line for line in pem.splitlines() if line and not line.startswith("-----")]
+
+
+@pytest.mark.parametrize("path", ["//flasktodo/", "/%66lasktodo/", "//flasktodo/healthz",
+                                  "/flasktodo/../flasktodo/"])
+def test_a_path_the_app_does_not_own_is_refused_by_nginx(deployment: Deployment, host: dict,
+                                                         path: str) -> None:
+    status, _headers, body = http(host["address"], path, SERVER_NAMES[host["group"]])
+    assert status == 400, (path, status, body[:200])
+    assert "SCRIPT_NAME" not in body and "Traceback" not in body
+
+
+def test_nothing_is_served_at_the_top(deployment: Deployment, host: dict) -> None:
+    for path in ("/", "/index.html", "/index.nginx-debian.html"):
+        status, _headers, body = http(host["address"], path, SERVER_NAMES[host["group"]])
+        assert status == 404 and "Welcome to nginx" not in body, path
+
+
+# Run on a host: the status of /flasktodo/healthz at the address in argv[1].
+ASK_HEALTHZ = """
+import http.client, ssl, sys
+connection = http.client.HTTPSConnection(sys.argv[1], context=ssl._create_unverified_context())
+connection.request("GET", "/flasktodo/healthz", headers={"Host": "flasktodo.test"})
+print(connection.getresponse().status)
+"""
+
+
+def test_healthz_answers_the_host_and_those_named_only(deployment: Deployment) -> None:
+    """The controller is named in health_check_from (the tests' deploys); another host of
+    the sandbox is not, and gets 403; the host itself always gets its answer."""
+    sandbox = deployment.sandbox
+    staging, production = sandbox.hosts("staging")[0], sandbox.hosts("production")[0]
+    ask = f"python3 -c {shlex.quote(ASK_HEALTHZ)} "
+    assert sandbox.ssh(staging, ask + production["address"]).stdout.strip() == "403"
+    assert sandbox.ssh(production, ask + "127.0.0.1").stdout.strip() == "200"
+    assert http(production["address"], "/flasktodo/healthz", "flasktodo.test")[0] == 200
+
+
+def test_a_foreign_page_cannot_make_the_browser_change_anything(deployment: Deployment,
+                                                               host: dict) -> None:
+    """A browser on another site's page posts here with the user's cookies and that site's
+    Origin: refused. The site's own page, with its token and cookie, works."""
+    name = SERVER_NAMES[host["group"]]
+    browser = Browser(host["address"], name)
+    title = f"csrf probe {time.time_ns()}"
+    status, _headers, body = browser.post_form("/flasktodo/", "/flasktodo/items",
+                                               {"title": title}, origin="https://evil.example")
+    assert status == 403 and "cross-site request refused" in body
+    status, _headers, _body = browser.request(
+        "POST", "/flasktodo/api/items", json.dumps({"title": title}).encode(),
+        {"Content-Type": "application/json", "Origin": "https://evil.example"})
+    assert status == 403
+    assert title not in browser.request("GET", "/flasktodo/")[2]
+    assert browser.post_form("/flasktodo/", "/flasktodo/items", {"title": title})[0] == 302
+    assert title in browser.request("GET", "/flasktodo/")[2]
+    cookie = next(iter(browser.jar))
+    assert (cookie.name, cookie.path, cookie.secure) == ("flasktodo_session", "/flasktodo",
+                                                         True)
+
+
+def test_the_apps_logs_are_closed_to_others(deployment: Deployment, host: dict) -> None:
+    sandbox = deployment.sandbox
+    logs = sandbox.ssh(host, "ls /var/log/nginx/*.log /var/log/supervisor/*.log").stdout.split()
+    assert "/var/log/nginx/flasktodo.access.log" in logs
+    assert "/var/log/supervisor/flasktodo.err.log" in logs
+    for log in logs:
+        read = sandbox.ssh(host, f"runuser -u nobody -- head -c1 {log}", check=False)
+        assert read.returncode != 0 and "Permission denied" in read.stderr, log

@@ -17,6 +17,7 @@ import pytest
 
 from tests.integration.helpers import (
     PRODUCTION_SECRET_KEY,
+    Browser,
     Deployment,
     Sandbox,
     deploy,
@@ -81,9 +82,8 @@ def test_todo_page_through_nginx_with_prefixed_links(deployment: Deployment, hos
 def test_adding_an_item_over_http_and_reading_it_back(deployment: Deployment, host: dict) -> None:
     name = SERVER_NAMES[host["group"]]
     title = f"buy milk {time.time_ns()}"
-    status, headers, _ = http(host["address"], f"{PREFIX}/items", name, "POST",
-                              f"title={title.replace(' ', '+')}".encode(),
-                              {"Content-Type": "application/x-www-form-urlencoded"})
+    browser = Browser(host["address"], name)
+    status, headers, _ = browser.post_form(f"{PREFIX}/", f"{PREFIX}/items", {"title": title})
     assert status == 302 and headers["Location"].endswith(f"{PREFIX}/")
     assert title in http(host["address"], f"{PREFIX}/", name)[2]
     status, _, body = http(host["address"], f"{PREFIX}/api/items", name, "POST",

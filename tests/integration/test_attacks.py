@@ -1,0 +1,237 @@
+"""What the app's own user, another local user, or a second operator could make root do:
+each attack from the review, tried on a real host, and the deploy holding.
+
+A sandbox of its own (one staging host) is deployed with FlaskTODO; the tests then attack it
+in this order, each leaving the host healthy for the next.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.helpers import (
+    Run,
+    Sandbox,
+    app_release,
+    apps_data,
+    deploy,
+    deploy_command,
+    http,
+)
+
+NAME, SUBNET = "iatk", "10.186.0.0/24"
+SERVER_NAME = "staging.flasktodo.test"
+RUN_DIR = "/run/flasktodo"
+
+
+class Host:
+    """The attacked host, and the deploys an operator runs against it."""
+
+    def __init__(self, sandbox: Sandbox, secrets_dir: Path, releases: Path) -> None:
+        self.sandbox, self.secrets_dir, self.releases = sandbox, secrets_dir, releases
+        self.host = sandbox.hosts()[0]
+
+    def ssh(self, command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.sandbox.ssh(self.host, command, check=check)
+
+    def out(self, command: str) -> str:
+        return self.ssh(command).stdout.strip()
+
+    def as_app(self, command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """A command run by the app's own user (what code in the app could do)."""
+        return self.ssh(f"runuser -u flasktodo -- sh -c {shlex.quote(command)}", check=check)
+
+    def arguments(self, version: str | None, *data: str) -> list[str]:
+        release = [] if version is None else ["--data", apps_data(app_release(
+            self.releases, version))]
+        return ["-y", *release, *(arg for each in data for arg in ("--data", each))]
+
+    def deploy(self, version: str | None = None, *data: str, timeout: float = 600) -> Run:
+        return deploy(self.sandbox, *self.arguments(version, *data),
+                      secrets_dir=self.secrets_dir, timeout=timeout)
+
+    def start_deploy(self, version: str | None = None, *data: str) -> subprocess.Popen:
+        command, env = deploy_command(self.sandbox, *self.arguments(version, *data),
+                                      secrets_dir=self.secrets_dir)
+        return subprocess.Popen(command, cwd=Path(__file__).resolve().parents[2],
+                                env={**env, "PYTHONUNBUFFERED": "1"}, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def healthz(self) -> dict:
+        status, _headers, body = http(self.host["address"], "/flasktodo/healthz", SERVER_NAME)
+        assert status == 200, body
+        return json.loads(body)
+
+    def live_workers(self) -> str:
+        return self.out("grep '^workers' /etc/flasktodo/gunicorn.conf.py")
+
+    def processes(self, step: str) -> list[str]:
+        """Pids of golive's or the herder's python running `step` (e.g. "golive switch");
+        anchored, so the shells pyinfra wraps commands in are not counted."""
+        pattern = f"^(/usr/bin/)?python3 [^ ]* ?/usr/local/lib/wsgistack/{step}"
+        return self.ssh(f"pgrep -f {shlex.quote(pattern)}", check=False).stdout.split()
+
+
+@pytest.fixture(scope="module")
+def host(secrets_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Host:
+    sandbox = Sandbox.up(NAME, SUBNET, "staging=1")
+    host = Host(sandbox, secrets_dir, tmp_path_factory.mktemp("releases"))
+    first = host.deploy()
+    assert first.returncode == 0, first.output[-5000:]
+    yield host
+    sandbox.down()
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def test_root_never_signals_a_pid_the_app_user_wrote(host: Host) -> None:
+    """The app's user writes a root process's pid into gunicorn's pid file; the next deploy
+    that swaps gunicorn refuses to signal it, and nothing goes live."""
+    bystander = host.out("setsid sleep 600 </dev/null >/dev/null 2>&1 & echo $!")
+    master = host.out(f"cat {RUN_DIR}/gunicorn.pid")
+    host.as_app(f"echo {bystander} > {RUN_DIR}/gunicorn.pid")
+    try:
+        run = host.deploy(None, "gunicorn_workers=3")
+        assert run.returncode != 0
+        assert "does not name a gunicorn master of this app" in run.output, run.output[-3000:]
+        assert host.ssh(f"kill -0 {bystander}", check=False).returncode == 0, "still alive"
+        assert host.out(f"stat -c %U /proc/{bystander}") == "root"
+        assert host.live_workers() == "workers = 2", "the previous config is back"
+    finally:
+        host.as_app(f"echo {master} > {RUN_DIR}/gunicorn.pid")
+        host.ssh(f"kill {bystander}", check=False)
+    assert host.deploy().returncode == 0
+
+
+def test_no_other_user_can_hold_or_redirect_the_deploy_lock(host: Host) -> None:
+    """The lock used to be /run/lock/wsgistack.lock, which anyone can create and hold (and,
+    without protected symlinks, point at a file root then truncated). Now it is root's, in
+    a dir only root can enter, and nothing another user holds makes a deploy wait."""
+    holder = subprocess.Popen(
+        ["ssh", "-F", host.sandbox.ssh_config, host.host["name"],
+         "runuser -u nobody -- flock /run/lock/wsgistack.lock sleep 120"])
+    try:
+        refused = host.ssh("runuser -u nobody -- flock -n /run/wsgistack/deploy.lock true",
+                           check=False)
+        assert refused.returncode != 0 and "Permission denied" in refused.stderr
+        lock = host.sandbox.testinfra(host.host).file("/run/wsgistack")
+        assert (lock.user, lock.mode, lock.is_directory) == ("root", 0o700, True)
+        started = time.monotonic()
+        run = host.deploy(None, "gunicorn_workers=3", timeout=200)
+        assert run.returncode == 0, run.output[-3000:]
+        assert time.monotonic() - started < 120, "the deploy did not wait for nobody's lock"
+        assert host.live_workers() == "workers = 3"
+    finally:
+        holder.kill()
+        host.ssh("pkill -u nobody flock", check=False)
+
+
+def test_a_deploy_never_reports_another_deploys_config_as_its_own(host: Host) -> None:
+    """Two operators deploy at once: A (4 workers) writes its candidates, then B (5 workers)
+    overwrites them before A goes live. A must not make B's config live and report its own
+    success: it fails, naming the cause; B goes live."""
+    hold = ("flock /run/wsgistack/deploy.lock sh -c"
+            " 'touch /tmp/hold; while [ -e /tmp/hold ]; do sleep 0.2; done'")
+    holder = subprocess.Popen(["ssh", "-F", host.sandbox.ssh_config, host.host["name"], hold])
+    try:
+        wait_until(lambda: host.ssh("test -e /tmp/hold", check=False).returncode == 0, 20,
+                   "the lock to be held")
+        first = host.start_deploy(None, "gunicorn_workers=4")
+        candidate = "/etc/flasktodo/gunicorn.conf.py.next"
+        wait_until(lambda: len(host.processes("golive switch")) >= 1, 300, "A waiting to go live")
+        assert host.out(f"grep '^workers' {candidate}") == "workers = 4"
+        second = host.start_deploy(None, "gunicorn_workers=5")
+        wait_until(lambda: len(host.processes("golive switch")) >= 2, 300, "B waiting too")
+        assert host.out(f"grep '^workers' {candidate}") == "workers = 5"
+    finally:
+        host.ssh("rm -f /tmp/hold", check=False)
+        holder.wait(timeout=30)
+    first_output, _ = first.communicate(timeout=300)
+    second_output, _ = second.communicate(timeout=300)
+    assert first.returncode != 0, first_output[-3000:]
+    assert "is not the candidate this deploy wrote" in first_output
+    assert second.returncode == 0, second_output[-3000:]
+    assert host.live_workers() == "workers = 5"
+    assert host.deploy().returncode == 0
+
+
+def test_backup_rotation_is_never_led_by_the_apps_file_names(host: Host) -> None:
+    """File names the app's user chose in its backups dir: one that word-splits into a
+    path in root's working dir, one with a quote. The switch works and removes neither."""
+    host.ssh("echo keep > /root/precious")
+    crafted = ["precious zzz.sqlite3", "it's.sqlite3"]
+    for name in crafted:
+        host.as_app(f"cd /var/lib/flasktodo/backups && touch -d 2000-01-01 {shlex.quote(name)}")
+    run = host.deploy("1.1.0", "keep_backups=1")
+    assert run.returncode == 0, run.output[-3000:]
+    assert host.out("cat /root/precious") == "keep"
+    listed = host.out("ls -1 /var/lib/flasktodo/backups").splitlines()
+    assert all(name in listed for name in crafted), listed
+    assert len([name for name in listed if name.startswith("flasktodo-")]) == 1
+    assert host.healthz()["version"] == "1.1.0"
+
+
+def test_code_planted_in_the_data_dir_is_never_imported(host: Host) -> None:
+    """The app's user can write its data dir: a package named like the app's, and a module
+    named like one of its dependencies, must not be what gunicorn imports."""
+    plant = "open('/var/lib/flasktodo/pwned', 'w').write('planted')\n"
+    host.as_app("mkdir -p /var/lib/flasktodo/flasktodo && cd /var/lib/flasktodo"
+                f" && printf %s {shlex.quote(plant)} > flasktodo/__init__.py"
+                f" && printf %s {shlex.quote(plant)} > flask.py")
+    run = host.deploy("1.2.0")
+    assert run.returncode == 0, run.output[-3000:]
+    host.ssh("supervisorctl restart flasktodo")
+    wait_until(lambda: http(host.host["address"], "/flasktodo/healthz", SERVER_NAME)[0] == 200,
+               30, "the app after a restart")
+    assert host.healthz()["version"] == "1.2.0"
+    assert host.ssh("test -e /var/lib/flasktodo/pwned", check=False).returncode != 0
+    host.as_app("rm -rf /var/lib/flasktodo/flasktodo /var/lib/flasktodo/flask.py")
+
+
+def slow_release(parent: Path, version: str) -> Path:
+    """A release whose import takes 3 s: a reload long enough to be interrupted."""
+    source = app_release(parent, version)
+    wsgi = source / "src/flasktodo/wsgi.py"
+    if "sleep" not in wsgi.read_text():
+        wsgi.write_text("import time\ntime.sleep(3)\n" + wsgi.read_text())
+    return source
+
+
+def test_a_controller_killed_during_a_reload_leaves_a_consistent_host(host: Host) -> None:
+    """The operator's machine dies while gunicorn is being swapped: the host finishes the
+    step on its own, so the live config, `current` and the running gunicorn agree, and the
+    next run has nothing to do."""
+    data = apps_data(slow_release(host.releases, "1.3.0"))
+    command, env = deploy_command(host.sandbox, "-y", "--data", data,
+                                  secrets_dir=host.secrets_dir)
+    deploy_process = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[2],
+                                      env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_until(lambda: host.processes("gunicorn-herder reload"), 300, "the reload to start")
+    os.killpg(deploy_process.pid, signal.SIGKILL)
+    deploy_process.wait()
+    assert host.processes("golive switch"), "killed while the step was running"
+    wait_until(lambda: not host.processes("golive switch"), 60, "the step to finish")
+    assert host.out("readlink /opt/flasktodo/current") == "releases/1.3.0"
+    assert host.ssh("cmp /etc/flasktodo/config.py /etc/flasktodo/config.py.next"
+                    " && cmp /etc/flasktodo/gunicorn.conf.py"
+                    " /etc/flasktodo/gunicorn.conf.py.next", check=False).returncode == 0
+    assert host.healthz()["version"] == "1.3.0"
+    again = deploy(host.sandbox, "-y", "--data", data, secrets_dir=host.secrets_dir)
+    assert again.returncode == 0 and again.changed_ops() == [], again.output[-3000:]

@@ -1,0 +1,68 @@
+"""`make lint`: shellcheck every shell command the deploy sends to a host.
+
+Root-side steps are golive's (Python, unit-tested). What is still shell: the one command
+that reads a host, the release install, and a refusal. They are rendered here exactly as
+the deploy renders them, for group data's apps plus one app marked absent (so every
+module's probes are there), and checked as the POSIX sh that pyinfra runs them with.
+
+    python -m tests.shellcheck      (exit 1 and shellcheck's findings if any)
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from pyinfra.api import StringCommand
+
+from tests.unit.test_settings import group_data
+from wsgistack.changes import refuse
+from wsgistack.hoststate import Batch
+from wsgistack.paths import AppPaths
+from wsgistack.releases import install_commands
+from wsgistack.settings import load_settings
+from wsgistack.stack import host_read
+from wsgistack.wheelhouse import Wheelhouse
+
+
+def commands(secrets_dir: Path) -> dict[str, str]:
+    """Each shell command the deploy sends, by what it is."""
+    data = {**group_data("staging"), "secrets_dir": str(secrets_dir)}
+    data["apps"] = [*data["apps"], {"name": "gone", "state": "absent", "purge": True}]
+    settings = load_settings(data, "staging")
+    secrets = {app.name: "not-a-real-secret" for app in settings.apps}
+    app = settings.apps[0]
+    build = Wheelhouse(Path("/build/wheelhouse"), "0123456789abcdef",
+                       "flasktodo-1.0.1-py3-none-any.whl", "pip-24.0-py3-none-any.whl")
+    refusal = next(refuse._inner(message="it's refused; see \"why\""))  # type: ignore[attr-defined]
+    assert isinstance(refusal, StringCommand)
+    return {
+        "the host read": Batch().command(reads=host_read(settings, secrets)),
+        "the release install": "\n".join(install_commands(app, AppPaths(app.name), build)),
+        "a refusal": refusal.get_raw_value(),
+    }
+
+
+def main() -> int:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        print("shellcheck is missing: apt-get install shellcheck (make system-deps)",
+              file=sys.stderr)
+        return 1
+    failed = False
+    with tempfile.TemporaryDirectory() as scratch:
+        for what, command in commands(Path(scratch)).items():
+            checked = subprocess.run([shellcheck, "--shell=sh", "-"], input=command, text=True,
+                                     capture_output=True, check=False)
+            print(f"shellcheck {what}: {'ok' if checked.returncode == 0 else 'FAILED'}")
+            if checked.returncode != 0:
+                failed = True
+                print(checked.stdout, file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
