@@ -29,12 +29,14 @@ Installed by wsgistack as /usr/local/lib/wsgistack/gunicorn-herder (python3 stdl
         check, so a pid reused in between is never hit. Files there are opened without
         following links and without blocking, and only regular files are read.
 
-Prior art: unicornherder (gunicorn's own suggestion for USR2 under a supervisor) polls the
-pid file and keeps running as a separate parent; gunicorn #1670 and supervisor #166 discuss
-why supervisor loses track of a re-exec'd master. The herder differs: it is a child
-subreaper, so the new master becomes its child and is waited on (no polling, no orphan);
-it forwards supervisor's signals to the live master; and the deploy side waits for the new
-workers' readiness, not a fixed sleep, and verifies every pid it signals.
+Prior art: unicornherder (alphagov) starts gunicorn daemonized (-D) and polls its pid file
+with psutil to follow the master across USR2; gunicorn #1670 shows why something is
+needed (under supervisor, the new master is orphaned when the old one exits, and
+supervisor starts another gunicorn; see also supervisor #166 and #889), and rainbow-saddle
+was one answer. The herder differs: it is a child subreaper, so the new master becomes its
+child and is waited on (no daemonizing, no polling, no orphan); it forwards supervisor's
+signals to the live master; and the deploy side waits for the new workers' readiness
+rather than a fixed sleep, and verifies every pid it signals (above).
 
 Exit status of reload: 0 swapped (or nothing running: supervisor starts the new release),
 1 failed (the old master still serves).
