@@ -26,6 +26,7 @@ from tests.integration.helpers import (
     deploy_command,
     http,
 )
+from tests.polling import wait_for
 
 NAME, SUBNET = "iatk", "10.186.0.0/24"
 SERVER_NAME = "staging.flasktodo.test"
@@ -90,16 +91,6 @@ def host(secrets_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Host:
     sandbox.down()
 
 
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def test_root_never_signals_a_pid_the_app_user_wrote(host: Host) -> None:
     """The app's user writes a root process's pid into gunicorn's pid file; the next deploy
     that swaps gunicorn refuses to signal it, and nothing goes live."""
@@ -150,14 +141,14 @@ def test_a_deploy_never_reports_another_deploys_config_as_its_own(host: Host) ->
             " 'touch /tmp/hold; while [ -e /tmp/hold ]; do sleep 0.2; done'")
     holder = subprocess.Popen(["ssh", "-F", host.sandbox.ssh_config, host.host["name"], hold])
     try:
-        wait_until(lambda: host.ssh("test -e /tmp/hold", check=False).returncode == 0, 20,
+        wait_for(lambda: host.ssh("test -e /tmp/hold", check=False).returncode == 0, 20,
                    "the lock to be held")
         first = host.start_deploy(None, "gunicorn_workers=4")
         candidate = "/etc/flasktodo/gunicorn.conf.py.next"
-        wait_until(lambda: len(host.processes("golive switch")) >= 1, 300, "A waiting to go live")
+        wait_for(lambda: len(host.processes("golive switch")) >= 1, 300, "A waiting to go live")
         assert host.out(f"grep '^workers' {candidate}") == "workers = 4"
         second = host.start_deploy(None, "gunicorn_workers=5")
-        wait_until(lambda: len(host.processes("golive switch")) >= 2, 300, "B waiting too")
+        wait_for(lambda: len(host.processes("golive switch")) >= 2, 300, "B waiting too")
         assert host.out(f"grep '^workers' {candidate}") == "workers = 5"
     finally:
         host.ssh("rm -f /tmp/hold", check=False)
@@ -197,7 +188,7 @@ def test_code_planted_in_the_data_dir_is_never_imported(host: Host) -> None:
     run = host.deploy("1.2.0")
     assert run.returncode == 0, run.output[-3000:]
     host.ssh("supervisorctl restart flasktodo")
-    wait_until(lambda: http(host.host["address"], "/flasktodo/healthz", SERVER_NAME)[0] == 200,
+    wait_for(lambda: http(host.host["address"], "/flasktodo/healthz", SERVER_NAME)[0] == 200,
                30, "the app after a restart")
     assert host.healthz()["version"] == "1.2.0"
     assert host.ssh("test -e /var/lib/flasktodo/pwned", check=False).returncode != 0
@@ -223,11 +214,11 @@ def test_a_controller_killed_during_a_reload_leaves_a_consistent_host(host: Host
     deploy_process = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[2],
                                       env=env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, start_new_session=True)
-    wait_until(lambda: host.processes("gunicorn-herder reload"), 300, "the reload to start")
+    wait_for(lambda: host.processes("gunicorn-herder reload"), 300, "the reload to start")
     os.killpg(deploy_process.pid, signal.SIGKILL)
     deploy_process.wait()
     assert host.processes("golive switch"), "killed while the step was running"
-    wait_until(lambda: not host.processes("golive switch"), 60, "the step to finish")
+    wait_for(lambda: not host.processes("golive switch"), 60, "the step to finish")
     assert host.out("readlink /opt/flasktodo/current") == "releases/1.3.0"
     assert host.ssh("cmp /etc/flasktodo/config.py /etc/flasktodo/config.py.next"
                     " && cmp /etc/flasktodo/gunicorn.conf.py"

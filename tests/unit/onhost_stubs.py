@@ -9,7 +9,6 @@ import socketserver
 import stat
 import sys
 import threading
-import time
 from pathlib import Path
 
 # A gunicorn master as the herder sees one: writes its pid to $STUB_PIDFILE (".2" while the
@@ -120,13 +119,3 @@ class FakeSupervisor:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-def wait_for(predicate, timeout: float = 10, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.onhost_stubs import GUNICORN, wait_for
+from tests.polling import wait_for
+from tests.unit.onhost_stubs import GUNICORN
 from wsgistack.onhost import gunicorn_herder as herder
 from wsgistack.paths import HERDER_SOURCE
 
