@@ -15,7 +15,7 @@ from dataclasses import replace
 from pyinfra import host
 from pyinfra.facts.files import Sha256File
 
-from wsgistack.app import switch_digests
+from wsgistack.app import switch_command
 from wsgistack.changes import refuse
 from wsgistack.facts import LinkTarget
 from wsgistack.onhost.golive import app_unit
@@ -42,5 +42,5 @@ for each in settings.apps:
     candidates = [host.get_fact(Sha256File, path=str(path))
                   for path in app_unit(paths).candidates]
     steps.append(AppStep(target, switch="" if live == release_link(target.version) else
-                         switch_digests(settings, target, candidates)))
+                         switch_command(settings, target, candidates)))
 go_live_in_batches(settings, Plan(apps=steps))

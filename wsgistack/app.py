@@ -81,7 +81,7 @@ def prepare_app(settings: Settings, app: AppSettings, secret_key: str, seen: Hos
     live_release = seen.get(LinkTarget, path=str(paths.current))
     if (will_change(*config, install) or live_release != release_link(app.version)
             or is_due(seen.get(StagedState, unit=app_unit(paths)))):
-        return switch_digests(settings, app, expected_digests(candidates))
+        return switch_command(settings, app, expected_digests(candidates))
     return ""
 
 
@@ -98,7 +98,7 @@ def create_user(app: AppSettings, paths: AppPaths, seen: HostState) -> None:
     )
 
 
-def switch_digests(settings: Settings, app: AppSettings, digests: list[str]) -> str:
+def switch_command(settings: Settings, app: AppSettings, digests: list[str]) -> str:
     """golive switch: verify the candidates have these SHA-256 `digests`, load-check the
     release with them, back up the data, make config and release live, swap gunicorn; put
     all back if the new gunicorn fails."""
