@@ -8,6 +8,7 @@ import hashlib
 import os
 import pwd
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -288,6 +289,7 @@ def host(tmp_path: Path) -> Iterator[Host]:
     herded.process.terminate()
     herded.process.wait(timeout=10)
     supervisor.close()
+    shutil.rmtree(short)
 
 
 def test_switch_makes_config_and_release_live_and_swaps_gunicorn(host: Host) -> None:
