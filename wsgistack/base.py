@@ -1,6 +1,7 @@
 """The host's shared services: nginx, supervisor and python3-venv from Debian; and this
-project's two programs on the host: gunicorn-herder, which every app's supervisor program
-runs gunicorn through, and golive, which makes each deploy step live."""
+project's programs on the host: gunicorn-herder, which every app's supervisor program runs
+gunicorn through, golive, which makes each deploy step live, and supervisor-query, which
+the host read and golive ask for a program's state."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from pyinfra.operations import apt, systemd
 from wsgistack.facts import InstalledPackages, ServiceStates
 from wsgistack.hoststate import HostState, Read
 from wsgistack.managed import Directory, File, Managed, ensure_all
-from wsgistack.paths import GOLIVE, GOLIVE_SOURCE, HERDER, HERDER_SOURCE
+from wsgistack.paths import (
+    GOLIVE,
+    GOLIVE_SOURCE,
+    HERDER,
+    HERDER_SOURCE,
+    SUPERVISOR_QUERY,
+    SUPERVISOR_QUERY_SOURCE,
+)
 
 # logrotate: nginx's per-site logs are rotated by its rule in /etc/logrotate.d/nginx.
 PACKAGES = ("nginx", "supervisor", "python3-venv", "logrotate")
@@ -26,6 +34,9 @@ def managed() -> list[Managed]:
              local=HERDER_SOURCE),
         File(f"Install golive, the deploy's go-live steps ({GOLIVE})", str(GOLIVE), "root",
              "root", "755", local=GOLIVE_SOURCE),
+        File(f"Install supervisor-query, a program's state for the host read"
+             f" ({SUPERVISOR_QUERY})", str(SUPERVISOR_QUERY), "root", "root", "755",
+             local=SUPERVISOR_QUERY_SOURCE),
         # supervisord (root) writes the apps' logs 0644 in a dir open to all: closing the
         # dir keeps others out of them (nginx's logs: nginx.log_files).
         Directory(f"Close {SUPERVISOR_LOGS} to others (the apps' output)", SUPERVISOR_LOGS,

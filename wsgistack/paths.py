@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wsgistack.onhost.golive import ROOT, AppPaths, ReleasePaths, herder
+from wsgistack.onhost.golive import ROOT, AppPaths, ReleasePaths, herder, supervisor_query
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO_ROOT / "templates"
@@ -16,8 +16,11 @@ BUILD_DIR = REPO_ROOT / "build"
 ONHOST = Path(__file__).resolve().parent / "onhost"
 HERDER_SOURCE = ONHOST / "gunicorn_herder.py"
 GOLIVE_SOURCE = ONHOST / "golive.py"
+SUPERVISOR_QUERY_SOURCE = ONHOST / "supervisor_query.py"
 HERDER = herder(ROOT)
 GOLIVE = HERDER.with_name("golive")
+SUPERVISOR_QUERY = supervisor_query(ROOT)
 
 __all__ = ["BUILD_DIR", "GOLIVE", "GOLIVE_SOURCE", "HERDER", "HERDER_SOURCE", "REPO_ROOT",
-           "TEMPLATES", "AppPaths", "ReleasePaths"]
+           "SUPERVISOR_QUERY", "SUPERVISOR_QUERY_SOURCE", "TEMPLATES", "AppPaths",
+           "ReleasePaths"]

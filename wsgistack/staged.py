@@ -27,20 +27,19 @@ __all__ = ["StagedState", "Unit", "candidate", "digest_command", "expect", "expe
            "golive", "is_due"]
 
 
-def golive(step: str, *arguments: object, site: bool = True) -> str:
+def golive(step: str, *arguments: object) -> str:
     """The command that runs one golive step on the host: `python3 -I` (no user site, no
-    environment's path, nothing from the working dir) running root's own copy of golive.
-    `site=False` (-S) skips Debian's packages too: quicker, for steps needing none."""
-    flags = "-I" if site else "-I -S"
-    return f"python3 {flags} {GOLIVE} " + " ".join(shlex.quote(str(part))
-                                                   for part in (step, *arguments))
+    environment's path, nothing from the working dir) running root's own copy of golive."""
+    return f"python3 -I {GOLIVE} " + " ".join(shlex.quote(str(part))
+                                             for part in (step, *arguments))
 
 
 def digest_command(unit: Unit) -> str:
-    """Shell printing golive.digest(unit): sha256sum of each file ("-" if unreadable), each
-    link's target, the listing's entries with their link targets, hashed together."""
-    parts = [f"{{ sha256sum < {shlex.quote(str(path))} || echo -; }}" for path in unit.files]
-    parts += [f"readlink {shlex.quote(str(link))}" for link in unit.links]
+    """Shell printing golive.digest(unit): one sha256sum over the unit's files (a missing
+    one is left out), each link's target, the listing's entries with their link targets,
+    hashed together."""
+    files = " ".join(shlex.quote(str(path)) for path in unit.files)
+    parts = [f"sha256sum {files}", *(f"readlink {shlex.quote(str(link))}" for link in unit.links)]
     if unit.listing is not None:
         parts.append(f"find {shlex.quote(str(unit.listing))} -mindepth 1 -maxdepth 1"
                      " -printf '%f %l\\n' | LC_ALL=C sort")

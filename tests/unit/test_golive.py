@@ -26,7 +26,7 @@ from tests.unit.test_herder import Herded, start_herded
 from wsgistack.onhost import golive
 from wsgistack.onhost import gunicorn_herder as herder
 from wsgistack.onhost.golive import AppPaths, Refused, Staged, Unit, app_unit, digest
-from wsgistack.paths import GOLIVE_SOURCE, HERDER_SOURCE
+from wsgistack.paths import GOLIVE_SOURCE, HERDER_SOURCE, SUPERVISOR_QUERY_SOURCE
 from wsgistack.staged import digest_command
 
 APP = pwd.getpwuid(os.getuid()).pw_name  # the app's user: whoever runs the tests
@@ -273,6 +273,8 @@ def host(tmp_path: Path) -> Iterator[Host]:
     root = tmp_path / "root"
     paths = AppPaths(APP, PurePosixPath(root))
     write(golive.herder(PurePosixPath(root)), HERDER_SOURCE.read_text(), 0o755)
+    write(golive.supervisor_query(PurePosixPath(root)), SUPERVISOR_QUERY_SOURCE.read_text(),
+          0o755)
     short = Path(tempfile.mkdtemp(prefix="sv", dir="/tmp"))  # a socket path is short
     write(root / "etc/supervisor/supervisord.conf",
           f"[supervisorctl]\nserverurl=unix://{short}/supervisor.sock\n")

@@ -22,8 +22,6 @@ it was.
     golive remove APP [--purge]
         Stop and remove APP's supervisor program, then its code, config and runtime dir (and
         with --purge its data, logs, user and group).
-    golive program-state APP
-        supervisor's state of APP's program (RUNNING, FATAL, ...), asked over its socket.
 
 Every step records a stamp (/var/lib/wsgistack/applied/<unit>): a digest of the live state it
 applied, so a host read can tell a step cut short from one that completed. Candidates are
@@ -44,7 +42,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import stat
 import subprocess
@@ -197,6 +194,10 @@ def herder(root: PurePosixPath) -> PurePosixPath:
     return root / "usr/local/lib/wsgistack/gunicorn-herder"
 
 
+def supervisor_query(root: PurePosixPath) -> PurePosixPath:
+    return root / "usr/local/lib/wsgistack/supervisor-query"
+
+
 def lock_dir(root: PurePosixPath) -> PurePosixPath:
     """Root's own runtime dir: nobody else can create, replace or hold anything in it."""
     return root / "run/wsgistack"
@@ -253,14 +254,14 @@ def site_unit(site: str, root: PurePosixPath = ROOT) -> Unit:
 
 def digest(unit: Unit) -> str:
     """The digest of the unit's live state. wsgistack/staged.py reads the same digest with
-    shell (`sha256sum` per file, `readlink`, `find -printf`); tests prove they agree."""
+    shell (`sha256sum`, `readlink`, `find -printf`); tests prove they agree."""
     text = b""
-    for path in unit.files:
+    for path in unit.files:  # as `sha256sum FILE...` prints them; a missing file says nothing
         try:
             with open(path, "rb") as file:
-                text += hashlib.sha256(file.read()).hexdigest().encode() + b"  -\n"
+                text += f"{hashlib.sha256(file.read()).hexdigest()}  {path}\n".encode()
         except OSError:
-            text += b"-\n"
+            pass
     for link in unit.links:
         with contextlib.suppress(OSError):
             text += os.fsencode(os.readlink(link)) + b"\n"
@@ -558,33 +559,13 @@ def prune_releases(paths: AppPaths, keep: int) -> list[str]:
 
 # --- supervisor -------------------------------------------------------------------------
 
-def supervisor_socket(root: PurePosixPath) -> str:
-    """The socket supervisorctl uses (serverurl in supervisord.conf)."""
-    try:
-        with open(root / "etc/supervisor/supervisord.conf") as conf:
-            found = re.search(r"(?m)^serverurl\s*=\s*unix://(\S+)", conf.read())
-    except OSError:
-        found = None
-    return found.group(1) if found else str(root / "var/run/supervisor.sock")
-
-
 def process_info(program: str, root: PurePosixPath) -> dict[str, str]:
-    """supervisor.getProcessInfo over its XML-RPC socket: {"statename": ..., "pid": ...};
-    {} if supervisor does not answer. (supervisorctl costs ~190 ms of CPU; this ~15 ms.)"""
-    # `program` is an app name (letters, digits, -): nothing to escape in XML.
-    body = ("<?xml version='1.0'?><methodCall><methodName>supervisor.getProcessInfo"
-            f"</methodName><params><param><value><string>{program}</string></value></param>"
-            "</params></methodCall>")
-    try:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(10)
-            sock.connect(supervisor_socket(root))
-            sock.sendall(("POST /RPC2 HTTP/1.0\r\nContent-Type: text/xml\r\n"
-                          f"Content-Length: {len(body)}\r\n\r\n{body}").encode())
-            reply = b"".join(iter(lambda: sock.recv(65536), b"")).decode(errors="replace")
-    except OSError:
-        return {}
-    return dict(re.findall(r"<name>(\w+)</name>\s*<value><(?:string|int)>([^<]*)</", reply))
+    """supervisor's state and pid of `program`, asked by supervisor-query (beside this
+    program, the same the host read asks); {} if supervisor does not answer."""
+    asked = run([sys.executable, "-I", "-S", str(supervisor_query(root)), program, "--conf",
+                 str(root / "etc/supervisor/supervisord.conf")])
+    fields = asked.stdout.split()
+    return {"statename": fields[0], "pid": fields[1]} if len(fields) == 2 else {}
 
 
 def supervisorctl(*arguments: str) -> subprocess.CompletedProcess[str]:
@@ -812,17 +793,12 @@ def parser() -> argparse.ArgumentParser:
     step = steps.add_parser("remove", help="remove an app marked absent")
     step.add_argument("app", type=app_name)
     step.add_argument("--purge", action="store_true", help="its data, logs and user too")
-    step = steps.add_parser("program-state", help="supervisor's state of an app's program")
-    step.add_argument("app", type=app_name)
     return cli
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     root = args.root
-    if args.step == "program-state":
-        print(process_info(args.app, root).get("statename", ""))
-        return 0
     keep_going_without_the_controller()
     try:
         with deploy_lock(root):
