@@ -26,23 +26,30 @@ def parse_groups(text: str) -> dict[str, int]:
 
 
 def parser() -> argparse.ArgumentParser:
+    """`--name` goes before or after the command (`--name x up` or `up --name x`)."""
+    name = os.environ.get("WSGISTACK_SANDBOX", DEFAULT.name)
     cli = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
-    cli.add_argument("--name", default=os.environ.get("WSGISTACK_SANDBOX", DEFAULT.name),
+    cli.add_argument("--name", default=name,
                      help="sandbox name (env WSGISTACK_SANDBOX; default %(default)s)")
+    named = argparse.ArgumentParser(add_help=False)
+    named.add_argument("--name", default=argparse.SUPPRESS,
+                       help=f"sandbox name (env WSGISTACK_SANDBOX; default {name})")
     commands = cli.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="create and boot the hosts (safe to repeat)")
+    up = commands.add_parser("up", parents=[named],
+                             help="create and boot the hosts (safe to repeat)")
     up.add_argument("--suite", default=DEFAULT.suite, help="Debian suite: bookworm or trixie")
     up.add_argument("--subnet", default=DEFAULT.subnet, help="private IPv4 subnet for the hosts")
     up.add_argument("--hosts", type=parse_groups, default=DEFAULT.groups,
                     help="hosts per inventory group, e.g. staging=1,production=2")
-    commands.add_parser("down", help="remove the hosts and everything the sandbox made")
-    commands.add_parser("status", help="list the hosts, their addresses and state")
-    for name, text in [("ssh", "open a shell (or run a command) on a host"),
+    commands.add_parser("down", parents=[named],
+                        help="remove the hosts and everything the sandbox made")
+    commands.add_parser("status", parents=[named], help="list the hosts, their addresses and state")
+    for verb, text in [("ssh", "open a shell (or run a command) on a host"),
                        ("restart", "reboot a host, keeping its disk"),
                        ("stop", "power a host off, keeping its disk")]:
-        command = commands.add_parser(name, help=text)
+        command = commands.add_parser(verb, parents=[named], help=text)
         command.add_argument("host", help="host name, e.g. staging1")
-        if name == "ssh":
+        if verb == "ssh":
             command.add_argument("args", nargs=argparse.REMAINDER, help="command to run")
     return cli
 

@@ -6,6 +6,7 @@ import argparse
 
 import pytest
 
+import sandbox.__main__ as sandbox_cli
 from sandbox.__main__ import parse_groups
 from sandbox.errors import SandboxError
 from sandbox.image import Mirrors, host_sources, parse_mirrors
@@ -75,3 +76,16 @@ def test_group_option() -> None:
     assert parse_groups("staging=1,production=3") == {"staging": 1, "production": 3}
     with pytest.raises(argparse.ArgumentTypeError):
         parse_groups("staging")
+
+
+@pytest.mark.parametrize("argv", [["--name", "mine", "up"], ["up", "--name", "mine"],
+                                  ["down", "--name", "mine"], ["ssh", "--name", "mine", "h1"]])
+def test_the_name_goes_where_a_user_types_it(argv: list[str]) -> None:
+    assert sandbox_cli.parser().parse_args(argv).name == "mine"
+
+
+def test_without_a_name_the_default_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WSGISTACK_SANDBOX", raising=False)
+    assert sandbox_cli.parser().parse_args(["up"]).name == "demo"
+    monkeypatch.setenv("WSGISTACK_SANDBOX", "fromenv")
+    assert sandbox_cli.parser().parse_args(["status"]).name == "fromenv"
