@@ -14,12 +14,12 @@ from pyinfra import host
 from wsgistack import app, base, nginx, supervisor
 from wsgistack.removal import removal_command
 from wsgistack.rollout import AppStep, Plan, go_live_in_batches
-from wsgistack.secrets import secret_key
+from wsgistack.secrets import app_secrets
 from wsgistack.settings import host_group, load_settings
 from wsgistack.stack import read_host_state
 
 settings = load_settings(host.data, host_group(host.groups))
-secrets = {each.name: secret_key(settings, each) for each in settings.apps}
+secrets = {each.name: app_secrets(settings, each) for each in settings.apps}
 # One command reads all the state the steps below compare against, and a health reading;
 # each step changes only what differs, so a converged host costs this one command.
 seen = read_host_state(settings, secrets)

@@ -52,7 +52,7 @@ keep_releases = 5
 # SQLite backups kept in /var/lib/<app>/backups/, one taken before each release switch.
 keep_backups = 5
 
-# On the controller: where app secrets are read from, <dir>/<group>/<app>.secret_key.
+# On the controller: where app secrets are read from, <dir>/<group>/<app>.<name>.
 # The variable <GROUP>_<APP>_SECRET_KEY (e.g. PRODUCTION_FLASKTODO_SECRET_KEY) comes first.
 secrets_dir = "~/.config/wsgistack/secrets"
 # Generate a missing secret once and keep it in secrets_dir (never in production).
@@ -61,9 +61,12 @@ generate_secrets = True
 # The WSGI apps on each host. Keys: name (unix user, supervisor program, /opt/<name>),
 # source (project dir built into the wheelhouse), wsgi (gunicorn's app), config_env (the
 # variable naming the app's config file), prefix (URL path), port (gunicorn, on 127.0.0.1),
-# and optionally workers. To remove an app: {"name": ..., "state": "absent"} stops it and
-# removes its program, site locations, code and config, keeping its data in /var/lib/<name>;
-# add "purge": True to remove the data and its user too.
+# and optionally workers, env ({"NAME": "value"}: the app's variables) and secret_env
+# (["NAME"]: variables whose values are secrets, read like the secret key from
+# $<GROUP>_<APP>_<NAME> or <secrets_dir>/<group>/<app>.<name>). To remove an app:
+# {"name": ..., "state": "absent"} stops it and removes its program, site locations, code
+# and config, keeping its data in /var/lib/<name>; add "purge": True to remove the data and
+# its user too.
 apps = [
     {
         "name": "flasktodo",

@@ -33,7 +33,7 @@ def commands(secrets_dir: Path) -> dict[str, str]:
     data = {**group_data("staging"), "secrets_dir": str(secrets_dir)}
     data["apps"] = [*data["apps"], {"name": "gone", "state": "absent", "purge": True}]
     settings = load_settings(data, "staging")
-    secrets = {app.name: "not-a-real-secret" for app in settings.apps}
+    secrets = {app.name: {"SECRET_KEY": "not-a-real-secret"} for app in settings.apps}
     app = settings.apps[0]
     build = Wheelhouse(Path("/build/wheelhouse"), "0123456789abcdef",
                        "flasktodo-1.0.1-py3-none-any.whl", "pip-24.0-py3-none-any.whl")

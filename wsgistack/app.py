@@ -20,6 +20,7 @@ from wsgistack.managed import Directory, File, Managed, ensure_all
 from wsgistack.onhost.golive import app_unit
 from wsgistack.paths import TEMPLATES, AppPaths
 from wsgistack.releases import install_release, release_link
+from wsgistack.secrets import SECRET_KEY
 from wsgistack.settings import AppSettings, Settings
 from wsgistack.staged import StagedState, candidate, expect, expected_digests, golive, is_due
 
@@ -42,24 +43,38 @@ def directories(app: AppSettings, paths: AppPaths) -> list[Managed]:
     ]
 
 
+def environment(settings: Settings, app: AppSettings, secrets: dict[str, str]
+                ) -> list[tuple[str, str]]:
+    """The app's process environment from its env file: the server names, its plain
+    variables, then its secret ones."""
+    return [("WSGISTACK_SERVER_NAMES", " ".join(settings.server_names)), *app.env,
+            *((name, secrets[name]) for name in app.secret_env)]
+
+
 def config_files(settings: Settings, app: AppSettings, paths: AppPaths,
-                 secret_key: str) -> list[Managed]:
+                 secrets: dict[str, str]) -> list[Managed]:
     """The candidate config files, in app_unit's order: made live by the switch."""
     return [
         File(f"Write {app.name}'s candidate config (secret key, database, debug off)",
              str(candidate(paths.config)), "root", app.name, "640",
              template=TEMPLATES / "etc/app/config.py.j2",
-             context={"app": app, "paths": paths, "secret_key": secret_key}, secret=True),
+             context={"app": app, "paths": paths, "secret_key": secrets[SECRET_KEY]},
+             secret=True),
         File(f"Write {app.name}'s candidate gunicorn settings",
              str(candidate(paths.gunicorn_config)), "root", app.name, "640",
              template=TEMPLATES / "etc/app/gunicorn.conf.py.j2",
              context={"app": app, "paths": paths, "settings": settings}),
+        File(f"Write {app.name}'s candidate environment (its variables and secrets)",
+             str(candidate(paths.env_file)), "root", app.name, "640",
+             template=TEMPLATES / "etc/app/env.j2",
+             context={"app": app, "paths": paths,
+                      "environment": environment(settings, app, secrets)}, secret=True),
     ]
 
 
-def managed(settings: Settings, app: AppSettings, secret_key: str) -> list[Managed]:
+def managed(settings: Settings, app: AppSettings, secrets: dict[str, str]) -> list[Managed]:
     paths = AppPaths(app.name)
-    return directories(app, paths) + config_files(settings, app, paths, secret_key)
+    return directories(app, paths) + config_files(settings, app, paths, secrets)
 
 
 def probes(app: AppSettings) -> list[Read]:
@@ -70,12 +85,13 @@ def probes(app: AppSettings) -> list[Read]:
 
 
 @deploy("App user, config and release")
-def prepare_app(settings: Settings, app: AppSettings, secret_key: str, seen: HostState) -> str:
+def prepare_app(settings: Settings, app: AppSettings, secrets: dict[str, str],
+                seen: HostState) -> str:
     """Prepare the app; return the go-live script if anything is due, else ""."""
     paths = AppPaths(app.name)
     create_user(app, paths, seen)
     ensure_all(directories(app, paths), seen)
-    candidates = config_files(settings, app, paths, secret_key)
+    candidates = config_files(settings, app, paths, secrets)
     config = ensure_all(candidates, seen)
     install = install_release(app, paths, seen)
     live_release = seen.get(LinkTarget, path=str(paths.current))

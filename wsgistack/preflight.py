@@ -21,7 +21,7 @@ from pyinfra_cli.inventory import _get_group_data
 from pyinfra_cli.util import parse_cli_arg
 
 from wsgistack.paths import REPO_ROOT
-from wsgistack.secrets import check_secret_key
+from wsgistack.secrets import check_secrets
 from wsgistack.settings import GROUPS, SettingsError, load_settings
 
 HostEntry = tuple[str, dict[str, Any]]
@@ -61,7 +61,7 @@ def problems_of(group: str, data: dict[str, Any]) -> list[str]:
     except SettingsError as error:
         return error.problems
     # Provided keys are checked; none is generated before connecting.
-    return [problem for app in settings.apps for problem in check_secret_key(settings, app)]
+    return [problem for app in settings.apps for problem in check_secrets(settings, app)]
 
 
 def check_before_connecting(groups: dict[str, list[HostEntry]]) -> None:

@@ -1,5 +1,11 @@
 """App secrets, read on the controller: never in git, never invented for production, never
-weak."""
+weak.
+
+Each app has its secret key (SECRET_KEY, for its config file) and the secret variables its
+entry names in `secret_env`. Each is read from $<GROUP>_<APP>_<NAME> (e.g.
+PRODUCTION_FLASKTODO_SECRET_KEY), else from <secrets_dir>/<group>/<app>.<name> (e.g.
+flasktodo.secret_key); where generate_secrets is on, a missing one is made once there.
+"""
 
 from __future__ import annotations
 
@@ -10,82 +16,97 @@ from pathlib import Path
 
 from wsgistack.settings import AppSettings, Settings, SettingsError
 
-# What a secret key must have: long enough that guessing it is hopeless, and not one
-# character repeated (a placeholder). A generated key has 64 of 64 possible characters.
+# What a secret must have: long enough that guessing it is hopeless, and not one character
+# repeated (a placeholder). A generated one has 64 characters of 64 possible.
 MIN_LENGTH = 32
 MIN_DISTINCT = 10
+SECRET_KEY = "SECRET_KEY"
 
 
-def secret_key_variable(settings: Settings, app: AppSettings) -> str:
-    """e.g. PRODUCTION_FLASKTODO_SECRET_KEY: per group, so one group's key never reaches
+def secret_names(app: AppSettings) -> list[str]:
+    return [SECRET_KEY, *app.secret_env]
+
+
+def secret_variable(settings: Settings, app: AppSettings, name: str) -> str:
+    """e.g. PRODUCTION_FLASKTODO_SECRET_KEY: per group, so one group's secret never reaches
     another's hosts."""
-    return f"{settings.group}_{app.name}_SECRET_KEY".upper().replace("-", "_")
+    return f"{settings.group}_{app.name}_{name}".upper().replace("-", "_")
 
 
-def secret_key_file(settings: Settings, app: AppSettings) -> Path:
-    return settings.secrets_dir / settings.group / f"{app.name}.secret_key"
+def secret_file(settings: Settings, app: AppSettings, name: str) -> Path:
+    return settings.secrets_dir / settings.group / f"{app.name}.{name.lower()}"
 
 
-# Hosts of one group are prepared in parallel greenlets: only one may generate the key.
+# Hosts of one group are prepared in parallel greenlets: only one may generate a secret.
 GENERATE_LOCK = threading.Lock()
 
 
-def provided_secret_key(settings: Settings, app: AppSettings,
-                        environ: dict[str, str] | None = None) -> tuple[str, str] | None:
-    """(the key, where it came from) from $<GROUP>_<APP>_SECRET_KEY or
-    <secrets_dir>/<group>/<app>.secret_key; None if neither has one."""
+def provided_secret(settings: Settings, app: AppSettings, name: str,
+                    environ: dict[str, str] | None = None) -> tuple[str, str] | None:
+    """(the value, where it came from) from the variable or the file; None if neither has
+    one."""
     environ = dict(os.environ if environ is None else environ)
-    variable = secret_key_variable(settings, app)
+    variable = secret_variable(settings, app, name)
     if environ.get(variable, "").strip():
         return environ[variable].strip(), f"${variable}"
-    path = secret_key_file(settings, app)
+    path = secret_file(settings, app, name)
     if path.exists() and path.read_text().strip():
         return path.read_text().strip(), str(path)
     return None
 
 
-def weakness(key: str) -> str | None:
-    """Why `key` is too weak to sign sessions with, or None."""
-    if len(key) < MIN_LENGTH:
-        return f"is {len(key)} characters long, fewer than {MIN_LENGTH}"
-    if len(set(key)) < MIN_DISTINCT:
-        return f"has {len(set(key))} distinct characters, fewer than {MIN_DISTINCT}"
+def weakness(value: str) -> str | None:
+    """Why `value` is too weak to be a secret, or None."""
+    if len(value) < MIN_LENGTH:
+        return f"is {len(value)} characters long, fewer than {MIN_LENGTH}"
+    if len(set(value)) < MIN_DISTINCT:
+        return f"has {len(set(value))} distinct characters, fewer than {MIN_DISTINCT}"
     return None
 
 
-def check_secret_key(settings: Settings, app: AppSettings,
-                     environ: dict[str, str] | None = None) -> list[str]:
-    """Problems with the app's provided key (weak; or missing where none may be made),
-    checked before connecting: one line each, naming the app and where the key is read."""
-    where = f"group_data ({settings.group}): apps[{app.name}]"
-    provided = provided_secret_key(settings, app, environ)
-    if provided is None:
-        if settings.generate_secrets:
-            return []
-        return [f"{where}: no secret key: set {secret_key_variable(settings, app)} or write it"
-                f" to {secret_key_file(settings, app)}"]
-    key, source = provided
-    reason = weakness(key)
-    return [] if reason is None else [
-        f"{where}: the secret key in {source} {reason}: use e.g."
-        " `python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`"]
+def check_secrets(settings: Settings, app: AppSettings,
+                  environ: dict[str, str] | None = None) -> list[str]:
+    """Problems with the app's provided secrets (weak; or missing where none may be made),
+    checked before connecting: one line each, naming the app, the secret and where it is
+    read, never its value."""
+    problems = []
+    for name in secret_names(app):
+        what = "secret key" if name == SECRET_KEY else f"secret {name}"
+        where = f"group_data ({settings.group}): apps[{app.name}]"
+        provided = provided_secret(settings, app, name, environ)
+        if provided is None:
+            if not settings.generate_secrets:
+                problems.append(f"{where}: no {what}: set {secret_variable(settings, app, name)}"
+                                f" or write it to {secret_file(settings, app, name)}")
+            continue
+        value, source = provided
+        reason = weakness(value)
+        if reason is not None:
+            problems.append(f"{where}: the {what} in {source} {reason}: use e.g."
+                            " `python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`")
+    return problems
 
 
-def secret_key(settings: Settings, app: AppSettings, environ: dict[str, str] | None = None) -> str:
-    """$<GROUP>_<APP>_SECRET_KEY, else <secrets_dir>/<group>/<app>.secret_key, else (if allowed) a
-    new key written to that file and kept for the next runs. A weak key is refused."""
+def app_secrets(settings: Settings, app: AppSettings,
+                environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Every secret of the app by name, SECRET_KEY first; a missing one made once where
+    allowed. A weak or (in production) missing one is refused."""
     with GENERATE_LOCK:
-        problems = check_secret_key(settings, app, environ)
+        problems = check_secrets(settings, app, environ)
         if problems:
             raise SettingsError(problems)
-        provided = provided_secret_key(settings, app, environ)
-        return provided[0] if provided else generate(secret_key_file(settings, app))
+        values = {}
+        for name in secret_names(app):
+            provided = provided_secret(settings, app, name, environ)
+            values[name] = provided[0] if provided else generate(
+                secret_file(settings, app, name))
+        return values
 
 
 def generate(path: Path) -> str:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
+    value = secrets.token_urlsafe(48)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as file:
-        file.write(key + "\n")
-    return key
+        file.write(value + "\n")
+    return value

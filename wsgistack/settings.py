@@ -28,8 +28,10 @@ NGINX_TIME = re.compile(r"^[0-9]+(ms|s|m|h|d|w|M|y)?$")
 SUPERVISOR_SIZE = re.compile(r"^[0-9]+(KB|MB|GB)?$")
 WSGI_APP = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*(\(\))?$")
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
-APP_KEYS = {"name", "source", "wsgi", "config_env", "prefix", "port", "workers", "state",
-            "purge"}
+APP_KEYS = {"name", "source", "wsgi", "config_env", "prefix", "port", "workers", "env",
+            "secret_env", "state", "purge"}
+# Variables the stack itself sets for every app: not for an entry's env or secret_env.
+RESERVED_ENV = {"HOME", "USER", "PATH", "SCRIPT_NAME", "SECRET_KEY"}
 APP_STATES = ("present", "absent")
 
 
@@ -53,6 +55,8 @@ class AppSettings:
     prefix: str
     port: int
     workers: int
+    env: tuple[tuple[str, str], ...] = ()  # plain variables, (name, value)
+    secret_env: tuple[str, ...] = ()  # variables whose values are secrets (wsgistack.secrets)
 
 
 @dataclass(frozen=True)
@@ -285,11 +289,37 @@ def load_app(c: Checker, entry: dict[str, Any], index: int,
     if "workers" in entry:
         workers = c.get("workers", int, lambda v: 1 <= v <= 64, "1 to 64", entry,
                         f"{where}.workers")
+    env, secret_env = load_environment(c, entry, where, config_env)
     if len(c.problems) > before:
         return None
     distribution, version = read_project(REPO_ROOT / source)
     return AppSettings(name, REPO_ROOT / source, distribution, version, wsgi, config_env,
-                       prefix, port, workers or 1)
+                       prefix, port, workers or 1, env, secret_env)
+
+
+def load_environment(c: Checker, entry: dict[str, Any], where: str, config_env: str | None
+                     ) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """The entry's `env` (name: value) and `secret_env` (names): variable names, none the
+    stack sets itself, none in both."""
+    env = entry.get("env", {})
+    secret_env = entry.get("secret_env", [])
+    reserved = RESERVED_ENV | {config_env} | {"WSGISTACK_SERVER_NAMES"}
+
+    def usable(name: object) -> bool:
+        return isinstance(name, str) and bool(ENV_NAME.match(name)) and name not in reserved
+
+    if not isinstance(env, dict) or not all(
+            usable(name) and isinstance(value, str) for name, value in env.items()):
+        c.fail(f"{where}.env", f"{env!r} is invalid: expected {{\"NAME\": \"value\"}} with"
+               f" upper-case names, none of {', '.join(sorted(map(str, reserved)))}")
+        env = {}
+    if not isinstance(secret_env, list) or not all(map(usable, secret_env)):
+        c.fail(f"{where}.secret_env", f"{secret_env!r} is invalid: expected a list of"
+               f" upper-case names, none of {', '.join(sorted(map(str, reserved)))}")
+        secret_env = []
+    for name in sorted(set(env) & set(secret_env)):
+        c.fail(f"{where}.env", f"{name} is in both env and secret_env")
+    return tuple(sorted(env.items())), tuple(secret_env)
 
 
 def read_project(source: Path) -> tuple[str, str]:

@@ -11,7 +11,8 @@ from wsgistack.managed import File, Managed
 from wsgistack.settings import Settings
 
 
-def declared(settings: Settings, secrets: dict[str, str]) -> tuple[list[Managed], list[Read]]:
+def declared(settings: Settings, secrets: dict[str, dict[str, str]]
+             ) -> tuple[list[Managed], list[Read]]:
     """What every module manages, and the probes each reads."""
     managed = [*base.managed(), *nginx.managed(settings)]
     probes = [*base.probes(), *nginx.probes(settings)]
@@ -24,13 +25,13 @@ def declared(settings: Settings, secrets: dict[str, str]) -> tuple[list[Managed]
     return managed, probes
 
 
-def host_read(settings: Settings, secrets: dict[str, str]) -> tuple[Read, ...]:
+def host_read(settings: Settings, secrets: dict[str, dict[str, str]]) -> tuple[Read, ...]:
     """The reads of the one command that reads a host."""
     managed, probes = declared(settings, secrets)
     return HostState.batch([item.path for item in managed],
                            [item.path for item in managed if isinstance(item, File)], probes)
 
 
-def read_host_state(settings: Settings, secrets: dict[str, str]) -> HostState:
+def read_host_state(settings: Settings, secrets: dict[str, dict[str, str]]) -> HostState:
     state = HostState.read(host_read(settings, secrets))
     return replace(state, settled=not base.installs_packages(state))

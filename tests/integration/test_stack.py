@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import socket
 import time
 
@@ -25,6 +26,7 @@ from tests.integration.helpers import (
     sandbox_cli,
     wait_for_http_ok,
 )
+from tests.unit.test_settings import group_data
 
 PREFIX = "/flasktodo"
 SERVER_NAMES = {"staging": "staging.flasktodo.test", "production": "flasktodo.test"}
@@ -330,3 +332,59 @@ def test_production_without_a_secret_stops_with_one_clear_line(deployment: Deplo
     assert run.returncode != 0
     assert "no secret key: set PRODUCTION_FLASKTODO_SECRET_KEY" in run.output
     assert "Traceback" not in run.output and "Starting operation" not in run.output
+
+
+# Run on a host as the app's user, with its live release's Python: the variables gunicorn's
+# own config loader adds to the environment when it loads the config file in argv[1], as
+# each gunicorn master does before it imports the app (/proc/<pid>/environ shows only what
+# a process was exec'd with, not what Python set after).
+LOADED_ENVIRONMENT = """
+import json, os, sys
+from gunicorn.app.base import Application
+before = dict(os.environ)
+
+class Loaded(Application):
+    def load_config(self):
+        self.load_config_from_file(sys.argv[1])
+
+    def load(self):
+        return None
+
+Loaded()
+print(json.dumps({name: value for name, value in os.environ.items() if before.get(name) != value}))
+"""
+
+
+def loaded_environment(deployment: Deployment, host: dict) -> dict[str, str]:
+    command = ("cd /opt/flasktodo && runuser -u flasktodo --"
+               f" /opt/flasktodo/current/venv/bin/python -c {shlex.quote(LOADED_ENVIRONMENT)}"
+               " /etc/flasktodo/gunicorn.conf.py")
+    return json.loads(deployment.sandbox.ssh(host, command).stdout)
+
+
+def test_an_apps_variables_and_secrets_reach_its_process_and_nothing_else(
+        deployment: Deployment) -> None:
+    """env and secret_env in the app's entry: in the environment gunicorn's config gives the
+    app (with the server names), from a root:app 0640 file; the secret in no output, argv
+    or world-readable file. Taken out again, they are gone."""
+    sandbox, host = deployment.sandbox, deployment.sandbox.hosts("staging")[0]
+    token = f"api-token-{time.time_ns()}-abcdefghijklmnopqrstuvwxyz"
+    entry = {**group_data("staging")["apps"][0], "env": {"GREETING": "hello from group data"},
+             "secret_env": ["API_TOKEN"]}
+    run = deployment.run("--limit", "staging", "--diff", "--data", "apps=" + json.dumps([entry]),
+                         extra_env={"STAGING_FLASKTODO_API_TOKEN": token})
+    assert run.returncode == 0, run.output[-3000:]
+    assert token not in run.output
+    env_file = sandbox.testinfra(host).file("/etc/flasktodo/env")
+    assert (env_file.user, env_file.group, env_file.mode) == ("root", "flasktodo", 0o640)
+    assert loaded_environment(deployment, host) == {
+        "API_TOKEN": token, "GREETING": "hello from group data",
+        "WSGISTACK_SERVER_NAMES": "staging.flasktodo.test"}
+    elsewhere = sandbox.ssh(host, "ps -eo args; cat /etc/supervisor/conf.d/*.conf;"
+                                  " find / -xdev -type f -perm -o+r -newer /etc/flasktodo/env"
+                                  " -size -1M -exec grep -l api-token- {} + 2>/dev/null || true")
+    assert token not in elsewhere.stdout
+    back = deployment.run("--limit", "staging")
+    assert back.returncode == 0, back.output[-3000:]
+    assert loaded_environment(deployment, host) == {
+        "WSGISTACK_SERVER_NAMES": "staging.flasktodo.test"}

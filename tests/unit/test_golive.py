@@ -132,7 +132,7 @@ def test_a_second_step_waits_for_the_lock(tmp_path: Path) -> None:
 def test_only_the_candidates_this_deploy_wrote_go_live(tmp_path: Path) -> None:
     paths = AppPaths(APP, PurePosixPath(tmp_path))
     unit = app_unit(paths)
-    ours = [b"SECRET_KEY = 'ours'\n", b"workers = 3\n"]
+    ours = [b"SECRET_KEY = 'ours'\n", b"workers = 3\n", b'GREETING="hi"\n']
     for path, content in zip(unit.candidates, ours, strict=True):
         write(path, content, 0o640)
     expected = {path: sha256(content) for path, content in zip(unit.candidates, ours,
@@ -258,7 +258,8 @@ class Host:
     def switch(self, version: str, gunicorn_conf: str = "workers = 2\n",
                stdout: object = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
         expect = self.candidates(app_unit(self.paths),
-                                 [f"SECRET_KEY = 'k'  # {version}\n", gunicorn_conf])
+                                 [f"SECRET_KEY = 'k'  # {version}\n", gunicorn_conf,
+                                  f'VERSION="{version}"\n'])
         return self.golive("switch", APP, version, "--config-env", "APP_CONFIG", "--prefix",
                            "/app", "--workers", "2", "--graceful-timeout", "5",
                            "--keep-releases", "2", "--keep-backups", "2", *expect,
@@ -304,6 +305,7 @@ def test_switch_makes_config_and_release_live_and_swaps_gunicorn(host: Host) -> 
     assert f"gunicorn swapped gracefully: master {old} ->" in done.stdout
     assert os.readlink(host.paths.current) == "releases/1.0.1"
     assert Path(host.paths.config).read_text() == "SECRET_KEY = 'k'  # 1.0.1\n"
+    assert Path(host.paths.env_file).read_text() == 'VERSION="1.0.1"\n'
     new = herder.read_pid(Path(host.paths.pid_file))
     assert new != old and herder.parent_of(new) == host.herded.process.pid
     assert list(Path(host.paths.backups).glob(f"{APP}-*-before-1.0.1.sqlite3"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from wsgistack.paths import REPO_ROOT
-from wsgistack.secrets import check_secret_key, secret_key
+from wsgistack.secrets import app_secrets, check_secrets
 from wsgistack.settings import SettingsError, host_group, load_settings
 
 
@@ -117,9 +117,10 @@ def test_secrets_from_environment_file_or_generated_once(tmp_path: Path) -> None
     staging = load_settings({**group_data("staging"), "secrets_dir": str(tmp_path)}, "staging")
     app = staging.apps[0]
     strong = "k1-" + "abcdefghijklmnopqrstuvwxyz0123456789"
-    assert secret_key(staging, app, {"STAGING_FLASKTODO_SECRET_KEY": strong}) == strong
-    generated = secret_key(staging, app, {})
-    assert len(generated) >= 40 and secret_key(staging, app, {}) == generated
+    assert app_secrets(staging, app, {"STAGING_FLASKTODO_SECRET_KEY": strong}) == {
+        "SECRET_KEY": strong}
+    generated = app_secrets(staging, app, {})["SECRET_KEY"]
+    assert len(generated) >= 40 and app_secrets(staging, app, {})["SECRET_KEY"] == generated
     key_file = tmp_path / "staging" / "flasktodo.secret_key"
     assert oct(key_file.stat().st_mode & 0o777) == "0o600"
 
@@ -135,18 +136,18 @@ def test_a_weak_secret_is_refused_naming_the_app_and_where_it_is(tmp_path: Path,
                                "production")
     app = production.apps[0]
     environ = {"PRODUCTION_FLASKTODO_SECRET_KEY": key}
-    [problem] = check_secret_key(production, app, environ)
+    [problem] = check_secrets(production, app, environ)
     assert problem.startswith("group_data (production): apps[flasktodo]: the secret key in"
                               " $PRODUCTION_FLASKTODO_SECRET_KEY ")
     assert reason in problem and key not in problem.split(" in ", 1)[1].replace("$", "")
     with pytest.raises(SettingsError):
-        secret_key(production, app, environ)
+        app_secrets(production, app, environ)
     key_file = tmp_path / "production" / "flasktodo.secret_key"
     key_file.parent.mkdir()
     key_file.write_text("   \n")
-    assert "no secret key" in check_secret_key(production, app, {})[0], "blank is no key"
+    assert "no secret key" in check_secrets(production, app, {})[0], "blank is no key"
     key_file.write_text("short\n")
-    assert f"the secret key in {key_file} is 5 characters" in check_secret_key(
+    assert f"the secret key in {key_file} is 5 characters" in check_secrets(
         production, app, {})[0]
 
 
@@ -154,7 +155,7 @@ def test_production_never_invents_a_secret(tmp_path: Path) -> None:
     production = load_settings({**production_data(tmp_path), "secrets_dir": str(tmp_path)},
                                "production")
     with pytest.raises(SettingsError, match="PRODUCTION_FLASKTODO_SECRET_KEY"):
-        secret_key(production, production.apps[0], {"STAGING_FLASKTODO_SECRET_KEY": "k"})
+        app_secrets(production, production.apps[0], {"STAGING_FLASKTODO_SECRET_KEY": "k"})
     assert not (tmp_path / "production").exists()
 
 
@@ -167,3 +168,54 @@ def test_an_absent_app_needs_only_its_name() -> None:
     assert [app.name for app in settings.apps] == ["flasktodo"]
     assert [(gone.name, gone.purge) for gone in settings.removed_apps] == [
         ("old", False), ("older", True)]
+
+
+def app_entry(**keys: object) -> dict:
+    return {**group_data("staging")["apps"][0], **keys}
+
+
+def test_an_app_names_its_variables_and_secret_ones(tmp_path: Path) -> None:
+    data = {**group_data("staging"), "secrets_dir": str(tmp_path), "apps": [
+        app_entry(env={"GREETING": "hello", "MODE": "x"}, secret_env=["API_TOKEN"])]}
+    app = load_settings(data, "staging").apps[0]
+    assert app.env == (("GREETING", "hello"), ("MODE", "x"))
+    assert app.secret_env == ("API_TOKEN",)
+
+
+@pytest.mark.parametrize(("keys", "message"), [
+    ({"env": {"lower": "x"}}, "apps[flasktodo].env: {'lower': 'x'} is invalid"),
+    ({"env": {"GOOD": 1}}, "apps[flasktodo].env:"),
+    ({"env": ["A=b"]}, "apps[flasktodo].env:"),
+    ({"env": {"SCRIPT_NAME": "/x"}}, "apps[flasktodo].env:"),
+    ({"env": {"FLASKTODO_CONFIG": "/x"}}, "apps[flasktodo].env:"),
+    ({"secret_env": ["SECRET_KEY"]}, "apps[flasktodo].secret_env:"),
+    ({"secret_env": "TOKEN"}, "apps[flasktodo].secret_env:"),
+    ({"env": {"TOKEN": "x"}, "secret_env": ["TOKEN"]},
+     "apps[flasktodo].env: TOKEN is in both env and secret_env"),
+])
+def test_bad_variables_name_the_app_and_key(keys: dict, message: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings({**group_data("staging"), "apps": [app_entry(**keys)]}, "staging")
+    assert any(problem.startswith(f"group_data (staging): {message}")
+               for problem in error.value.problems), error.value.problems
+
+
+def test_secret_variables_follow_the_secret_keys_rules(tmp_path: Path) -> None:
+    """From $<GROUP>_<APP>_<NAME> or <secrets_dir>/<group>/<app>.<name>; made once where
+    allowed, never in production; a weak one refused, naming it but never its value."""
+    entry = app_entry(secret_env=["API_TOKEN"])
+    staging = load_settings({**group_data("staging"), "secrets_dir": str(tmp_path),
+                             "apps": [entry]}, "staging")
+    made = app_secrets(staging, staging.apps[0], {})
+    assert (tmp_path / "staging" / "flasktodo.api_token").read_text().strip() == \
+        made["API_TOKEN"] != made["SECRET_KEY"]
+    production = load_settings({**production_data(tmp_path), "secrets_dir": str(tmp_path),
+                                "apps": [entry]}, "production")
+    key = {"PRODUCTION_FLASKTODO_SECRET_KEY": "p" + "abcdefghijklmnopqrstuvwxyz0123456789"}
+    assert check_secrets(production, production.apps[0], key) == [
+        "group_data (production): apps[flasktodo]: no secret API_TOKEN: set"
+        f" PRODUCTION_FLASKTODO_API_TOKEN or write it to {tmp_path}/production/flasktodo.api_token"]
+    [weak] = check_secrets(production, production.apps[0],
+                           {**key, "PRODUCTION_FLASKTODO_API_TOKEN": "hunter2"})
+    assert "the secret API_TOKEN in $PRODUCTION_FLASKTODO_API_TOKEN is 7 characters" in weak
+    assert "hunter2" not in weak

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,6 +12,7 @@ import pytest
 
 from tests.unit.test_settings import group_data, production_data
 from wsgistack import nginx
+from wsgistack.app import config_files
 from wsgistack.paths import HERDER, TEMPLATES, AppPaths
 from wsgistack.settings import Settings, load_settings
 from wsgistack.supervisor import herder_digest
@@ -41,9 +43,17 @@ def render_app_file(name: str, settings: Settings, **context) -> str:
 
 
 def python_values(text: str, filename: str) -> dict:
-    values: dict = {}
+    values: dict = {"__file__": filename}
     exec(compile(text, filename, "exec"), values)
     return values
+
+
+@pytest.fixture
+def env_file(tmp_path: Path) -> Path:
+    """An env file beside a gunicorn.conf.py in tmp_path, as the deploy writes it."""
+    env = tmp_path / "env"
+    env.write_text("# comment\nWSGISTACK_SERVER_NAMES=\"flasktodo.test\"\n")
+    return env
 
 
 def test_every_template_says_it_is_managed(settings: Settings) -> None:
@@ -60,9 +70,10 @@ def test_app_config_is_python_with_debug_off(settings: Settings) -> None:
     assert values["DATABASE"] == "/var/lib/flasktodo/flasktodo.sqlite3"
 
 
-def test_gunicorn_binds_loopback_with_workers_and_pidfile(settings: Settings) -> None:
+def test_gunicorn_binds_loopback_with_workers_and_pidfile(settings: Settings,
+                                                         env_file: Path) -> None:
     values = python_values(render_app_file("etc/app/gunicorn.conf.py.j2", settings),
-                           "gunicorn.conf.py")
+                           str(env_file.with_name("gunicorn.conf.py")))
     assert values["bind"] == ["127.0.0.1:8004"]
     assert values["workers"] == 4
     assert values["pidfile"] == "/run/flasktodo/gunicorn.pid"
@@ -70,10 +81,11 @@ def test_gunicorn_binds_loopback_with_workers_and_pidfile(settings: Settings) ->
     assert values["forwarded_allow_ips"] == "127.0.0.1,::1"
 
 
-def test_gunicorn_tells_a_reload_when_each_worker_is_ready(settings: Settings,
-                                                          tmp_path: Path) -> None:
+def test_gunicorn_tells_a_reload_when_each_worker_is_ready(settings: Settings, tmp_path: Path,
+                                                          env_file: Path) -> None:
     text = render_app_file("etc/app/gunicorn.conf.py.j2", settings)
-    values = python_values(text.replace("/run/flasktodo", str(tmp_path)), "gunicorn.conf.py")
+    values = python_values(text.replace("/run/flasktodo", str(tmp_path)),
+                           str(env_file.with_name("gunicorn.conf.py")))
     assert values["control_socket_disable"] is True
     for pid in (101, 102):
         values["post_worker_init"](SimpleNamespace(pid=pid, ppid=100))
@@ -158,8 +170,32 @@ def test_nginx_site_shows_nothing_it_need_not(settings: Settings) -> None:
 
 
 def test_gunicorn_believes_one_scheme_header_and_runs_from_the_release(
-        settings: Settings) -> None:
+        settings: Settings, env_file: Path) -> None:
     values = python_values(render_app_file("etc/app/gunicorn.conf.py.j2", settings),
-                           "gunicorn.conf.py")
+                           str(env_file.with_name("gunicorn.conf.py")))
     assert values["secure_scheme_headers"] == {"X-FORWARDED-PROTO": "https"}
     assert values["chdir"] == "/opt/flasktodo", "never the app-writable data dir"
+
+
+def test_the_environment_reaches_gunicorn_from_the_env_file_beside_its_config(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The env file as the deploy renders it (values with quotes, newlines, '=' and
+    markup), loaded by gunicorn.conf.py from beside it: staged (.new) beside staged."""
+    data = {**group_data("staging"), "secrets_dir": str(tmp_path)}
+    data["apps"] = [{**data["apps"][0], "env": {"GREETING": 'say "hi"\n= <b>&'},
+                     "secret_env": ["API_TOKEN"]}]
+    settings = load_settings(data, "staging")
+    app_entry = settings.apps[0]
+    token = "t0ken-" + "abcdefghijklmnopqrstuvwxyz0123456789"
+    files = config_files(settings, app_entry, AppPaths(app_entry.name),
+                         {"SECRET_KEY": "k" * 40, "API_TOKEN": token})
+    env = next(file for file in files if file.path.endswith("/env.next"))
+    assert env.secret and env.mode == "640" and env.group == app_entry.name
+    (tmp_path / "env.new").write_bytes(env.content)
+    for name in ("GREETING", "API_TOKEN", "WSGISTACK_SERVER_NAMES"):
+        monkeypatch.delenv(name, raising=False)
+    python_values(render_app_file("etc/app/gunicorn.conf.py.j2", settings),
+                  str(tmp_path / "gunicorn.conf.py.new"))
+    assert os.environ["GREETING"] == 'say "hi"\n= <b>&'
+    assert os.environ["API_TOKEN"] == token
+    assert os.environ["WSGISTACK_SERVER_NAMES"] == "staging.flasktodo.test"

@@ -122,6 +122,12 @@ class AppPaths:
         return self.config_dir / "gunicorn.conf.py"
 
     @property
+    def env_file(self) -> PurePosixPath:
+        """The app's environment: gunicorn.conf.py loads the one beside it (env.new beside
+        gunicorn.conf.py.new while golive checks them)."""
+        return self.config_dir / "env"
+
+    @property
     def data(self) -> PurePosixPath:
         """The app's state, outside the code: survives every deploy."""
         return self.root / "var/lib" / self.name
@@ -235,8 +241,8 @@ class Unit:
 
 
 def app_unit(paths: AppPaths) -> Unit:
-    """The app's config files and the release `current` points to."""
-    return Unit(f"app-{paths.name}", (paths.config, paths.gunicorn_config),
+    """The app's config files, its environment, and the release `current` points to."""
+    return Unit(f"app-{paths.name}", (paths.config, paths.gunicorn_config, paths.env_file),
                 links=(paths.current,), root=paths.root)
 
 
