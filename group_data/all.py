@@ -24,8 +24,8 @@ client_max_body_size = "1m"
 # The Content-Security-Policy header on every answer: what pages may load and from where.
 content_security_policy = ("default-src 'self'; frame-ancestors 'none'; base-uri 'none';"
                            " form-action 'self'; object-src 'none'")
-# Who else may ask an app's <prefix>/healthz (it tells the version): e.g. a load
-# balancer's addresses or networks. The host itself always may.
+# Who else may ask an app's health path, if it has one of its own (e.g. /healthz, which
+# tells the version): a load balancer's addresses or networks. The host itself always may.
 health_check_from = []
 # How long browsers may cache static files (nginx `expires`).
 static_expires = "7d"
@@ -61,9 +61,12 @@ generate_secrets = True
 # The WSGI apps on each host. Keys: name (unix user, supervisor program, /opt/<name>),
 # source (project dir built into the wheelhouse), wsgi (gunicorn's app), config_env (the
 # variable naming the app's config file), prefix (URL path), port (gunicorn, on 127.0.0.1),
-# and optionally workers, env ({"NAME": "value"}: the app's variables) and secret_env
+# and optionally workers, env ({"NAME": "value"}: the app's variables), secret_env
 # (["NAME"]: variables whose values are secrets, read like the secret key from
-# $<GROUP>_<APP>_<NAME> or <secrets_dir>/<group>/<app>.<name>). To remove an app:
+# $<GROUP>_<APP>_<NAME> or <secrets_dir>/<group>/<app>.<name>) and health_path (what the
+# health checks ask under the prefix, default "/": healthy is any answer below 500; a JSON
+# object's "status" must be "ok" and its "version", if any, the one deployed; a path of
+# its own is closed to all but the host and health_check_from). To remove an app:
 # {"name": ..., "state": "absent"} stops it and removes its program, site locations, code
 # and config, keeping its data in /var/lib/<name>; add "purge": True to remove the data and
 # its user too.
@@ -75,5 +78,6 @@ apps = [
         "config_env": "FLASKTODO_CONFIG",
         "prefix": "/flasktodo",
         "port": 8004,
+        "health_path": "/healthz",
     },
 ]

@@ -1,9 +1,13 @@
 """The health check: an operation that changes nothing and fails the host when unhealthy.
 
-It runs only when the deploy executes (a --dry run plans no check), asks /healthz from the
-host itself, through nginx with the site's real Host header and directly on gunicorn, and
-retries while a restarted gunicorn boots. The results are printed as a summary when
-pyinfra exits.
+It runs only when the deploy executes (a --dry run plans no check), asks the app's health
+path (its `health_path`, "/" unless it has one of its own) from the host itself, through
+nginx with the site's real Host header and directly on gunicorn, and retries while a
+restarted gunicorn boots. The results are printed as a summary when pyinfra exits.
+
+Healthy, for any WSGI app: it answers, with a status below 500. An app that says more is
+held to it: a JSON object with a "status" must say "ok", and one with a "version" must
+report the version deployed.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ from pyinfra.api import FactBase, StringCommand, operation
 from wsgistack.hoststate import HostState, Read
 from wsgistack.settings import AppSettings, Settings
 
-# Asks each URL on this host until all answer {"status": "ok"} or the deadline passes;
-# prints the last reply of each, one JSON line per URL, in order. HTTPS goes to the site's
-# own name (SNI and Host), unverified: it is this host's own nginx on loopback, whatever
-# certificate it has. One process for all of an app's URLs (one round trip), plain HTTP/1.0
-# over a socket and no site import (python3 -I -S): about 30 ms of the host's CPU.
+# Asks each URL on this host until all answer healthy or the deadline passes; prints the
+# last reply of each, one JSON line per URL, in order. Healthy: a status below 500, and, if
+# the body is a JSON object, its "status" (if any) is "ok"; the reply keeps what the app
+# said (its "version", if any). HTTPS goes to the site's own name (SNI and Host),
+# unverified: it is this host's own nginx on loopback, whatever certificate it has. One
+# process for all of an app's URLs (one round trip), plain HTTP/1.0 over a socket and no
+# site import (python3 -I -S): about 30 ms of the host's CPU.
 PROBE = """
 import json, socket, ssl, sys, time
 name, deadline, urls = sys.argv[1], time.monotonic() + float(sys.argv[2]), sys.argv[3:]
@@ -49,11 +55,12 @@ def ask(url):
         try:
             reply = json.loads(body)
         except ValueError:
-            reply = {"status": "error", "error": body[:80].decode(errors="replace")}
-        if status == 200 and reply.get("status") == "ok":
-            return reply
-        return {"status": "error",
-                "error": f"HTTP {status}: {reply.get('error') or reply.get('status')}"}
+            reply = None
+        said = reply if isinstance(reply, dict) else {}
+        if status < 500 and said.get("status", "ok") == "ok":
+            return {**said, "status": "ok", "http": status}
+        reason = said.get("error") or said.get("status") or body[:80].decode(errors="replace")
+        return {"status": "error", "error": f"HTTP {status}: {reason}"}
     except Exception as exc:
         return {"status": "error", "error": str(exc) or type(exc).__name__}
 
@@ -99,7 +106,7 @@ def public_url(settings: Settings, app: AppSettings) -> str:
 
 def checks(settings: Settings, app: AppSettings) -> tuple[tuple[str, str], ...]:
     """(check, url) of the app: through nginx (as a browser would), directly on gunicorn."""
-    path = f"{app.prefix}/healthz"
+    path = f"{app.prefix}{app.health_path}"
     return (("through nginx", f"https://127.0.0.1:{settings.https_port}{path}"),
             ("on gunicorn", f"http://127.0.0.1:{app.port}{path}"))
 
@@ -132,7 +139,8 @@ def reading(settings: Settings, app: AppSettings) -> Read:
 
 
 def is_healthy(reply: dict, app: AppSettings) -> bool:
-    return reply.get("status") == "ok" and reply.get("version") == app.version
+    """The probe found it healthy, and any version it reports is the one deployed."""
+    return reply.get("status") == "ok" and reply.get("version", app.version) == app.version
 
 
 def usable(replies: list[dict], read_at: float, app: AppSettings, count: int) -> bool:
@@ -163,7 +171,7 @@ def healthz(checks: tuple[tuple[str, str], ...], host_header: str, settings: Set
             replies = [{"status": "error", "error": "no reply"}] * len(checks)
     failures = []
     for (check, url), reply in zip(checks, replies, strict=True):
-        version = reply.get("version", "?")
+        version = reply.get("version", f"{app.version} (not reported)")
         healthy = is_healthy(reply, app)
         detail = "healthy" if healthy else (
             reply.get("error") or f"version {version}, expected {app.version}")

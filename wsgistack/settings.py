@@ -29,7 +29,8 @@ SUPERVISOR_SIZE = re.compile(r"^[0-9]+(KB|MB|GB)?$")
 WSGI_APP = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*(\(\))?$")
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 APP_KEYS = {"name", "source", "wsgi", "config_env", "prefix", "port", "workers", "env",
-            "secret_env", "state", "purge"}
+            "secret_env", "health_path", "state", "purge"}
+HEALTH_PATH = re.compile(r"^/([A-Za-z0-9._~-]+/?)*$")
 # Variables the stack itself sets for every app: not for an entry's env or secret_env.
 RESERVED_ENV = {"HOME", "USER", "PATH", "SCRIPT_NAME", "SECRET_KEY"}
 APP_STATES = ("present", "absent")
@@ -57,6 +58,7 @@ class AppSettings:
     workers: int
     env: tuple[tuple[str, str], ...] = ()  # plain variables, (name, value)
     secret_env: tuple[str, ...] = ()  # variables whose values are secrets (wsgistack.secrets)
+    health_path: str = "/"  # under the prefix: what the health checks ask (wsgistack.health)
 
 
 @dataclass(frozen=True)
@@ -290,11 +292,16 @@ def load_app(c: Checker, entry: dict[str, Any], index: int,
         workers = c.get("workers", int, lambda v: 1 <= v <= 64, "1 to 64", entry,
                         f"{where}.workers")
     env, secret_env = load_environment(c, entry, where, config_env)
+    health_path = "/"
+    if "health_path" in entry:
+        health_path = c.get("health_path", str, HEALTH_PATH.match,
+                            "a path under the prefix like /healthz", entry,
+                            f"{where}.health_path")
     if len(c.problems) > before:
         return None
     distribution, version = read_project(REPO_ROOT / source)
     return AppSettings(name, REPO_ROOT / source, distribution, version, wsgi, config_env,
-                       prefix, port, workers or 1, env, secret_env)
+                       prefix, port, workers or 1, env, secret_env, health_path)
 
 
 def load_environment(c: Checker, entry: dict[str, Any], where: str, config_env: str | None

@@ -388,3 +388,17 @@ def test_an_apps_variables_and_secrets_reach_its_process_and_nothing_else(
     assert back.returncode == 0, back.output[-3000:]
     assert loaded_environment(deployment, host) == {
         "WSGISTACK_SERVER_NAMES": "staging.flasktodo.test"}
+
+
+def test_an_app_with_no_health_endpoint_is_checked_at_its_prefix(deployment: Deployment) -> None:
+    """Without a health_path the checks ask the prefix itself and take any answer below
+    500 as healthy; the version, which the page does not report, is said so."""
+    entry = {key: value for key, value in group_data("staging")["apps"][0].items()
+             if key != "health_path"}
+    run = deployment.run("--limit", "staging", "--data", "apps=" + json.dumps([entry]))
+    assert run.returncode == 0, run.output[-3000:]
+    [line] = [line for line in run.output.splitlines() if "flasktodo 1.0.1" in line]
+    assert line.endswith("flasktodo 1.0.1 (not reported)  healthy"), line
+    back = deployment.run("--limit", "staging")
+    assert back.returncode == 0, back.output[-3000:]
+    assert any(line.endswith("flasktodo 1.0.1  healthy") for line in back.output.splitlines())

@@ -192,6 +192,8 @@ def test_an_app_names_its_variables_and_secret_ones(tmp_path: Path) -> None:
     ({"secret_env": "TOKEN"}, "apps[flasktodo].secret_env:"),
     ({"env": {"TOKEN": "x"}, "secret_env": ["TOKEN"]},
      "apps[flasktodo].env: TOKEN is in both env and secret_env"),
+    ({"health_path": "healthz"}, "apps[flasktodo].health_path: 'healthz' is invalid"),
+    ({"health_path": "/a b"}, "apps[flasktodo].health_path:"),
 ])
 def test_bad_variables_name_the_app_and_key(keys: dict, message: str) -> None:
     with pytest.raises(SettingsError) as error:

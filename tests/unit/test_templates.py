@@ -199,3 +199,13 @@ def test_the_environment_reaches_gunicorn_from_the_env_file_beside_its_config(
     assert os.environ["GREETING"] == 'say "hi"\n= <b>&'
     assert os.environ["API_TOKEN"] == token
     assert os.environ["WSGISTACK_SERVER_NAMES"] == "staging.flasktodo.test"
+
+
+def test_only_a_health_path_of_its_own_is_closed_to_the_world(tmp_path: Path) -> None:
+    data = {**group_data("staging"), "secrets_dir": str(tmp_path)}
+    assert "location = /flasktodo/healthz {" in render_site(load_settings(data, "staging"))
+    data["apps"] = [{key: value for key, value in data["apps"][0].items()
+                     if key != "health_path"}]
+    default = load_settings(data, "staging")
+    assert default.apps[0].health_path == "/"
+    assert "deny all;" not in render_site(default), "the app's pages stay open"
