@@ -59,17 +59,18 @@ secrets_dir = "~/.config/wsgistack/secrets"
 generate_secrets = True
 
 # The WSGI apps on each host. Keys: name (unix user, supervisor program, /opt/<name>),
-# source (project dir built into the wheelhouse), wsgi (gunicorn's app), config_env (the
-# variable naming the app's config file), prefix (URL path), port (gunicorn, on 127.0.0.1),
-# and optionally workers, env ({"NAME": "value"}: the app's variables), secret_env
-# (["NAME"]: variables whose values are secrets, read like the secret key from
-# $<GROUP>_<APP>_<NAME> or <secrets_dir>/<group>/<app>.<name>) and health_path (what the
-# health checks ask under the prefix, default "/": healthy is any answer below 500; a JSON
-# object's "status" must be "ok" and its "version", if any, the one deployed; a path of
-# its own is closed to all but the host and health_check_from). To remove an app:
-# {"name": ..., "state": "absent"} stops it and removes its program, site locations, code
-# and config, keeping its data in /var/lib/<name>; add "purge": True to remove the data and
-# its user too.
+# source (project dir built into the wheelhouse), wsgi (gunicorn's app: module:name or
+# module:factory(literal arguments)), config_env (the variable naming the app's config
+# file), prefix (URL path), port (gunicorn, on 127.0.0.1). Optionally: its own workers,
+# max_body_size and timeout (by default gunicorn_workers, client_max_body_size and
+# gunicorn_timeout); env ({"NAME": "value"}: the app's variables); secret_env (["NAME"]:
+# variables whose values are secrets, read like the secret key from $<GROUP>_<APP>_<NAME>
+# or <secrets_dir>/<group>/<app>.<name>); health_path (what the health checks ask under the
+# prefix, default "/": healthy is any answer below 500; a JSON object's "status" must be
+# "ok" and its "version", if any, the one deployed; a path of its own is closed to all but
+# the host and health_check_from). To remove an app: {"name": ..., "state": "absent"}
+# stops it and removes its program, site locations, code and config, keeping its data in
+# /var/lib/<name>; add "purge": True to remove the data and its user too.
 apps = [
     {
         "name": "flasktodo",

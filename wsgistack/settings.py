@@ -6,6 +6,7 @@ operation is planned on a host.
 
 from __future__ import annotations
 
+import ast
 import ipaddress
 import re
 import tomllib
@@ -26,14 +27,23 @@ CSP = re.compile(r"^[A-Za-z0-9 ;:/'*.@=+_-]+$")
 NGINX_SIZE = re.compile(r"^[0-9]+[kKmMgG]?$")
 NGINX_TIME = re.compile(r"^[0-9]+(ms|s|m|h|d|w|M|y)?$")
 SUPERVISOR_SIZE = re.compile(r"^[0-9]+(KB|MB|GB)?$")
-WSGI_APP = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*(\(\))?$")
+MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
-APP_KEYS = {"name", "source", "wsgi", "config_env", "prefix", "port", "workers", "env",
-            "secret_env", "health_path", "state", "purge"}
 HEALTH_PATH = re.compile(r"^/([A-Za-z0-9._~-]+/?)*$")
 # Variables the stack itself sets for every app: not for an entry's env or secret_env.
 RESERVED_ENV = {"HOME", "USER", "PATH", "SCRIPT_NAME", "SECRET_KEY"}
 APP_STATES = ("present", "absent")
+
+# (type, check, what is expected) of settings a group sets and an app entry may override.
+WORKERS = (int, lambda v: 1 <= v <= 64, "1 to 64")
+BODY_SIZE = (str, NGINX_SIZE.match, "an nginx size like 1m")
+TIMEOUT = (int, lambda v: 1 <= v <= 3600, "1 to 3600 seconds")
+# An app entry's own value of a group setting: its key, the group's key (its default), spec.
+APP_OWN = {"workers": ("gunicorn_workers", WORKERS),
+           "max_body_size": ("client_max_body_size", BODY_SIZE),
+           "timeout": ("gunicorn_timeout", TIMEOUT)}
+APP_KEYS = {"name", "source", "wsgi", "config_env", "prefix", "port", *APP_OWN, "env",
+            "secret_env", "health_path", "state", "purge"}
 
 
 class SettingsError(PyinfraError):
@@ -56,6 +66,8 @@ class AppSettings:
     prefix: str
     port: int
     workers: int
+    max_body_size: str = "1m"  # the largest request body nginx lets through to it
+    timeout: int = 30  # seconds a request may take before gunicorn kills its worker
     env: tuple[tuple[str, str], ...] = ()  # plain variables, (name, value)
     secret_env: tuple[str, ...] = ()  # variables whose values are secrets (wsgistack.secrets)
     health_path: str = "/"  # under the prefix: what the health checks ask (wsgistack.health)
@@ -133,6 +145,28 @@ def is_port(value: int) -> bool:
     return 1 <= value <= 65535
 
 
+def is_wsgi_target(value: str) -> bool:
+    """What gunicorn's import_app takes: module:name, or module:factory(...) called with
+    literal arguments."""
+    module, colon, obj = value.partition(":")
+    if not colon or not MODULE.match(module):
+        return False
+    try:
+        expression = ast.parse(obj, mode="eval").body
+    except SyntaxError:
+        return False
+    if isinstance(expression, ast.Name):
+        return True
+    if not (isinstance(expression, ast.Call) and isinstance(expression.func, ast.Name)):
+        return False
+    try:
+        for argument in [*expression.args, *(kw.value for kw in expression.keywords)]:
+            ast.literal_eval(argument)
+    except ValueError:
+        return False
+    return all(keyword.arg for keyword in expression.keywords)  # no **mapping
+
+
 def is_network(value: object) -> bool:
     try:
         ipaddress.ip_network(value)
@@ -151,14 +185,14 @@ def load_settings(data: Mapping[str, Any], group: str) -> Settings:
     https_port = c.get("https_port", int, is_port, "a port, 1-65535")
     hsts = c.get("hsts", bool, lambda v: True, "True or False")
     hsts_max_age = c.get("hsts_max_age", int, lambda v: 0 <= v <= 10**9, "seconds, 0 or more")
-    body = c.get("client_max_body_size", str, NGINX_SIZE.match, "an nginx size like 1m")
+    body = c.get("client_max_body_size", *BODY_SIZE)
     policy = c.get("content_security_policy", str, CSP.match,
                    "a Content-Security-Policy value (no quotes or newlines)")
     health_from = c.get("health_check_from", list, lambda v: all(map(is_network, v)),
                         "a list of addresses or networks, e.g. [\"10.0.0.0/8\"]")
     expires = c.get("static_expires", str, NGINX_TIME.match, "an nginx time like 7d")
-    workers = c.get("gunicorn_workers", int, lambda v: 1 <= v <= 64, "1 to 64")
-    timeout = c.get("gunicorn_timeout", int, lambda v: 1 <= v <= 3600, "1 to 3600 seconds")
+    workers = c.get("gunicorn_workers", *WORKERS)
+    timeout = c.get("gunicorn_timeout", *TIMEOUT)
     graceful = c.get("gunicorn_graceful_timeout", int, lambda v: 1 <= v <= 3600,
                      "1 to 3600 seconds")
     max_bytes = c.get("log_max_bytes", str, SUPERVISOR_SIZE.match, "a size like 10MB")
@@ -170,7 +204,7 @@ def load_settings(data: Mapping[str, Any], group: str) -> Settings:
     health_timeout = c.get("health_timeout", int, lambda v: 1 <= v <= 600, "1 to 600 seconds")
     keep_releases = c.get("keep_releases", int, lambda v: 1 <= v <= 100, "1 to 100")
     keep_backups = c.get("keep_backups", int, lambda v: 0 <= v <= 1000, "0 to 1000")
-    apps, removed = load_apps(c, workers)
+    apps, removed = load_apps(c, {"workers": workers, "max_body_size": body, "timeout": timeout})
     if http_port is not None and http_port == https_port:
         c.fail("https_port", f"{https_port} is also http_port")
     for app in apps:
@@ -220,8 +254,9 @@ def load_tls_files(c: Checker, secrets_dir: str | None, site_name: str | None,
     return paths[0], paths[1], False
 
 
-def load_apps(c: Checker,
-              default_workers: int | None) -> tuple[list[AppSettings], list[RemovedApp]]:
+def load_apps(c: Checker, defaults: dict[str, Any]
+              ) -> tuple[list[AppSettings], list[RemovedApp]]:
+    """The app entries; `defaults` are the group's values of the APP_OWN keys."""
     entries = c.get("apps", list, bool, "a non-empty list of app entries")
     apps: list[AppSettings] = []
     removed: list[RemovedApp] = []
@@ -238,7 +273,7 @@ def load_apps(c: Checker,
             if gone is not None:
                 removed.append(gone)
         else:
-            app = load_app(c, entry, index, default_workers)
+            app = load_app(c, entry, index, defaults)
             if app is not None:
                 apps.append(app)
     names = [app.name for app in apps] + [gone.name for gone in removed]
@@ -268,7 +303,7 @@ def load_removed_app(c: Checker, entry: dict[str, Any], index: int) -> RemovedAp
 
 
 def load_app(c: Checker, entry: dict[str, Any], index: int,
-             default_workers: int | None) -> AppSettings | None:
+             defaults: dict[str, Any]) -> AppSettings | None:
     where = f"apps[{index}]"
     before = len(c.problems)
     for key in sorted(set(entry) - APP_KEYS):
@@ -278,7 +313,9 @@ def load_app(c: Checker, entry: dict[str, Any], index: int,
     where = f"apps[{name or index}]"
     source = c.get("source", str, lambda v: (REPO_ROOT / v / "pyproject.toml").is_file(),
                    "a project dir with a pyproject.toml", entry, f"{where}.source")
-    wsgi = c.get("wsgi", str, WSGI_APP.match, "module:callable", entry, f"{where}.wsgi")
+    wsgi = c.get("wsgi", str, is_wsgi_target,
+                 "module:name or module:factory(literal arguments), as gunicorn takes it",
+                 entry, f"{where}.wsgi")
     config_env = c.get("config_env", str, ENV_NAME.match, "an environment variable name",
                        entry, f"{where}.config_env")
     prefix = c.get("prefix", str, PREFIX.match, "a URL path like /app, no trailing slash",
@@ -287,10 +324,8 @@ def load_app(c: Checker, entry: dict[str, Any], index: int,
                  entry, f"{where}.port")
     if "purge" in entry:
         c.fail(f"{where}.purge", "applies only to an app marked \"state\": \"absent\"")
-    workers = default_workers
-    if "workers" in entry:
-        workers = c.get("workers", int, lambda v: 1 <= v <= 64, "1 to 64", entry,
-                        f"{where}.workers")
+    own = {key: c.get(key, *spec, entry, f"{where}.{key}") if key in entry else defaults[key]
+           for key, (_group_key, spec) in APP_OWN.items()}
     env, secret_env = load_environment(c, entry, where, config_env)
     health_path = "/"
     if "health_path" in entry:
@@ -301,7 +336,8 @@ def load_app(c: Checker, entry: dict[str, Any], index: int,
         return None
     distribution, version = read_project(REPO_ROOT / source)
     return AppSettings(name, REPO_ROOT / source, distribution, version, wsgi, config_env,
-                       prefix, port, workers or 1, env, secret_env, health_path)
+                       prefix, port, own["workers"], own["max_body_size"], own["timeout"], env,
+                       secret_env, health_path)
 
 
 def load_environment(c: Checker, entry: dict[str, Any], where: str, config_env: str | None

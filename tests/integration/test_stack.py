@@ -402,3 +402,26 @@ def test_an_app_with_no_health_endpoint_is_checked_at_its_prefix(deployment: Dep
     back = deployment.run("--limit", "staging")
     assert back.returncode == 0, back.output[-3000:]
     assert any(line.endswith("flasktodo 1.0.1  healthy") for line in back.output.splitlines())
+
+
+def test_an_apps_own_limits_and_a_factory_with_arguments(deployment: Deployment) -> None:
+    """An app's max_body_size is what nginx lets through to it (413 above it, never
+    reaching gunicorn); a factory called with literal arguments is what gunicorn serves."""
+    sandbox, host = deployment.sandbox, deployment.sandbox.hosts("staging")[0]
+    name = "staging.flasktodo.test"
+    entry = {**group_data("staging")["apps"][0], "max_body_size": "2k", "timeout": 40,
+             "wsgi": "flasktodo:create_app(overrides=None)"}
+    run = deployment.run("--limit", "staging", "--data", "apps=" + json.dumps([entry]))
+    assert run.returncode == 0, run.output[-3000:]
+
+    def post(size: int) -> int:
+        body = json.dumps({"title": "x" * size}).encode()
+        return http(host["address"], f"{PREFIX}/api/items", name, "POST", body,
+                    {"Content-Type": "application/json"})[0]
+
+    assert post(3000) == 413
+    assert post(500) == 400, "reached the app, which refuses a title over 200 characters"
+    assert "timeout = 40" in sandbox.ssh(host, "cat /etc/flasktodo/gunicorn.conf.py").stdout
+    back = deployment.run("--limit", "staging")
+    assert back.returncode == 0, back.output[-3000:]
+    assert post(3000) == 400, "the site's 1m again"

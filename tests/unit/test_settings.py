@@ -9,7 +9,7 @@ import pytest
 
 from wsgistack.paths import REPO_ROOT
 from wsgistack.secrets import app_secrets, check_secrets
-from wsgistack.settings import SettingsError, host_group, load_settings
+from wsgistack.settings import SettingsError, host_group, is_wsgi_target, load_settings
 
 
 def group_data(group: str) -> dict:
@@ -193,6 +193,8 @@ def test_an_app_names_its_variables_and_secret_ones(tmp_path: Path) -> None:
     ({"env": {"TOKEN": "x"}, "secret_env": ["TOKEN"]},
      "apps[flasktodo].env: TOKEN is in both env and secret_env"),
     ({"health_path": "healthz"}, "apps[flasktodo].health_path: 'healthz' is invalid"),
+    ({"max_body_size": "lots"}, "apps[flasktodo].max_body_size: 'lots' is invalid"),
+    ({"timeout": 0}, "apps[flasktodo].timeout: 0 is invalid"),
     ({"health_path": "/a b"}, "apps[flasktodo].health_path:"),
 ])
 def test_bad_variables_name_the_app_and_key(keys: dict, message: str) -> None:
@@ -221,3 +223,30 @@ def test_secret_variables_follow_the_secret_keys_rules(tmp_path: Path) -> None:
                            {**key, "PRODUCTION_FLASKTODO_API_TOKEN": "hunter2"})
     assert "the secret API_TOKEN in $PRODUCTION_FLASKTODO_API_TOKEN is 7 characters" in weak
     assert "hunter2" not in weak
+
+
+@pytest.mark.parametrize(("target", "valid"), [
+    ("flasktodo.wsgi:app", True),
+    ("pkg:create_app()", True),
+    ('pkg:create_app(root="/x", debug=False, sizes=[1, 2])', True),
+    ("pkg.sub:factory(None)", True),
+    ("pkg:app.wsgi_app", False),  # gunicorn takes a name, not an attribute path
+    ("pkg:obj.factory()", False),
+    ("pkg:factory(os.getcwd())", False),  # arguments must be literals
+    ("pkg:factory(**options)", False),
+    ("pkg:factory(", False),
+    ("pkg", False),
+    ("1pkg:app", False),
+    ("pkg:app; import os", False),
+])
+def test_wsgi_targets_as_gunicorn_takes_them(target: str, valid: bool) -> None:
+    assert is_wsgi_target(target) is valid
+
+
+def test_an_app_may_set_its_own_limits(tmp_path: Path) -> None:
+    data = {**group_data("staging"), "secrets_dir": str(tmp_path), "apps": [
+        app_entry(max_body_size="20m", timeout=120, workers=3)]}
+    app = load_settings(data, "staging").apps[0]
+    assert (app.max_body_size, app.timeout, app.workers) == ("20m", 120, 3)
+    default = load_settings({**data, "apps": [app_entry()]}, "staging").apps[0]
+    assert (default.max_body_size, default.timeout, default.workers) == ("1m", 30, 2)

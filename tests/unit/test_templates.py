@@ -209,3 +209,17 @@ def test_only_a_health_path_of_its_own_is_closed_to_the_world(tmp_path: Path) ->
     default = load_settings(data, "staging")
     assert default.apps[0].health_path == "/"
     assert "deny all;" not in render_site(default), "the app's pages stay open"
+
+
+def test_each_app_has_its_own_limits_in_nginx_and_gunicorn(tmp_path: Path,
+                                                           env_file: Path) -> None:
+    data = {**group_data("staging"), "secrets_dir": str(tmp_path)}
+    data["apps"] = [{**data["apps"][0], "max_body_size": "20m", "timeout": 120}]
+    settings = load_settings(data, "staging")
+    site = render_site(settings)
+    assert "client_max_body_size 1m;" in site, "the site's own"
+    assert site.count("client_max_body_size 20m;") == 2, "the app's locations"
+    assert site.count("proxy_read_timeout 125s;") == 2
+    values = python_values(render_app_file("etc/app/gunicorn.conf.py.j2", settings),
+                           str(env_file.with_name("gunicorn.conf.py")))
+    assert values["timeout"] == 120
