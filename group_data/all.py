@@ -68,9 +68,12 @@ generate_secrets = True
 # or <secrets_dir>/<group>/<app>.<name>); health_path (what the health checks ask under the
 # prefix, default "/": healthy is any answer below 500; a JSON object's "status" must be
 # "ok" and its "version", if any, the one deployed; a path of its own is closed to all but
-# the host and health_check_from). To remove an app: {"name": ..., "state": "absent"}
-# stops it and removes its program, site locations, code and config, keeping its data in
-# /var/lib/<name>; add "purge": True to remove the data and its user too.
+# the host and health_check_from); release_commands ([["django-admin", "migrate"]]: run,
+# as the app's user with the new release, its config and environment, after the database
+# backup and before a new release goes live; a failure switches nothing). To remove an app:
+# {"name": ..., "state": "absent"} stops it and removes its program, site locations, code
+# and config, keeping its data in /var/lib/<name>; add "purge": True to remove the data and
+# its user too.
 apps = [
     {
         "name": "flasktodo",

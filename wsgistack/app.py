@@ -9,6 +9,8 @@ back while the old gunicorn goes on serving.
 
 from __future__ import annotations
 
+import json
+
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
@@ -116,11 +118,13 @@ def create_user(app: AppSettings, paths: AppPaths, seen: HostState) -> None:
 
 def switch_command(settings: Settings, app: AppSettings, digests: list[str]) -> str:
     """golive switch: verify the candidates have these SHA-256 `digests`, load-check the
-    release with them, back up the data, make config and release live, swap gunicorn; put
-    all back if the new gunicorn fails."""
+    release with them, back up the data and run the release commands (on a new release),
+    make config and release live, swap gunicorn; put all back if the new gunicorn fails."""
     return golive("switch", app.name, app.version, "--config-env", app.config_env,
                   "--prefix", app.prefix, "--workers", app.workers,
                   "--graceful-timeout", settings.gunicorn_graceful_timeout,
                   "--keep-releases", settings.keep_releases,
                   "--keep-backups", settings.keep_backups,
-                  "--expect", *expect(app_unit(AppPaths(app.name)), digests))
+                  "--expect", *expect(app_unit(AppPaths(app.name)), digests),
+                  *(argument for argv in app.release_commands
+                    for argument in ("--release-command", json.dumps(list(argv)))))

@@ -43,7 +43,7 @@ APP_OWN = {"workers": ("gunicorn_workers", WORKERS),
            "max_body_size": ("client_max_body_size", BODY_SIZE),
            "timeout": ("gunicorn_timeout", TIMEOUT)}
 APP_KEYS = {"name", "source", "wsgi", "config_env", "prefix", "port", *APP_OWN, "env",
-            "secret_env", "health_path", "state", "purge"}
+            "secret_env", "health_path", "release_commands", "state", "purge"}
 
 
 class SettingsError(PyinfraError):
@@ -71,6 +71,8 @@ class AppSettings:
     env: tuple[tuple[str, str], ...] = ()  # plain variables, (name, value)
     secret_env: tuple[str, ...] = ()  # variables whose values are secrets (wsgistack.secrets)
     health_path: str = "/"  # under the prefix: what the health checks ask (wsgistack.health)
+    # argv lists run before a new release goes live (golive switch), e.g. a migration
+    release_commands: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -332,12 +334,19 @@ def load_app(c: Checker, entry: dict[str, Any], index: int,
         health_path = c.get("health_path", str, HEALTH_PATH.match,
                             "a path under the prefix like /healthz", entry,
                             f"{where}.health_path")
+    commands = entry.get("release_commands", [])
+    if not isinstance(commands, list) or not all(
+            isinstance(argv, list) and argv and all(isinstance(arg, str) and arg for arg in argv)
+            for argv in commands):
+        c.fail(f"{where}.release_commands", f"{commands!r} is invalid: expected a list of"
+               " commands, each a list of arguments, e.g. [[\"django-admin\", \"migrate\"]]")
+        commands = []
     if len(c.problems) > before:
         return None
     distribution, version = read_project(REPO_ROOT / source)
     return AppSettings(name, REPO_ROOT / source, distribution, version, wsgi, config_env,
                        prefix, port, own["workers"], own["max_body_size"], own["timeout"], env,
-                       secret_env, health_path)
+                       secret_env, health_path, tuple(map(tuple, commands)))
 
 
 def load_environment(c: Checker, entry: dict[str, Any], where: str, config_env: str | None

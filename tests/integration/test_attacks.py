@@ -226,3 +226,33 @@ def test_a_controller_killed_during_a_reload_leaves_a_consistent_host(host: Host
     assert host.healthz()["version"] == "1.3.0"
     again = deploy(host.sandbox, "-y", "--data", data, secrets_dir=host.secrets_dir)
     assert again.returncode == 0 and again.changed_ops() == [], again.output[-3000:]
+
+
+# A release command: records, as whoever runs it, what `current` was and what it was given.
+RECORD = ("import json, os; open('/var/lib/flasktodo/release-command.json', 'w').write("
+          "json.dumps({'current': os.readlink('/opt/flasktodo/current'),"
+          " 'names': os.environ['WSGISTACK_SERVER_NAMES'], 'user': os.environ['USER']}))")
+
+
+def test_release_commands_run_before_the_switch_and_a_failure_switches_nothing(
+        host: Host) -> None:
+    """release_commands of a new release run on the host as the app's user, with the new
+    release and its environment, before it goes live; one that fails stops the host with
+    the app's name and its output, and the old release keeps serving."""
+    entry = json.loads(apps_data(app_release(host.releases, "1.4.0")).split("=", 1)[1])[0]
+    entry["release_commands"] = [["python", "-c", RECORD]]
+    run = host.deploy(None, "apps=" + json.dumps([entry]))
+    assert run.returncode == 0, run.output[-3000:]
+    record = "/var/lib/flasktodo/release-command.json"
+    assert json.loads(host.out(f"cat {record}")) == {
+        "current": "releases/1.3.0", "names": SERVER_NAME, "user": "flasktodo"}
+    assert host.out(f"stat -c %U {record}") == "flasktodo"
+    assert host.healthz()["version"] == "1.4.0"
+    failing = json.loads(apps_data(app_release(host.releases, "1.5.0")).split("=", 1)[1])[0]
+    failing["release_commands"] = [["python", "-c", "raise SystemExit('no such table: items')"]]
+    refused = host.deploy(None, "apps=" + json.dumps([failing]))
+    assert refused.returncode != 0
+    assert "flasktodo 1.5.0: the release command `python -c" in refused.output
+    assert "no such table: items" in refused.output
+    assert host.out("readlink /opt/flasktodo/current") == "releases/1.4.0"
+    assert host.healthz()["version"] == "1.4.0"

@@ -5,6 +5,7 @@ recorded. The app is the user running the tests, so no step needs root here."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pwd
 import re
@@ -256,14 +257,17 @@ class Host:
                               for path, content in zip(unit.candidates, contents, strict=True))]
 
     def switch(self, version: str, gunicorn_conf: str = "workers = 2\n",
-               stdout: object = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
+               stdout: object = subprocess.PIPE, commands: tuple[list[str], ...] = ()
+               ) -> subprocess.CompletedProcess[str]:
         expect = self.candidates(app_unit(self.paths),
                                  [f"SECRET_KEY = 'k'  # {version}\n", gunicorn_conf,
                                   f'VERSION="{version}"\n'])
+        release_commands = [arg for argv in commands
+                            for arg in ("--release-command", json.dumps(argv))]
         return self.golive("switch", APP, version, "--config-env", "APP_CONFIG", "--prefix",
                            "/app", "--workers", "2", "--graceful-timeout", "5",
                            "--keep-releases", "2", "--keep-backups", "2", *expect,
-                           stdout=stdout)
+                           *release_commands, stdout=stdout)
 
     def recorded(self) -> list[str]:
         return self.log.read_text().splitlines() if self.log.exists() else []
@@ -415,3 +419,40 @@ def test_remove_takes_the_app_away_and_keeps_its_data(host: Host) -> None:
     for path in (host.paths.home, host.paths.config_dir, host.paths.supervisor_program):
         assert not os.path.lexists(path), path
     assert (Path(host.paths.data) / "db").read_text() == "data\n"
+
+
+# A release command that records what it saw: `current` (not switched yet), its working dir,
+# its environment (the staged env file and config), and its PATH's first entry.
+SEES = """
+import json, os
+seen = {"current": os.readlink(os.environ["HOME"].replace("/var/lib/", "/opt/") + "/current"),
+        "cwd": os.getcwd(), "version": os.environ["VERSION"],
+        "config": os.environ["APP_CONFIG"], "path": os.environ["PATH"].split(":")[0]}
+open(os.environ["HOME"] + "/seen.json", "w").write(json.dumps(seen))
+"""
+
+
+def test_release_commands_run_with_the_new_release_before_it_is_live(host: Host) -> None:
+    release = install_release(host.paths, "1.0.1", time.time())
+    done = host.switch("1.0.1", commands=([sys.executable, "-c", SEES],))
+    assert done.returncode == 0, done.stderr
+    seen = json.loads((Path(host.paths.data) / "seen.json").read_text())
+    assert seen == {"current": "releases/1.0.0", "cwd": str(release), "version": "1.0.1",
+                    "config": f"{host.paths.config}.new", "path": f"{release}/venv/bin"}
+    assert os.readlink(host.paths.current) == "releases/1.0.1"
+
+
+def test_a_failed_release_command_switches_nothing(host: Host) -> None:
+    install_release(host.paths, "1.0.1", time.time())
+    master = host.herded.master
+    failed = host.switch("1.0.1", commands=(
+        [sys.executable, "-c", "print('ok')"],
+        [sys.executable, "-c", "import sys; print('no such table'); sys.exit(3)"]))
+    assert failed.returncode == 1
+    assert failed.stderr.startswith(f"{APP} 1.0.1: the release command `{sys.executable} -c")
+    assert "failed (exit 3); nothing was switched" in failed.stderr
+    assert "no such table" in failed.stderr
+    assert os.readlink(host.paths.current) == "releases/1.0.0"
+    assert not Path(host.paths.config).exists() and host.herded.master == master
+    missing = host.switch("1.0.1", commands=(["no-such-command"],))
+    assert missing.returncode == 1 and "could not run" in missing.stderr

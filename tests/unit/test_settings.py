@@ -195,6 +195,9 @@ def test_an_app_names_its_variables_and_secret_ones(tmp_path: Path) -> None:
     ({"health_path": "healthz"}, "apps[flasktodo].health_path: 'healthz' is invalid"),
     ({"max_body_size": "lots"}, "apps[flasktodo].max_body_size: 'lots' is invalid"),
     ({"timeout": 0}, "apps[flasktodo].timeout: 0 is invalid"),
+    ({"release_commands": ["migrate"]}, "apps[flasktodo].release_commands: ['migrate']"),
+    ({"release_commands": [[]]}, "apps[flasktodo].release_commands:"),
+    ({"release_commands": [["migrate", 1]]}, "apps[flasktodo].release_commands:"),
     ({"health_path": "/a b"}, "apps[flasktodo].health_path:"),
 ])
 def test_bad_variables_name_the_app_and_key(keys: dict, message: str) -> None:

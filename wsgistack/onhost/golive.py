@@ -8,11 +8,14 @@ it was.
 
     golive switch APP VERSION --config-env VAR --prefix /P --workers N
                   --graceful-timeout S --keep-releases K --keep-backups B --expect FILE=SHA256...
+                  [--release-command '["ARGV", ...]' ...]
         Make APP's candidate config and release VERSION live: verify the candidates are the
-        ones this deploy wrote, load-check the release with them as the app's user, back up
-        the database (as the app's user) when the release changes, make the config and
-        `current` live, swap gunicorn gracefully through gunicorn-herder, and prune old
-        releases. If the new gunicorn fails, the previous config and release are put back.
+        ones this deploy wrote, load-check the release with them as the app's user; when
+        the release changes, back up the database and run the release commands (e.g. a
+        migration), both as the app's user; make the config and `current` live, swap
+        gunicorn gracefully through gunicorn-herder, and prune old releases. A failed check
+        or command switches nothing; if the new gunicorn fails, the previous config and
+        release are put back.
     golive program APP --expect FILE=SHA256
         Make APP's candidate supervisor program live: parsed by supervisor's own parser first,
         then `supervisorctl reread` + `update APP`, and left running.
@@ -37,6 +40,7 @@ import argparse
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import pwd
 import re
@@ -54,6 +58,7 @@ from pathlib import PurePosixPath
 
 ROOT = PurePosixPath("/")
 LOCK_WAIT = 300  # seconds a step waits for another deploy's step on this host
+RELEASE_COMMAND_TIMEOUT = 900  # seconds one release command (a migration) may take
 MARKER = ".wheelhouse-digest"  # a release is complete once this file is written, last
 
 
@@ -457,8 +462,12 @@ def remove_path(path: PurePosixPath) -> None:
 
 
 def run(command: list[str], **options: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, capture_output=True, text=True, check=False,
-                          stdin=subprocess.DEVNULL, **options)
+    """Run a command, its output captured; a `timeout` that passes raises TimeoutError."""
+    try:
+        return subprocess.run(command, capture_output=True, text=True, check=False,
+                              stdin=subprocess.DEVNULL, **options)
+    except subprocess.TimeoutExpired:
+        raise TimeoutError(command[0]) from None
 
 
 def tail(text: str, lines: int) -> str:
@@ -580,25 +589,68 @@ def supervisorctl(*arguments: str) -> subprocess.CompletedProcess[str]:
 
 # --- the steps --------------------------------------------------------------------------
 
+def read_environment(path: PurePosixPath) -> dict[str, str]:
+    """The variables of an app's env file (NAME=<JSON string> lines), as gunicorn.conf.py
+    loads them."""
+    variables = {}
+    with open(path) as env:
+        for line in env:
+            name, _, value = line.rstrip("\n").partition("=")
+            if name and not name.startswith("#"):
+                variables[name] = json.loads(value)
+    return variables
+
+
+def app_environment(paths: AppPaths, staged: Staged, version: str, config_env: str,
+                    prefix: str) -> dict[str, str]:
+    """What the new release runs with before it is live: the staged config, the prefix,
+    and the app's own home, user and tools (the release's venv first on PATH)."""
+    return {config_env: str(staged.new(paths.config)), "SCRIPT_NAME": prefix,
+            "HOME": str(paths.data), "USER": paths.name, "LANG": "C.UTF-8",
+            "PATH": f"{paths.release(version).venv}/bin:/usr/local/bin:/usr/bin:/bin"}
+
+
 def load_check(paths: AppPaths, staged: Staged, version: str, config_env: str,
                prefix: str) -> None:
     """Import the new release with the staged config, as the app's user, from the
     release's own (root-owned) directory: what gunicorn will load, before it is live."""
     release = paths.release(version)
     gunicorn = release.venv / "bin/gunicorn"
-    environment = {config_env: str(staged.new(paths.config)), "SCRIPT_NAME": prefix,
-                   "HOME": str(paths.data), "USER": paths.name, "LANG": "C.UTF-8",
-                   "PATH": "/usr/local/bin:/usr/bin:/bin"}
     try:
         checked = run([str(release.venv / "bin/python"), str(gunicorn), "--check-config",
                        "--config", str(staged.new(paths.gunicorn_config))],
-                      env=environment, cwd=release.path, **user_options(paths.name))
+                      env=app_environment(paths, staged, version, config_env, prefix),
+                      cwd=release.path, **user_options(paths.name))
     except OSError as error:
         raise Refused(f"{paths.name} {version} failed its load check; nothing was switched:"
                       f" {gunicorn}: {error.strerror}") from None
     if checked.returncode != 0:
         raise Refused(f"{paths.name} {version} failed its load check; nothing was switched:\n"
                       + tail(checked.stdout + checked.stderr, 25))
+
+
+def run_release_commands(paths: AppPaths, staged: Staged, version: str, config_env: str,
+                         prefix: str, commands: list[list[str]]) -> None:
+    """Each release command, in order, as the app's user, with the new release and its
+    staged config and environment, in the release's dir; the first failure refuses."""
+    environment = {**read_environment(staged.new(paths.env_file)),
+                   **app_environment(paths, staged, version, config_env, prefix)}
+    for argv in commands:
+        shown = " ".join(argv)
+        refused = f"{paths.name} {version}: the release command `{shown}`"
+        try:
+            done = run(argv, env=environment, cwd=paths.release(version).path,
+                       timeout=RELEASE_COMMAND_TIMEOUT, **user_options(paths.name))
+        except OSError as error:
+            raise Refused(f"{refused} could not run ({error.strerror}); nothing was"
+                          " switched") from None
+        except TimeoutError:
+            raise Refused(f"{refused} took over {RELEASE_COMMAND_TIMEOUT}s; nothing was"
+                          " switched") from None
+        if done.returncode != 0:
+            raise Refused(f"{refused} failed (exit {done.returncode}); nothing was switched:\n"
+                          + tail(done.stdout + done.stderr, 25))
+        say(f"ran {shown}")
 
 
 def reload_gunicorn(paths: AppPaths, workers: int, graceful_timeout: int) -> str:
@@ -619,7 +671,7 @@ def reload_gunicorn(paths: AppPaths, workers: int, graceful_timeout: int) -> str
 
 def switch(paths: AppPaths, version: str, config_env: str, prefix: str, workers: int,
            graceful_timeout: int, keep_releases: int, keep_backups: int,
-           expected: dict[PurePosixPath, str]) -> None:
+           expected: dict[PurePosixPath, str], release_commands: list[list[str]]) -> None:
     unit = app_unit(paths)
     release = f"releases/{version}"
     if not os.path.isfile(paths.release(version).installed_marker):
@@ -630,6 +682,7 @@ def switch(paths: AppPaths, version: str, config_env: str, prefix: str, workers:
         previous = read_link(paths.current)
         if previous != release:
             as_user(paths.name, lambda: backup_database(paths, version, keep_backups))
+            run_release_commands(paths, staged, version, config_env, prefix, release_commands)
         staged.make_live()
         link_atomically(paths.current, release)
         try:
@@ -770,6 +823,13 @@ def app_name(text: str) -> str:
     return text
 
 
+def release_command(text: str) -> list[str]:
+    argv = json.loads(text)
+    if not (isinstance(argv, list) and argv and all(isinstance(arg, str) for arg in argv)):
+        raise ValueError(f"{text!r} is not a JSON list of strings")
+    return argv
+
+
 def version_name(text: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+!-]*", text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a version")
@@ -790,6 +850,8 @@ def parser() -> argparse.ArgumentParser:
     for option in ("--workers", "--graceful-timeout", "--keep-releases", "--keep-backups"):
         step.add_argument(option, type=int, required=True)
     step.add_argument("--expect", nargs="+", required=True, metavar="FILE=SHA256")
+    step.add_argument("--release-command", type=release_command, action="append", default=[],
+                      metavar='\'["ARGV", ...]\'', help="run before the switch (JSON argv)")
     step = steps.add_parser("program", help="make an app's supervisor program live")
     step.add_argument("app", type=app_name)
     step.add_argument("--expect", nargs="+", required=True, metavar="FILE=SHA256")
@@ -811,7 +873,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.step == "switch":
                 switch(AppPaths(args.app, root), args.version, args.config_env, args.prefix,
                        args.workers, args.graceful_timeout, args.keep_releases,
-                       args.keep_backups, parse_expect(args.expect))
+                       args.keep_backups, parse_expect(args.expect), args.release_command)
             elif args.step == "program":
                 apply_program(AppPaths(args.app, root), parse_expect(args.expect))
             elif args.step == "site":
