@@ -57,7 +57,7 @@ def install_release(app: AppSettings, paths: AppPaths, seen: HostState) -> Opera
     bits need a new version.
     """
     python, machine = seen.get(PythonTarget)
-    build = wheelhouse.build(app.source, python, machine)
+    build = wheelhouse.build_app(app, python, machine)
     release = paths.release(app.version)
     installed = seen.get(FileText, path=str(release.installed_marker)).strip()
     if installed == build.digest:

@@ -19,8 +19,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from pyinfra.api.exceptions import PyinfraError
+
 from wsgistack.paths import BUILD_DIR
-from wsgistack.settings import read_project
+from wsgistack.settings import AppSettings, read_project
 
 REQUIREMENTS = "requirements.txt"
 SKIPPED = ("__pycache__", ".egg-info", ".pyc")
@@ -114,6 +116,21 @@ def forget(source: Path) -> None:
 
 class WheelhouseError(Exception):
     """pip could not build or download a wheel; the message holds pip's own output."""
+
+
+class BuildError(PyinfraError):
+    """An app's wheelhouse could not be made: a pyinfra error, so the run stops before any
+    operation, with one line naming the app and then the end of pip's output."""
+
+
+def build_app(app: AppSettings, python: str, machine: str) -> Wheelhouse:
+    """build() for an app, its failure said in the app's name."""
+    try:
+        return build(app.source, python, machine)
+    except WheelhouseError as error:
+        detail = "\n".join(f"    {line}" for line in str(error).strip().splitlines()[-15:])
+        raise BuildError(f"apps[{app.name}]: building {app.source} for CPython {python}"
+                         f" ({machine}) failed; nothing was deployed:\n{detail}") from None
 
 
 def pip(*args: str) -> None:

@@ -7,6 +7,7 @@ certificate, 2 production hosts with the operator's certificate (the tests' own)
 from __future__ import annotations
 
 import json
+import platform
 import re
 import shlex
 import ssl
@@ -21,6 +22,8 @@ from tests.integration.helpers import (
     PRODUCTION_SECRET_KEY,
     Browser,
     Deployment,
+    app_release,
+    apps_data,
     connect,
     deploy,
     http,
@@ -338,3 +341,18 @@ def test_the_apps_logs_are_closed_to_others(deployment: Deployment, host: dict) 
     for log in logs:
         read = sandbox.ssh(host, f"runuser -u nobody -- head -c1 {log}", check=False)
         assert read.returncode != 0 and "Permission denied" in read.stderr, log
+
+
+def test_a_build_that_fails_names_the_app_and_touches_nothing(deployment: Deployment,
+                                                              tmp_path: Path) -> None:
+    source = app_release(tmp_path, "9.9.9")
+    project = source / "pyproject.toml"
+    project.write_text(project.read_text().replace('"setuptools.build_meta"',
+                                                   '"no_such_backend"'))
+    before = snapshot(deployment.sandbox)
+    run = deployment.run("--limit", "staging", "--data", apps_data(source))
+    assert run.returncode != 0
+    assert (f"apps[flasktodo]: building {source} for CPython 3.11 ({platform.machine()})"
+            " failed; nothing was deployed") in run.output, run.output[-3000:]
+    assert "no_such_backend" in run.output and "Traceback" not in run.output
+    assert snapshot(deployment.sandbox) == before
