@@ -70,7 +70,10 @@ generate_secrets = True
 # "ok" and its "version", if any, the one deployed; a path of its own is closed to all but
 # the host and health_check_from); release_commands ([["django-admin", "migrate"]]: run,
 # as the app's user with the new release, its config and environment, after the database
-# backup and before a new release goes live; a failure switches nothing). To remove an app:
+# backup and before a new release goes live; a failure switches nothing); static
+# ({"/static/": "package/static"}: URL paths under the prefix that nginx serves itself,
+# from dirs in the release's installed packages, each checked to exist when the release is
+# built). To remove an app:
 # {"name": ..., "state": "absent"} stops it and removes its program, site locations, code
 # and config, keeping its data in /var/lib/<name>; add "purge": True to remove the data and
 # its user too.
@@ -83,5 +86,6 @@ apps = [
         "prefix": "/flasktodo",
         "port": 8004,
         "health_path": "/healthz",
+        "static": {"/static/": "flasktodo/static"},
     },
 ]

@@ -82,14 +82,12 @@ def install_release(app: AppSettings, paths: AppPaths, seen: HostState) -> Opera
 def install_commands(app: AppSettings, paths: AppPaths, build: wheelhouse.Wheelhouse
                      ) -> list[str]:
     """Shell, in root's own /opt/<app>: unpack the wheelhouse, make the release's venv, link
-    its static dir, and write the marker last (checked by shellcheck in `make lint`)."""
+    each static dir (checked again on the host: it must exist), and write the marker last
+    (checked by shellcheck in `make lint`)."""
     release = paths.release(app.version)
-    package = app.wsgi.split(":")[0].split(".")[0]
     python = f"{release.venv}/bin/python"
-    static_dir = (f"\"$({python} -c 'import importlib.util, os;"
-                  f" print(os.path.dirname(importlib.util.find_spec(\"{package}\").origin))')\"")
     wheels = paths.wheelhouse
-    return [
+    commands = [
         f"rm -rf {release.path} {wheels} && mkdir -p {release.path} {wheels}",
         f"tar -xf {wheels}.tar -C {wheels}",
         f"python3 -m venv --without-pip {release.venv}",
@@ -97,9 +95,17 @@ def install_commands(app: AppSettings, paths: AppPaths, build: wheelhouse.Wheelh
         f"{python} {wheels}/{build.installer_wheel}/pip install --quiet"
         f" --disable-pip-version-check --no-index --find-links {wheels}"
         f" --requirement {wheels}/requirements.txt {wheels}/{build.app_wheel}",
-        f"ln -sfn {static_dir}/static {release.static}",
-        f"echo {shlex.quote(build.digest)} > {release.installed_marker}",
     ]
+    if app.static:  # one command: pyinfra runs each in a shell of its own
+        links = [f"packages=$({python} -c 'import sysconfig;"
+                 " print(sysconfig.get_path(\"purelib\"))')"]
+        for index, (url, folder) in enumerate(app.static):
+            missing = f"apps[{app.name}].static: {url} -> {folder}: no such dir in the release"
+            links.append(f"if [ -d \"$packages\"/{folder} ]; then ln -sfn"
+                         f" \"$packages\"/{folder} {release.static(index)}; else"
+                         f" echo {shlex.quote(missing)} >&2; exit 1; fi")
+        commands.append("\n".join(links))
+    return [*commands, f"echo {shlex.quote(build.digest)} > {release.installed_marker}"]
 
 
 def rollback_target(app: AppSettings, paths: AppPaths, wanted: str | None) -> str:

@@ -43,7 +43,9 @@ APP_OWN = {"workers": ("gunicorn_workers", WORKERS),
            "max_body_size": ("client_max_body_size", BODY_SIZE),
            "timeout": ("gunicorn_timeout", TIMEOUT)}
 APP_KEYS = {"name", "source", "wsgi", "config_env", "prefix", "port", *APP_OWN, "env",
-            "secret_env", "health_path", "release_commands", "state", "purge"}
+            "secret_env", "health_path", "release_commands", "static", "state", "purge"}
+STATIC_URL = re.compile(r"^/([A-Za-z0-9._~-]+/)+$")
+RELEASE_DIR = re.compile(r"^(?!.*(^|/)\.\.?(/|$))[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 
 
 class SettingsError(PyinfraError):
@@ -73,6 +75,8 @@ class AppSettings:
     health_path: str = "/"  # under the prefix: what the health checks ask (wsgistack.health)
     # argv lists run before a new release goes live (golive switch), e.g. a migration
     release_commands: tuple[tuple[str, ...], ...] = ()
+    # (URL path under the prefix, dir in the release's installed packages) nginx serves
+    static: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -341,12 +345,21 @@ def load_app(c: Checker, entry: dict[str, Any], index: int,
         c.fail(f"{where}.release_commands", f"{commands!r} is invalid: expected a list of"
                " commands, each a list of arguments, e.g. [[\"django-admin\", \"migrate\"]]")
         commands = []
+    static = entry.get("static", {})
+    if not isinstance(static, dict) or not all(
+            isinstance(url, str) and STATIC_URL.match(url) and isinstance(folder, str)
+            and RELEASE_DIR.match(folder) for url, folder in static.items()):
+        c.fail(f"{where}.static", f"{static!r} is invalid: expected {{\"/static/\":"
+               " \"package/static\"}: URL paths under the prefix, ending in /, and dirs in"
+               " the release's installed packages")
+        static = {}
     if len(c.problems) > before:
         return None
     distribution, version = read_project(REPO_ROOT / source)
     return AppSettings(name, REPO_ROOT / source, distribution, version, wsgi, config_env,
                        prefix, port, own["workers"], own["max_body_size"], own["timeout"], env,
-                       secret_env, health_path, tuple(map(tuple, commands)))
+                       secret_env, health_path, tuple(map(tuple, commands)),
+                       tuple(static.items()))
 
 
 def load_environment(c: Checker, entry: dict[str, Any], where: str, config_env: str | None

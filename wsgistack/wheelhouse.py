@@ -16,6 +16,7 @@ import sys
 import tarfile
 import tempfile
 import threading
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,13 +125,32 @@ class BuildError(PyinfraError):
 
 
 def build_app(app: AppSettings, python: str, machine: str) -> Wheelhouse:
-    """build() for an app, its failure said in the app's name."""
+    """build() for an app, its failure said in the app's name; each of its static dirs must
+    be in one of the wheels it installs."""
     try:
-        return build(app.source, python, machine)
+        built = build(app.source, python, machine)
     except WheelhouseError as error:
         detail = "\n".join(f"    {line}" for line in str(error).strip().splitlines()[-15:])
         raise BuildError(f"apps[{app.name}]: building {app.source} for CPython {python}"
                          f" ({machine}) failed; nothing was deployed:\n{detail}") from None
+    folders = wheel_folders(built.path)
+    for url, folder in app.static:
+        if folder not in folders:
+            raise BuildError(f"apps[{app.name}].static: {url} -> {folder}: no such dir in"
+                             " the release's wheels; nothing was deployed")
+    return built
+
+
+@functools.cache  # a wheelhouse never changes once built (its name holds its digest)
+def wheel_folders(wheels: Path) -> frozenset[str]:
+    """Every directory the wheels in `wheels` install (e.g. "flasktodo/static")."""
+    folders = set()
+    for wheel in wheels.glob("*.whl"):
+        with zipfile.ZipFile(wheel) as archive:
+            for name in archive.namelist():
+                parts = name.split("/")[:-1]
+                folders.update("/".join(parts[:depth]) for depth in range(1, len(parts) + 1))
+    return frozenset(folders)
 
 
 def pip(*args: str) -> None:

@@ -356,3 +356,15 @@ def test_a_build_that_fails_names_the_app_and_touches_nothing(deployment: Deploy
             " failed; nothing was deployed") in run.output, run.output[-3000:]
     assert "no_such_backend" in run.output and "Traceback" not in run.output
     assert snapshot(deployment.sandbox) == before
+
+
+def test_a_static_dir_the_release_lacks_is_refused_before_any_host_changes(
+        deployment: Deployment) -> None:
+    entry = {**APP, "static": {"/static/": "flasktodo/static", "/media/": "flasktodo/media"}}
+    before = snapshot(deployment.sandbox)
+    run = deployment.run("--limit", "staging", "--data", "apps=" + json.dumps([entry]))
+    assert run.returncode != 0
+    assert ("apps[flasktodo].static: /media/ -> flasktodo/media: no such dir in the release's"
+            " wheels; nothing was deployed") in run.output, run.output[-3000:]
+    assert "Traceback" not in run.output
+    assert snapshot(deployment.sandbox) == before

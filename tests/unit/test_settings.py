@@ -198,6 +198,10 @@ def test_an_app_names_its_variables_and_secret_ones(tmp_path: Path) -> None:
     ({"release_commands": ["migrate"]}, "apps[flasktodo].release_commands: ['migrate']"),
     ({"release_commands": [[]]}, "apps[flasktodo].release_commands:"),
     ({"release_commands": [["migrate", 1]]}, "apps[flasktodo].release_commands:"),
+    ({"static": {"/static": "flasktodo/static"}}, "apps[flasktodo].static:"),
+    ({"static": {"/static/": "../etc"}}, "apps[flasktodo].static:"),
+    ({"static": {"/static/": "/etc"}}, "apps[flasktodo].static:"),
+    ({"static": ["/static/"]}, "apps[flasktodo].static:"),
     ({"health_path": "/a b"}, "apps[flasktodo].health_path:"),
 ])
 def test_bad_variables_name_the_app_and_key(keys: dict, message: str) -> None:

@@ -223,3 +223,16 @@ def test_each_app_has_its_own_limits_in_nginx_and_gunicorn(tmp_path: Path,
     values = python_values(render_app_file("etc/app/gunicorn.conf.py.j2", settings),
                            str(env_file.with_name("gunicorn.conf.py")))
     assert values["timeout"] == 120
+
+
+def test_each_static_dir_is_its_own_location_from_the_live_release(tmp_path: Path) -> None:
+    data = {**group_data("staging"), "secrets_dir": str(tmp_path)}
+    data["apps"] = [{**data["apps"][0], "static": {"/static/": "flasktodo/static",
+                                                   "/media/": "flasktodo/media"}}]
+    site = render_site(load_settings(data, "staging"))
+    assert "location ^~ /flasktodo/static/ {\n        alias /opt/flasktodo/current/static/;" \
+        in site
+    assert "location ^~ /flasktodo/media/ {\n        alias /opt/flasktodo/current/static-1/;" \
+        in site
+    data["apps"] = [{key: value for key, value in data["apps"][0].items() if key != "static"}]
+    assert "alias" not in render_site(load_settings(data, "staging")), "no static: the app's"

@@ -79,10 +79,10 @@ class ReleasePaths:
         """Holds the digest of the wheelhouse the release was installed from, written last."""
         return self.path / MARKER
 
-    @property
-    def static(self) -> PurePosixPath:
-        """Link to the installed package's static dir; nginx serves current/static/."""
-        return self.path / "static"
+    def static(self, index: int) -> PurePosixPath:
+        """Link to the app's `index`th static dir (its `static` setting), which nginx
+        serves through current/: `static` for the first, as releases always had it."""
+        return self.path / ("static" if index == 0 else f"static-{index}")
 
 
 @dataclass(frozen=True)
