@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -11,6 +12,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email import message as email_message
 from http import cookiejar as http_cookiejar
@@ -86,6 +88,16 @@ class Sandbox:
         return [self.controller_address(host) for host in self.hosts()]
 
 
+@contextlib.contextmanager
+def own_sandbox(name: str, subnet: str, hosts: str) -> Iterator[Sandbox]:
+    """A sandbox of a test module's own: up for the module, down after it, failed or not."""
+    sandbox = Sandbox.up(name, subnet, hosts)
+    try:
+        yield sandbox
+    finally:
+        sandbox.down()
+
+
 @dataclass
 class Run:
     """One pyinfra run: its exit status and everything it printed."""
@@ -97,6 +109,11 @@ class Run:
         """Per-host operation results that changed something ("Success" lines)."""
         return [line for line in self.output.splitlines()
                 if re.match(r"^\s+\[[^\]]+\]\s+Success", line)]
+
+    def succeeded(self) -> Run:
+        """This run, asserted to have succeeded (its output's end if not)."""
+        assert self.returncode == 0, self.output[-5000:]
+        return self
 
     def planned_changes(self) -> list[str]:
         """Rows of the dry run's "Detected changes" table that name any host."""

@@ -25,6 +25,7 @@ from tests.integration.helpers import (
     deploy,
     deploy_command,
     http,
+    own_sandbox,
 )
 from tests.polling import wait_for
 
@@ -83,12 +84,10 @@ class Host:
 
 @pytest.fixture(scope="module")
 def host(secrets_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Host:
-    sandbox = Sandbox.up(NAME, SUBNET, "staging=1")
-    host = Host(sandbox, secrets_dir, tmp_path_factory.mktemp("releases"))
-    first = host.deploy()
-    assert first.returncode == 0, first.output[-5000:]
-    yield host
-    sandbox.down()
+    with own_sandbox(NAME, SUBNET, "staging=1") as sandbox:
+        host = Host(sandbox, secrets_dir, tmp_path_factory.mktemp("releases"))
+        host.deploy().succeeded()
+        yield host
 
 
 def test_root_never_signals_a_pid_the_app_user_wrote(host: Host) -> None:

@@ -18,6 +18,7 @@ from tests.integration.helpers import (
     apps_data,
     deploy,
     http,
+    own_sandbox,
     wait_for_http_ok,
 )
 from tests.integration.load import Load
@@ -77,14 +78,12 @@ class Host:
 
 @pytest.fixture(scope="module")
 def host(secrets_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Host:
-    sandbox = Sandbox.up(NAME, SUBNET, "staging=1")
-    host = Host(sandbox, secrets_dir, tmp_path_factory.mktemp("sources"))
-    first = host.deploy("1.0.0")
-    assert first.returncode == 0, first.output[-5000:]
-    for title in ("first", "second", "third"):
-        host.add(title)
-    yield host
-    sandbox.down()
+    with own_sandbox(NAME, SUBNET, "staging=1") as sandbox:
+        host = Host(sandbox, secrets_dir, tmp_path_factory.mktemp("sources"))
+        host.deploy("1.0.0").succeeded()
+        for title in ("first", "second", "third"):
+            host.add(title)
+        yield host
 
 
 def test_a_rollback_keeps_every_item_and_drops_no_request(host: Host) -> None:

@@ -24,6 +24,7 @@ from tests.integration.helpers import (
     deploy,
     deploy_command,
     http,
+    own_sandbox,
     repo_copy,
     sandbox_cli,
     wait_for_http_ok,
@@ -69,12 +70,10 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(secrets_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Stack:
-    sandbox = Sandbox.up(NAME, SUBNET, "staging=1,production=2")
-    stack = Stack(sandbox, secrets_dir, tmp_path_factory.mktemp("releases"))
-    first = stack.deploy()
-    assert first.returncode == 0, first.output[-5000:]
-    yield stack
-    sandbox.down()
+    with own_sandbox(NAME, SUBNET, "staging=1,production=2") as sandbox:
+        stack = Stack(sandbox, secrets_dir, tmp_path_factory.mktemp("releases"))
+        stack.deploy().succeeded()
+        yield stack
 
 
 def deploy_under_load(stack: Stack, host: dict, *args: str) -> tuple[Run, Load, float]:
