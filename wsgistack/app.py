@@ -23,7 +23,7 @@ from wsgistack.onhost.golive import app_unit
 from wsgistack.paths import TEMPLATES, AppPaths
 from wsgistack.releases import install_release, release_link
 from wsgistack.secrets import SECRET_KEY
-from wsgistack.settings import AppSettings, Settings
+from wsgistack.settings import SERVER_NAMES_ENV, AppSettings, Settings
 from wsgistack.staged import StagedState, candidate, expect, expected_digests, golive, is_due
 
 NOLOGIN = "/usr/sbin/nologin"
@@ -49,7 +49,7 @@ def environment(settings: Settings, app: AppSettings, secrets: dict[str, str]
                 ) -> list[tuple[str, str]]:
     """The app's process environment from its env file: the server names, its plain
     variables, then its secret ones."""
-    return [("WSGISTACK_SERVER_NAMES", " ".join(settings.server_names)), *app.env,
+    return [(SERVER_NAMES_ENV, " ".join(settings.server_names)), *app.env,
             *((name, secrets[name]) for name in app.secret_env)]
 
 

@@ -20,11 +20,10 @@ from wsgistack.settings import Settings
 from wsgistack.staged import StagedState, candidate, expect, expected_digests, golive, is_due
 from wsgistack.tls import TlsPaths
 
-ENABLED = "/etc/nginx/sites-enabled"
-
 
 def available(settings: Settings) -> str:
-    return f"/etc/nginx/sites-available/{settings.site_name}"
+    """The site's file in sites-available (its unit's first file, declared in golive)."""
+    return str(site_unit(settings.site_name).files[0])
 
 
 def site_logs(settings: Settings) -> dict[str, str]:
@@ -59,7 +58,8 @@ def managed(settings: Settings) -> list[Managed]:
         *tls.directories(),
         *candidates(settings),
         *log_files(settings),
-        AbsentLink("Disable Debian's default nginx site", f"{ENABLED}/default"),
+        AbsentLink("Disable Debian's default nginx site",
+                   f"{site_unit(settings.site_name).listing}/default"),
     ]
 
 

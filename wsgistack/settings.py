@@ -31,7 +31,8 @@ MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 HEALTH_PATH = re.compile(r"^/([A-Za-z0-9._~-]+/?)*$")
 # Variables the stack itself sets for every app: not for an entry's env or secret_env.
-RESERVED_ENV = {"HOME", "USER", "PATH", "SCRIPT_NAME", "SECRET_KEY"}
+SERVER_NAMES_ENV = "WSGISTACK_SERVER_NAMES"  # the group's server_names, space-separated
+RESERVED_ENV = {"HOME", "USER", "PATH", "SCRIPT_NAME", "SECRET_KEY", SERVER_NAMES_ENV}
 APP_STATES = ("present", "absent")
 
 # (type, check, what is expected) of settings a group sets and an app entry may override.
@@ -368,7 +369,7 @@ def load_environment(c: Checker, entry: dict[str, Any], where: str, config_env: 
     stack sets itself, none in both."""
     env = entry.get("env", {})
     secret_env = entry.get("secret_env", [])
-    reserved = RESERVED_ENV | {config_env} | {"WSGISTACK_SERVER_NAMES"}
+    reserved = RESERVED_ENV | {config_env}
 
     def usable(name: object) -> bool:
         return isinstance(name, str) and bool(ENV_NAME.match(name)) and name not in reserved

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from wsgistack.managed import Directory, File, Managed
-from wsgistack.onhost.golive import ROOT, tls_paths
+from wsgistack.onhost.golive import ROOT, tls_dir, tls_paths
 from wsgistack.settings import Settings
 from wsgistack.staged import candidate
 
-TLS_DIR = tls_paths("any", ROOT)[0].parent
+TLS_DIR = tls_dir(ROOT)
 # pyinfra runs the deploy for each host in parallel greenlets: make a pair once.
 MAKE_LOCK = threading.Lock()
 

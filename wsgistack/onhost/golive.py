@@ -218,10 +218,14 @@ def nginx_dir(root: PurePosixPath) -> PurePosixPath:
     return root / "etc/nginx"
 
 
+def tls_dir(root: PurePosixPath) -> PurePosixPath:
+    """The sites' certificates; their keys in private/ beneath it, root's only."""
+    return root / "etc/ssl/wsgistack"
+
+
 def tls_paths(site: str, root: PurePosixPath) -> tuple[PurePosixPath, PurePosixPath]:
     """The site's certificate and key as nginx reads them."""
-    tls = root / "etc/ssl/wsgistack"
-    return tls / f"{site}.crt", tls / "private" / f"{site}.key"
+    return tls_dir(root) / f"{site}.crt", tls_dir(root) / "private" / f"{site}.key"
 
 
 # --- units: live state that goes live together, and its stamp --------------------------
