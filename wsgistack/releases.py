@@ -19,19 +19,19 @@ from wsgistack import wheelhouse
 from wsgistack.changes import refuse
 from wsgistack.facts import FileText, LinkTarget, PythonTarget
 from wsgistack.hoststate import HostState, Read
-from wsgistack.onhost.golive import MARKER
 from wsgistack.paths import AppPaths
 from wsgistack.settings import AppSettings
+from wsgistack.staged import golive
 
 
 class InstalledReleases(FactBase[list[str]]):
-    """The complete releases of an app, oldest first."""
+    """The complete releases of an app, oldest first, as golive prunes them; none where
+    golive is not installed (nothing was ever deployed)."""
 
     default = list
 
-    def command(self, releases: str) -> str:
-        return (f"ls -1tr {shlex.quote(releases)}/*/{MARKER} 2>/dev/null"
-                f" | awk -F/ '{{print $(NF-1)}}' || true")
+    def command(self, app: str) -> str:
+        return f"{golive('releases', app)} 2>/dev/null || true"
 
     def process(self, output: list[str]) -> list[str]:
         return [line for line in output if line]
@@ -110,7 +110,7 @@ def install_commands(app: AppSettings, paths: AppPaths, build: wheelhouse.Wheelh
 
 def rollback_target(app: AppSettings, paths: AppPaths, wanted: str | None) -> str:
     """The version to roll back to, or a refusal saying why there is none."""
-    installed = host.get_fact(InstalledReleases, releases=str(paths.releases))
+    installed = host.get_fact(InstalledReleases, app=app.name)
     live = host.get_fact(LinkTarget, path=str(paths.current)).removeprefix("releases/")
     if wanted is not None:
         if wanted not in installed:

@@ -225,6 +225,9 @@ def test_pruning_keeps_the_newest_and_the_live_release(tmp_path: Path) -> None:
         install_release(paths, version, 1_000_000 + number)
     Path(paths.releases, "1.0.4").mkdir()  # an install that never finished
     Path(paths.current).symlink_to("releases/1.0.0")
+    listed = subprocess.run([sys.executable, str(GOLIVE_SOURCE), "--root", str(tmp_path),
+                             "releases", APP], capture_output=True, text=True, check=True)
+    assert listed.stdout.split() == ["1.0.0", "1.0.1", "1.0.2", "1.0.3"], "complete, oldest first"
     assert golive.prune_releases(paths, keep=2) == ["1.0.1", "1.0.4"]
     assert sorted(path.name for path in Path(paths.releases).iterdir()) == [
         "1.0.0", "1.0.2", "1.0.3"]

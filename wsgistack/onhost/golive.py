@@ -22,6 +22,9 @@ it was.
     golive site SITE --expect FILE=SHA256...
         Make the candidate nginx site and TLS pair live: `nginx -t` on a copy of nginx's
         config in which they replace the live ones, then live, enabled, and nginx reloaded.
+    golive releases APP
+        APP's complete releases, oldest first, one a line (what rollback.py chooses from
+        and what `switch` prunes by); a read: it takes no lock.
     golive remove APP [--purge]
         Stop and remove APP's supervisor program, then its code, config and runtime dir (and
         with --purge its data, logs, user and group).
@@ -862,6 +865,8 @@ def parser() -> argparse.ArgumentParser:
     step = steps.add_parser("site", help="make the nginx site and TLS pair live")
     step.add_argument("site", type=app_name)
     step.add_argument("--expect", nargs="+", required=True, metavar="FILE=SHA256")
+    step = steps.add_parser("releases", help="an app's complete releases, oldest first")
+    step.add_argument("app", type=app_name)
     step = steps.add_parser("remove", help="remove an app marked absent")
     step.add_argument("app", type=app_name)
     step.add_argument("--purge", action="store_true", help="its data, logs and user too")
@@ -871,6 +876,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     root = args.root
+    if args.step == "releases":
+        print("\n".join(installed_releases(AppPaths(args.app, root))[0]))
+        return 0
     keep_going_without_the_controller()
     try:
         with deploy_lock(root):
