@@ -10,6 +10,7 @@ Writes docs/performance.md and docs/converge-vs-hosts.png, and prints the figure
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,7 +32,9 @@ from tests.integration.helpers import (
     provide_production_tls,
     sandbox_cli,
 )
-from wsgistack import wheelhouse
+from wsgistack import sources, wheelhouse
+from wsgistack.paths import BUILD_DIR
+from wsgistack.wheelhouse import Target
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 FLEET = ("bench", "10.183.0.0/24", "staging=1,production=9")  # 10 hosts
@@ -131,12 +134,17 @@ def fresh_deploys(secrets_dir: Path) -> Series:
     return series
 
 
+BOOKWORM = Target("3.11", "x86_64", "2.36")  # the fleet's hosts
+
+
 def build(source: Path) -> Timed:
     """Build a version's wheelhouse ahead of its redeploy, so that figure is the hosts'.
     Cold: a build left by an earlier bench run of the same version is removed first."""
-    wheelhouse.forget(source)
+    wheelhouse.forget("flasktodo")
+    shutil.rmtree(BUILD_DIR / "apps" / f"flasktodo-{sources.digest(source)}",
+                  ignore_errors=True)  # and its own wheel
     busy, started = busy_cpu_seconds(), time.monotonic()
-    wheelhouse.build(source, "3.11", "x86_64")  # the fleet's bookworm hosts
+    wheelhouse.build("flasktodo", source, None, BOOKWORM)  # the fleet's hosts
     return Timed(time.monotonic() - started, 0, cpu_seconds=busy_cpu_seconds() - busy)
 
 

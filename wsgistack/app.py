@@ -22,7 +22,6 @@ from wsgistack.managed import Directory, File, Managed, ensure_all
 from wsgistack.onhost.golive import app_unit
 from wsgistack.paths import TEMPLATES, AppPaths
 from wsgistack.releases import install_release, release_link
-from wsgistack.secrets import SECRET_KEY
 from wsgistack.settings import SERVER_NAMES_ENV, AppSettings, Settings
 from wsgistack.staged import StagedState, candidate, expect, expected_digests, golive, is_due
 
@@ -56,12 +55,13 @@ def environment(settings: Settings, app: AppSettings, secrets: dict[str, str]
 def config_files(settings: Settings, app: AppSettings, paths: AppPaths,
                  secrets: dict[str, str]) -> list[Managed]:
     """The candidate config files, in app_unit's order: made live by the switch."""
+    own = [File(f"Write {app.name}'s candidate {app.config_name} (its own config, from"
+                f" {app.config.name})", str(candidate(paths.config(app.config_name))), "root",
+                app.name, "640", template=app.config,
+                context={"app": app, "paths": paths, "settings": settings, "secrets": secrets},
+                secret=True)] if app.config else []
     return [
-        File(f"Write {app.name}'s candidate config (secret key, database, debug off)",
-             str(candidate(paths.config)), "root", app.name, "640",
-             template=TEMPLATES / "etc/app/config.py.j2",
-             context={"app": app, "paths": paths, "secret_key": secrets[SECRET_KEY]},
-             secret=True),
+        *own,
         File(f"Write {app.name}'s candidate gunicorn settings",
              str(candidate(paths.gunicorn_config)), "root", app.name, "640",
              template=TEMPLATES / "etc/app/gunicorn.conf.py.j2",
@@ -82,7 +82,7 @@ def managed(settings: Settings, app: AppSettings, secrets: dict[str, str]) -> li
 def probes(app: AppSettings) -> list[Read]:
     paths = AppPaths(app.name)
     return [Read.of(SystemAccount, user=app.name),
-            Read.of(StagedState, unit=app_unit(paths)),
+            Read.of(StagedState, unit=app_unit(paths, app.config_name)),
             *releases.probes(app, paths)]
 
 
@@ -98,7 +98,7 @@ def prepare_app(settings: Settings, app: AppSettings, secrets: dict[str, str],
     install = install_release(app, paths, seen)
     live_release = seen.get(LinkTarget, path=str(paths.current))
     if (will_change(*config, install) or live_release != release_link(app.version)
-            or is_due(seen.get(StagedState, unit=app_unit(paths)))):
+            or is_due(seen.get(StagedState, unit=app_unit(paths, app.config_name)))):
         return switch_command(settings, app, expected_digests(candidates))
     return ""
 
@@ -120,11 +120,12 @@ def switch_command(settings: Settings, app: AppSettings, digests: list[str]) -> 
     """golive switch: verify the candidates have these SHA-256 `digests`, load-check the
     release with them, back up the data and run the release commands (on a new release),
     make config and release live, swap gunicorn; put all back if the new gunicorn fails."""
-    return golive("switch", app.name, app.version, "--config-env", app.config_env,
-                  "--prefix", app.prefix, "--workers", app.workers,
+    config = ("--config", app.config_name, "--config-env", app.config_env) if app.config else ()
+    return golive("switch", app.name, app.version, *config, "--prefix", app.prefix,
+                  "--workers", app.workers,
                   "--graceful-timeout", settings.gunicorn_graceful_timeout,
                   "--keep-releases", settings.keep_releases,
                   "--keep-backups", settings.keep_backups,
-                  "--expect", *expect(app_unit(AppPaths(app.name)), digests),
+                  "--expect", *expect(app_unit(AppPaths(app.name), app.config_name), digests),
                   *(argument for argv in app.release_commands
                     for argument in ("--release-command", json.dumps(list(argv)))))

@@ -6,6 +6,8 @@ import shlex
 
 from pyinfra.api import FactBase
 
+from wsgistack.wheelhouse import Target
+
 
 class FileText(FactBase[str]):
     """The text of a small file on the host; empty if it does not exist."""
@@ -16,16 +18,17 @@ class FileText(FactBase[str]):
         return f"cat {shlex.quote(path)} 2>/dev/null || true"
 
 
-class PythonTarget(FactBase[tuple[str, str]]):
-    """(python version, machine) of the host's python3, e.g. ("3.11", "x86_64"): what the
-    wheelhouse is built for. Fixed by the OS release, so it is safe to branch on."""
+class PythonTarget(FactBase[Target]):
+    """The host's python3, machine and glibc, e.g. Target("3.11", "x86_64", "2.36"): what
+    the wheelhouse is built for. Fixed by the OS release, so it is safe to branch on."""
 
     def command(self) -> str:
-        return "echo \"$(python3 -V) $(uname -m)\""  # "Python 3.11.2 x86_64"
+        # "Python 3.11.2 x86_64 glibc 2.36"
+        return "echo \"$(python3 -V) $(uname -m) $(getconf GNU_LIBC_VERSION)\""
 
-    def process(self, output: list[str]) -> tuple[str, str]:
-        _python, version, machine = output[0].split()
-        return ".".join(version.split(".")[:2]), machine
+    def process(self, output: list[str]) -> Target:
+        _python, version, machine, _glibc, glibc = output[0].split()
+        return Target(".".join(version.split(".")[:2]), machine, glibc)
 
 
 class LinkTarget(FactBase[str]):

@@ -13,6 +13,8 @@ from wsgistack.onhost.golive import ROOT, AppPaths, ReleasePaths, herder, superv
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO_ROOT / "templates"
 BUILD_DIR = REPO_ROOT / "build"
+# Dependencies uv resolved for an app without a lock of its own: commit them.
+LOCKS_DIR = REPO_ROOT / "locks"
 ONHOST = Path(__file__).resolve().parent / "onhost"
 HERDER_SOURCE = ONHOST / "gunicorn_herder.py"
 GOLIVE_SOURCE = ONHOST / "golive.py"
@@ -21,6 +23,6 @@ HERDER = herder(ROOT)
 GOLIVE = HERDER.with_name("golive")
 SUPERVISOR_QUERY = supervisor_query(ROOT)
 
-__all__ = ["BUILD_DIR", "GOLIVE", "GOLIVE_SOURCE", "HERDER", "HERDER_SOURCE", "REPO_ROOT",
-           "SUPERVISOR_QUERY", "SUPERVISOR_QUERY_SOURCE", "TEMPLATES", "AppPaths",
+__all__ = ["BUILD_DIR", "GOLIVE", "GOLIVE_SOURCE", "HERDER", "HERDER_SOURCE", "LOCKS_DIR",
+           "REPO_ROOT", "SUPERVISOR_QUERY", "SUPERVISOR_QUERY_SOURCE", "TEMPLATES", "AppPaths",
            "ReleasePaths"]

@@ -56,8 +56,7 @@ def install_release(app: AppSettings, paths: AppPaths, seen: HostState) -> Opera
     converged host uploads and installs nothing. A live release is never reinstalled: new
     bits need a new version.
     """
-    python, machine = seen.get(PythonTarget)
-    build = wheelhouse.build_app(app, python, machine)
+    build = wheelhouse.build_app(app, seen.get(PythonTarget))
     release = paths.release(app.version)
     installed = seen.get(FileText, path=str(release.installed_marker)).strip()
     if installed == build.digest:
@@ -66,7 +65,7 @@ def install_release(app: AppSettings, paths: AppPaths, seen: HostState) -> Opera
         return refuse(
             name=f"Refuse to reinstall the live {app.name} {app.version}",
             message=f"{app.name} {app.version} is live on this host and was built from other"
-                    f" sources: bump the version in {app.source}/pyproject.toml to deploy them",
+                    " sources or dependencies: give the app a new version to deploy them",
         )
     files.put(
         name=f"Upload the {app.name} {app.version} wheelhouse",
@@ -87,6 +86,7 @@ def install_commands(app: AppSettings, paths: AppPaths, build: wheelhouse.Wheelh
     release = paths.release(app.version)
     python = f"{release.venv}/bin/python"
     wheels = paths.wheelhouse
+    own = f" {wheels}/{shlex.quote(build.app_wheel)}" if build.app_wheel else ""
     commands = [
         f"rm -rf {release.path} {wheels} && mkdir -p {release.path} {wheels}",
         f"tar -xf {wheels}.tar -C {wheels}",
@@ -94,7 +94,7 @@ def install_commands(app: AppSettings, paths: AppPaths, build: wheelhouse.Wheelh
         # pip runs from its wheel, installing into the venv whose python runs it.
         f"{python} {wheels}/{build.installer_wheel}/pip install --quiet"
         f" --disable-pip-version-check --no-index --find-links {wheels}"
-        f" --requirement {wheels}/requirements.txt {wheels}/{build.app_wheel}",
+        f" --requirement {wheels}/requirements.txt{own}",
     ]
     if app.static:  # one command: pyinfra runs each in a shell of its own
         links = [f"packages=$({python} -c 'import sysconfig;"

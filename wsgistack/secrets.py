@@ -1,10 +1,11 @@
 """App secrets, read on the controller: never in git, never invented for production, never
 weak.
 
-Each app has its secret key (SECRET_KEY, for its config file) and the secret variables its
-entry names in `secret_env`. Each is read from $<GROUP>_<APP>_<NAME> (e.g.
-PRODUCTION_FLASKTODO_SECRET_KEY), else from <secrets_dir>/<group>/<app>.<name> (e.g.
-flasktodo.secret_key); where generate_secrets is on, a missing one is made once there.
+An app's secrets are the variables its entry names in `secret_env` (e.g. FlaskTODO's
+SECRET_KEY): in its env file, and given to its config template as `secrets`. Each is read
+from $<GROUP>_<APP>_<NAME> (e.g. PRODUCTION_FLASKTODO_SECRET_KEY), else from
+<secrets_dir>/<group>/<app>.<name> (e.g. flasktodo.secret_key); where generate_secrets is
+on, a missing one is made once there.
 """
 
 from __future__ import annotations
@@ -20,11 +21,6 @@ from wsgistack.settings import AppSettings, Settings, SettingsError
 # repeated (a placeholder). A generated one has 64 characters of 64 possible.
 MIN_LENGTH = 32
 MIN_DISTINCT = 10
-SECRET_KEY = "SECRET_KEY"
-
-
-def secret_names(app: AppSettings) -> list[str]:
-    return [SECRET_KEY, *app.secret_env]
 
 
 def secret_variable(settings: Settings, app: AppSettings, name: str) -> str:
@@ -70,8 +66,8 @@ def check_secrets(settings: Settings, app: AppSettings,
     checked before connecting: one line each, naming the app, the secret and where it is
     read, never its value."""
     problems = []
-    for name in secret_names(app):
-        what = "secret key" if name == SECRET_KEY else f"secret {name}"
+    for name in app.secret_env:
+        what = f"secret {name}"
         where = f"group_data ({settings.group}): apps[{app.name}]"
         provided = provided_secret(settings, app, name, environ)
         if provided is None:
@@ -89,14 +85,14 @@ def check_secrets(settings: Settings, app: AppSettings,
 
 def app_secrets(settings: Settings, app: AppSettings,
                 environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Every secret of the app by name, SECRET_KEY first; a missing one made once where
+    """Every secret of the app by name; a missing one made once where
     allowed. A weak or (in production) missing one is refused."""
     with GENERATE_LOCK:
         problems = check_secrets(settings, app, environ)
         if problems:
             raise SettingsError(problems)
         values = {}
-        for name in secret_names(app):
+        for name in app.secret_env:
             provided = provided_secret(settings, app, name, environ)
             values[name] = provided[0] if provided else generate(
                 secret_file(settings, app, name))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ast
 import ipaddress
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from pyinfra.api.exceptions import PyinfraError
 
+from wsgistack import sources
 from wsgistack.paths import REPO_ROOT
 
 GROUPS = ("staging", "production")
@@ -32,7 +32,7 @@ ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 HEALTH_PATH = re.compile(r"^/([A-Za-z0-9._~-]+/?)*$")
 # Variables the stack itself sets for every app: not for an entry's env or secret_env.
 SERVER_NAMES_ENV = "WSGISTACK_SERVER_NAMES"  # the group's server_names, space-separated
-RESERVED_ENV = {"HOME", "USER", "PATH", "SCRIPT_NAME", "SECRET_KEY", SERVER_NAMES_ENV}
+RESERVED_ENV = {"HOME", "USER", "PATH", "SCRIPT_NAME", SERVER_NAMES_ENV}
 APP_STATES = ("present", "absent")
 
 # (type, check, what is expected) of settings a group sets and an app entry may override.
@@ -43,9 +43,16 @@ TIMEOUT = (int, lambda v: 1 <= v <= 3600, "1 to 3600 seconds")
 APP_OWN = {"workers": ("gunicorn_workers", WORKERS),
            "max_body_size": ("client_max_body_size", BODY_SIZE),
            "timeout": ("gunicorn_timeout", TIMEOUT)}
-APP_KEYS = {"name", "source", "wsgi", "config_env", "prefix", "port", *APP_OWN, "env",
-            "secret_env", "health_path", "release_commands", "static", "state", "purge"}
+APP_KEYS = {"name", "source", "package", "wsgi", "config", "config_env", "prefix", "port",
+            *APP_OWN, "env", "secret_env", "health_path", "release_commands", "static",
+            "state", "purge"}
 STATIC_URL = re.compile(r"^/([A-Za-z0-9._~-]+/)+$")
+# A requirement pinned to one version, as pip takes it: "httpbin==0.10.4"
+PACKAGE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(\[[A-Za-z0-9,._-]+\])?"
+                     r"==(?P<version>[A-Za-z0-9.+!_-]+)$")
+VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*$")  # also names the release's dir
+# The config file's name on the host: its template's, less .j2; not one the stack writes.
+CONFIG_NAME = re.compile(r"^(?!gunicorn\.conf\.py$|env$)[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 RELEASE_DIR = re.compile(r"^(?!.*(^|/)\.\.?(/|$))[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 
 
@@ -61,14 +68,16 @@ class SettingsError(PyinfraError):
 @dataclass(frozen=True)
 class AppSettings:
     name: str
-    source: Path
-    distribution: str  # the Python project's name, read from source/pyproject.toml
+    source: Path | None  # the app's project dir (wsgistack.sources), or None: ...
+    package: str | None  # ... a requirement pinned on PyPI, e.g. "httpbin==0.10.4"
+    distribution: str  # the Python project's name: from its source, or the package's
     version: str
     wsgi: str
-    config_env: str
     prefix: str
     port: int
     workers: int
+    config: Path | None = None  # the template of its config file, if it has one
+    config_env: str | None = None  # the variable that names that file to the app
     max_body_size: str = "1m"  # the largest request body nginx lets through to it
     timeout: int = 30  # seconds a request may take before gunicorn kills its worker
     env: tuple[tuple[str, str], ...] = ()  # plain variables, (name, value)
@@ -78,6 +87,11 @@ class AppSettings:
     release_commands: tuple[tuple[str, ...], ...] = ()
     # (URL path under the prefix, dir in the release's installed packages) nginx serves
     static: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def config_name(self) -> str | None:
+        """The config file's name in /etc/<app>/: its template's, less .j2."""
+        return self.config.name.removesuffix(".j2") if self.config else None
 
 
 @dataclass(frozen=True)
@@ -318,13 +332,11 @@ def load_app(c: Checker, entry: dict[str, Any], index: int,
     name = c.get("name", str, APP_NAME.match, "lowercase letters, digits and -, at most 31",
                  entry, f"{where}.name")
     where = f"apps[{name or index}]"
-    source = c.get("source", str, lambda v: (REPO_ROOT / v / "pyproject.toml").is_file(),
-                   "a project dir with a pyproject.toml", entry, f"{where}.source")
+    code = load_code(c, entry, where, name)
     wsgi = c.get("wsgi", str, is_wsgi_target,
                  "module:name or module:factory(literal arguments), as gunicorn takes it",
                  entry, f"{where}.wsgi")
-    config_env = c.get("config_env", str, ENV_NAME.match, "an environment variable name",
-                       entry, f"{where}.config_env")
+    config, config_env = load_config(c, entry, where)
     prefix = c.get("prefix", str, PREFIX.match, "a URL path like /app, no trailing slash",
                    entry, f"{where}.prefix")
     port = c.get("port", int, lambda v: 1024 <= v <= 65535, "a port, 1024-65535",
@@ -354,13 +366,65 @@ def load_app(c: Checker, entry: dict[str, Any], index: int,
                " \"package/static\"}: URL paths under the prefix, ending in /, and dirs in"
                " the release's installed packages")
         static = {}
-    if len(c.problems) > before:
+    if len(c.problems) > before or code is None:
         return None
-    distribution, version = read_project(REPO_ROOT / source)
-    return AppSettings(name, REPO_ROOT / source, distribution, version, wsgi, config_env,
-                       prefix, port, own["workers"], own["max_body_size"], own["timeout"], env,
-                       secret_env, health_path, tuple(map(tuple, commands)),
-                       tuple(static.items()))
+    source, package, distribution, version = code
+    return AppSettings(name, source, package, distribution, version, wsgi, prefix, port,
+                       own["workers"], config, config_env, own["max_body_size"],
+                       own["timeout"], env, secret_env, health_path,
+                       tuple(map(tuple, commands)), tuple(static.items()))
+
+
+def load_code(c: Checker, entry: dict[str, Any], where: str, name: str | None
+              ) -> tuple[Path | None, str | None, str, str] | None:
+    """(source, package, distribution, version) of exactly one of `source` (a dir in any
+    layout, wsgistack.sources) or `package` (a pinned PyPI requirement)."""
+    if ("source" in entry) == ("package" in entry):
+        c.fail(f"{where}.source", "set exactly one of source (a project dir) or package (a"
+               " requirement on PyPI, e.g. \"httpbin==0.10.4\")")
+        return None
+    if "package" in entry:
+        package = c.get("package", str, PACKAGE.match, "one version of a package on PyPI,"
+                        " e.g. \"httpbin==0.10.4\"", entry, f"{where}.package")
+        if package is None:
+            return None
+        pinned = PACKAGE.match(package)
+        return None, package, pinned["name"], pinned["version"]
+    source = c.get("source", str, lambda v: (REPO_ROOT / v).is_dir(),
+                   "the app's dir on the controller (relative to the repo, or absolute)",
+                   entry, f"{where}.source")
+    if source is None or name is None:
+        return None
+    try:
+        distribution, version = sources.identity(REPO_ROOT / source, name)
+    except sources.SourceError as error:
+        c.fail(f"{where}.source", f"{source} did not build: {error_line(error)}")
+        return None
+    if not VERSION.match(version):
+        c.fail(f"{where}.source", f"{source}'s version {version!r} is not a PEP 440 version")
+        return None
+    return REPO_ROOT / source, None, distribution, version
+
+
+def error_line(error: Exception) -> str:
+    """The last line of a tool's output that says what went wrong."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return next((line for line in reversed(lines) if "error" in line.lower()), lines[-1])
+
+
+def load_config(c: Checker, entry: dict[str, Any], where: str
+                ) -> tuple[Path | None, str | None]:
+    """The app's own config file template, and the variable naming the file to the app:
+    both or neither."""
+    if "config" not in entry and "config_env" not in entry:
+        return None, None
+    config = c.get("config", str, lambda v: (REPO_ROOT / v).is_file() and bool(
+        CONFIG_NAME.match(Path(v).name.removesuffix(".j2"))),
+        "a template file on the controller (jinja2), named as the file on the host plus"
+        " .j2, e.g. \"apps/shop/settings.py.j2\"", entry, f"{where}.config")
+    config_env = c.get("config_env", str, ENV_NAME.match, "an environment variable name",
+                       entry, f"{where}.config_env")
+    return (REPO_ROOT / config if config else None), config_env
 
 
 def load_environment(c: Checker, entry: dict[str, Any], where: str, config_env: str | None
@@ -369,7 +433,7 @@ def load_environment(c: Checker, entry: dict[str, Any], where: str, config_env: 
     stack sets itself, none in both."""
     env = entry.get("env", {})
     secret_env = entry.get("secret_env", [])
-    reserved = RESERVED_ENV | {config_env}
+    reserved = RESERVED_ENV | ({config_env} if config_env else set())
 
     def usable(name: object) -> bool:
         return isinstance(name, str) and bool(ENV_NAME.match(name)) and name not in reserved
@@ -386,11 +450,6 @@ def load_environment(c: Checker, entry: dict[str, Any], where: str, config_env: 
     for name in sorted(set(env) & set(secret_env)):
         c.fail(f"{where}.env", f"{name} is in both env and secret_env")
     return tuple(sorted(env.items())), tuple(secret_env)
-
-
-def read_project(source: Path) -> tuple[str, str]:
-    project = tomllib.loads((source / "pyproject.toml").read_text())["project"]
-    return project["name"], project["version"]
 
 
 def host_group(groups: list[str] | tuple[str, ...]) -> str:

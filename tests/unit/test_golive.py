@@ -31,6 +31,7 @@ from wsgistack.paths import GOLIVE_SOURCE, HERDER_SOURCE, SUPERVISOR_QUERY_SOURC
 from wsgistack.staged import digest_command
 
 APP = pwd.getpwuid(os.getuid()).pw_name  # the app's user: whoever runs the tests
+CONFIG = "config.py"  # the app's own config file
 
 
 def sha256(content: bytes) -> str:
@@ -132,7 +133,7 @@ def test_a_second_step_waits_for_the_lock(tmp_path: Path) -> None:
 
 def test_only_the_candidates_this_deploy_wrote_go_live(tmp_path: Path) -> None:
     paths = AppPaths(APP, PurePosixPath(tmp_path))
-    unit = app_unit(paths)
+    unit = app_unit(paths, CONFIG)
     ours = [b"SECRET_KEY = 'ours'\n", b"workers = 3\n", b'GREETING="hi"\n']
     for path, content in zip(unit.candidates, ours, strict=True):
         write(path, content, 0o640)
@@ -147,11 +148,11 @@ def test_only_the_candidates_this_deploy_wrote_go_live(tmp_path: Path) -> None:
     write(unit.candidates[1], b"workers = 5\n", 0o640)  # rewritten after the check
     staged.make_live()
     assert Path(paths.gunicorn_config).read_bytes() == b"workers = 3\n", "the bytes checked"
-    assert oct(Path(paths.config).stat().st_mode & 0o777) == "0o640"
+    assert oct(Path(paths.config(CONFIG)).stat().st_mode & 0o777) == "0o640"
 
 
 def test_expectations_must_name_the_units_candidates(tmp_path: Path) -> None:
-    unit = app_unit(AppPaths(APP, PurePosixPath(tmp_path)))
+    unit = app_unit(AppPaths(APP, PurePosixPath(tmp_path)), CONFIG)
     with pytest.raises(Refused, match="not the unit's candidates"):
         Staged.verified(unit, {PurePosixPath("/etc/passwd"): "0" * 64})
     with pytest.raises(Refused, match="is missing: a deploy writes it"):
@@ -262,13 +263,14 @@ class Host:
     def switch(self, version: str, gunicorn_conf: str = "workers = 2\n",
                stdout: object = subprocess.PIPE, commands: tuple[list[str], ...] = ()
                ) -> subprocess.CompletedProcess[str]:
-        expect = self.candidates(app_unit(self.paths),
+        expect = self.candidates(app_unit(self.paths, CONFIG),
                                  [f"SECRET_KEY = 'k'  # {version}\n", gunicorn_conf,
                                   f'VERSION="{version}"\n'])
         release_commands = [arg for argv in commands
                             for arg in ("--release-command", json.dumps(argv))]
-        return self.golive("switch", APP, version, "--config-env", "APP_CONFIG", "--prefix",
-                           "/app", "--workers", "2", "--graceful-timeout", "5",
+        return self.golive("switch", APP, version, "--config", CONFIG, "--config-env",
+                           "APP_CONFIG", "--prefix", "/app", "--workers", "2",
+                           "--graceful-timeout", "5",
                            "--keep-releases", "2", "--keep-backups", "2", *expect,
                            *release_commands, stdout=stdout)
 
@@ -311,12 +313,13 @@ def test_switch_makes_config_and_release_live_and_swaps_gunicorn(host: Host) -> 
     assert done.returncode == 0, done.stderr
     assert f"gunicorn swapped gracefully: master {old} ->" in done.stdout
     assert os.readlink(host.paths.current) == "releases/1.0.1"
-    assert Path(host.paths.config).read_text() == "SECRET_KEY = 'k'  # 1.0.1\n"
+    assert Path(host.paths.config(CONFIG)).read_text() == "SECRET_KEY = 'k'  # 1.0.1\n"
     assert Path(host.paths.env_file).read_text() == 'VERSION="1.0.1"\n'
     new = herder.read_pid(Path(host.paths.pid_file))
     assert new != old and herder.parent_of(new) == host.herded.process.pid
     assert list(Path(host.paths.backups).glob(f"{APP}-*-before-1.0.1.sqlite3"))
-    assert Path(app_unit(host.paths).stamp).read_text().strip() == digest(app_unit(host.paths))
+    unit = app_unit(host.paths, CONFIG)
+    assert Path(unit.stamp).read_text().strip() == digest(unit)
     assert not list(Path(host.paths.config_dir).glob("*.new")) + list(
         Path(host.paths.config_dir).glob("*.prev"))
 
@@ -328,7 +331,7 @@ def test_a_release_that_fails_its_load_check_switches_nothing(host: Host) -> Non
     assert refused.returncode == 1
     assert refused.stderr.startswith(f"{APP} 1.0.1 failed its load check; nothing was switched")
     assert os.readlink(host.paths.current) == "releases/1.0.0"
-    assert not Path(host.paths.config).exists() and herder.read_pid(
+    assert not Path(host.paths.config(CONFIG)).exists() and herder.read_pid(
         Path(host.paths.pid_file)) == before
 
 
@@ -341,7 +344,7 @@ def test_a_gunicorn_that_fails_puts_the_previous_config_and_release_back(host: H
     failed = host.switch("1.0.2")
     assert failed.returncode == 1 and "still serves" in failed.stderr
     assert os.readlink(host.paths.current) == "releases/1.0.1"
-    assert Path(host.paths.config).read_text() == "SECRET_KEY = 'k'  # 1.0.1\n"
+    assert Path(host.paths.config(CONFIG)).read_text() == "SECRET_KEY = 'k'  # 1.0.1\n"
     assert herder.read_pid(Path(host.paths.pid_file)) == serving and herder.alive(serving)
 
 
@@ -357,7 +360,7 @@ def test_a_switch_completes_when_the_controller_is_gone(host: Host) -> None:
         os.close(writer)
     assert done.returncode == 0, done.stderr
     assert os.readlink(host.paths.current) == "releases/1.0.1"
-    assert Path(host.paths.config).read_text() == "SECRET_KEY = 'k'  # 1.0.1\n"
+    assert Path(host.paths.config(CONFIG)).read_text() == "SECRET_KEY = 'k'  # 1.0.1\n"
     assert herder.parent_of(herder.read_pid(Path(host.paths.pid_file))) == \
         host.herded.process.pid
 
@@ -413,7 +416,7 @@ def test_a_program_is_parsed_by_supervisor_then_updated(host: Host) -> None:
 
 def test_remove_takes_the_app_away_and_keeps_its_data(host: Host) -> None:
     write(host.paths.supervisor_program, "[program:x]\n")
-    write(host.paths.config, "config\n")
+    write(host.paths.config(CONFIG), "config\n")
     write(Path(host.paths.data) / "db", "data\n")
     done = host.golive("remove", APP)
     assert done.returncode == 0, done.stderr
@@ -441,7 +444,7 @@ def test_release_commands_run_with_the_new_release_before_it_is_live(host: Host)
     assert done.returncode == 0, done.stderr
     seen = json.loads((Path(host.paths.data) / "seen.json").read_text())
     assert seen == {"current": "releases/1.0.0", "cwd": str(release), "version": "1.0.1",
-                    "config": f"{host.paths.config}.new", "path": f"{release}/venv/bin"}
+                    "config": f"{host.paths.config(CONFIG)}.new", "path": f"{release}/venv/bin"}
     assert os.readlink(host.paths.current) == "releases/1.0.1"
 
 
@@ -456,6 +459,6 @@ def test_a_failed_release_command_switches_nothing(host: Host) -> None:
     assert "failed (exit 3); nothing was switched" in failed.stderr
     assert "no such table" in failed.stderr
     assert os.readlink(host.paths.current) == "releases/1.0.0"
-    assert not Path(host.paths.config).exists() and host.herded.master == master
+    assert not Path(host.paths.config(CONFIG)).exists() and host.herded.master == master
     missing = host.switch("1.0.1", commands=(["no-such-command"],))
     assert missing.returncode == 1 and "could not run" in missing.stderr

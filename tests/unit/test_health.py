@@ -48,7 +48,7 @@ def base_url() -> Iterator[str]:
     server.shutdown()
 
 
-APP = AppSettings("app", None, "app", "1.0.1", "app:app", "APP_CONFIG", "/app", 8000, 1)  # type: ignore[arg-type]
+APP = AppSettings("app", None, "app==1.0.1", "app", "1.0.1", "app:app", "/app", 8000, 1)
 
 
 @pytest.mark.parametrize(("path", "healthy", "detail"), [

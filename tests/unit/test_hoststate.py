@@ -20,6 +20,7 @@ from wsgistack.facts import (
 )
 from wsgistack.hoststate import Batch, HostState, PathState, PathStates, Read
 from wsgistack.managed import AbsentLink, Directory, File
+from wsgistack.wheelhouse import Target
 
 USER = os.environ.get("USER") or subprocess.run(["id", "-un"], capture_output=True, text=True,
                                                 check=True).stdout.strip()
@@ -86,7 +87,8 @@ def test_services_packages_account_and_python_parse_what_hosts_print() -> None:
         ["nginx", "logrotate"]
     assert SystemAccount().process(["gid=997", "home=/var/lib/app", "shell=/usr/sbin/nologin",
                                     "group_gid=997"])["home"] == "/var/lib/app"
-    assert PythonTarget().process(["Python 3.11.2 x86_64"]) == ("3.11", "x86_64")
+    assert PythonTarget().process(["Python 3.11.2 x86_64 glibc 2.36"]) == Target(
+        "3.11", "x86_64", "2.36")
 
 
 def test_a_file_is_in_place_only_with_its_content_owner_and_mode(tmp_path: Path) -> None:

@@ -137,17 +137,17 @@ def test_a_weak_secret_is_refused_naming_the_app_and_where_it_is(tmp_path: Path,
     app = production.apps[0]
     environ = {"PRODUCTION_FLASKTODO_SECRET_KEY": key}
     [problem] = check_secrets(production, app, environ)
-    assert problem.startswith("group_data (production): apps[flasktodo]: the secret key in"
-                              " $PRODUCTION_FLASKTODO_SECRET_KEY ")
+    assert problem.startswith("group_data (production): apps[flasktodo]: the secret SECRET_KEY"
+                              " in $PRODUCTION_FLASKTODO_SECRET_KEY ")
     assert reason in problem and key not in problem.split(" in ", 1)[1].replace("$", "")
     with pytest.raises(SettingsError):
         app_secrets(production, app, environ)
     key_file = tmp_path / "production" / "flasktodo.secret_key"
     key_file.parent.mkdir()
     key_file.write_text("   \n")
-    assert "no secret key" in check_secrets(production, app, {})[0], "blank is no key"
+    assert "no secret SECRET_KEY" in check_secrets(production, app, {})[0], "blank is no key"
     key_file.write_text("short\n")
-    assert f"the secret key in {key_file} is 5 characters" in check_secrets(
+    assert f"the secret SECRET_KEY in {key_file} is 5 characters" in check_secrets(
         production, app, {})[0]
 
 
@@ -188,7 +188,7 @@ def test_an_app_names_its_variables_and_secret_ones(tmp_path: Path) -> None:
     ({"env": ["A=b"]}, "apps[flasktodo].env:"),
     ({"env": {"SCRIPT_NAME": "/x"}}, "apps[flasktodo].env:"),
     ({"env": {"FLASKTODO_CONFIG": "/x"}}, "apps[flasktodo].env:"),
-    ({"secret_env": ["SECRET_KEY"]}, "apps[flasktodo].secret_env:"),
+    ({"secret_env": ["SCRIPT_NAME"]}, "apps[flasktodo].secret_env:"),
     ({"secret_env": "TOKEN"}, "apps[flasktodo].secret_env:"),
     ({"env": {"TOKEN": "x"}, "secret_env": ["TOKEN"]},
      "apps[flasktodo].env: TOKEN is in both env and secret_env"),
@@ -214,7 +214,7 @@ def test_bad_variables_name_the_app_and_key(keys: dict, message: str) -> None:
 def test_secret_variables_follow_the_secret_keys_rules(tmp_path: Path) -> None:
     """From $<GROUP>_<APP>_<NAME> or <secrets_dir>/<group>/<app>.<name>; made once where
     allowed, never in production; a weak one refused, naming it but never its value."""
-    entry = app_entry(secret_env=["API_TOKEN"])
+    entry = app_entry(secret_env=["SECRET_KEY", "API_TOKEN"])
     staging = load_settings({**group_data("staging"), "secrets_dir": str(tmp_path),
                              "apps": [entry]}, "staging")
     made = app_secrets(staging, staging.apps[0], {})

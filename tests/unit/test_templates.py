@@ -62,9 +62,13 @@ def test_every_template_says_it_is_managed(settings: Settings) -> None:
         assert any("Managed by wsgistack" in line for line in head), template
 
 
-def test_app_config_is_python_with_debug_off(settings: Settings) -> None:
-    text = render_app_file("etc/app/config.py.j2", settings, secret_key='quote"d')
-    values = python_values(text, "config.py")
+def test_flasktodos_own_config_is_python_with_debug_off(settings: Settings) -> None:
+    """FlaskTODO's config template (its entry's `config`), rendered as the deploy does,
+    with its secrets."""
+    [config, *_rest] = config_files(settings, settings.apps[0], AppPaths("flasktodo"),
+                                    {"SECRET_KEY": 'quote"d'})
+    assert config.path == "/etc/flasktodo/config.py.next"
+    values = python_values(config.content.decode(), "config.py")
     assert values["DEBUG"] is False
     assert values["SECRET_KEY"] == 'quote"d'
     assert values["DATABASE"] == "/var/lib/flasktodo/flasktodo.sqlite3"

@@ -1,29 +1,36 @@
-"""The wheelhouse cache, offline: forgetting one source's builds leaves every other's."""
+"""The wheelhouse and the app's own code, on the controller: which wheels for which host,
+which pins, and what a plain tree's wheel holds. Offline but for the tests marked as using
+the package index."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from wsgistack import wheelhouse
+from wsgistack import sources, wheelhouse
 from wsgistack.settings import AppSettings
+from wsgistack.wheelhouse import Target
+
+BOOKWORM = Target("3.11", "x86_64", "2.36")
 
 
-def test_forget_removes_only_the_builds_of_that_source(tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_forget_removes_only_the_builds_of_that_app(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wheelhouse, "BUILD_DIR", tmp_path)
     cache = tmp_path / "wheelhouse"
     cache.mkdir()
     digest = "0123456789abcdef"
-    for name in ("flasktodo", "flasktodo-2.0.1", "flasktodo-2.0.10"):
+    for name in ("shop", "shop-admin", "shop-admin-2"):
         (cache / f"{name}-{digest}").mkdir()
         (cache / f"{name}-{digest}.tar").write_bytes(b"")
-    wheelhouse.forget(Path("/sources/flasktodo-2.0.1"))
-    wheelhouse.forget(Path("apps/flasktodo"))
+    wheelhouse.forget("shop-admin")
+    wheelhouse.forget("shop")
     assert sorted(path.name for path in cache.iterdir()) == [
-        f"flasktodo-2.0.10-{digest}", f"flasktodo-2.0.10-{digest}.tar"]
+        f"shop-admin-2-{digest}", f"shop-admin-2-{digest}.tar"]
 
 
 def test_each_static_dir_must_be_in_the_releases_wheels(tmp_path: Path,
@@ -37,12 +44,80 @@ def test_each_static_dir_must_be_in_the_releases_wheels(tmp_path: Path,
     assert {"app", "app/static", "app/static/css"} <= wheelhouse.wheel_folders(tmp_path)
 
     def app(static: dict) -> AppSettings:
-        return AppSettings("shop", tmp_path, "app", "1.0", "app:app", "CONFIG", "/shop", 8000,
-                           1, static=tuple(static.items()))
+        return AppSettings("shop", tmp_path, None, "app", "1.0", "app:app", "/shop", 8000, 1,
+                           static=tuple(static.items()))
 
-    assert wheelhouse.build_app(app({"/static/": "app/static"}), "3.11", "x86_64") is built
+    assert wheelhouse.build_app(app({"/static/": "app/static"}), BOOKWORM) is built
     with pytest.raises(wheelhouse.BuildError) as error:
-        wheelhouse.build_app(app({"/static/": "app/static", "/media/": "app/media"}), "3.11",
-                             "x86_64")
+        wheelhouse.build_app(app({"/static/": "app/static", "/media/": "app/media"}), BOOKWORM)
     assert str(error.value) == ("apps[shop].static: /media/ -> app/media: no such dir in the"
                                 " release's wheels; nothing was deployed")
+
+
+def test_a_hosts_glibc_decides_which_manylinux_wheels_it_gets() -> None:
+    """pip's --platform takes exact tags: every level the host's glibc runs is named."""
+    tags = BOOKWORM.platforms()
+    assert tags[0] == "manylinux_2_36_x86_64" and "manylinux_2_28_x86_64" in tags
+    assert {"manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"} <= set(tags)
+    assert "manylinux_2_37_x86_64" not in tags
+    assert Target("3.13", "aarch64", "2.41").uv_platform == "aarch64-manylinux_2_40"
+    assert Target("3.11", "x86_64", "2.30").uv_platform == "x86_64-manylinux_2_28"
+
+
+def test_a_plain_tree_is_packed_as_it_is_without_the_local_leftovers(tmp_path: Path) -> None:
+    """What `django-admin startproject` makes has no packaging: its files are the wheel,
+    versioned by their digest; a developer's .env, venv, caches and database are not."""
+    tree = tmp_path / "mysite"
+    for name, text in {"manage.py": "print('manage')\n", "mysite/__init__.py": "",
+                       "mysite/settings.py": "DEBUG = False\n", "requirements.txt": "django\n",
+                       ".env": "SECRET=x\n", ".venv/bin/python": "", "db.sqlite3": "",
+                       "mysite/__pycache__/settings.cpython-311.pyc": ""}.items():
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_text(text)
+    name, version = sources.identity(tree, "mysite")
+    assert (name, version) == ("mysite", f"0+{sources.digest(tree)}")
+    wheel = sources.pack_tree(tree, "mysite", version, tmp_path)
+    assert wheel.name == f"mysite-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel) as archive:
+        assert sorted(archive.namelist()) == [
+            "manage.py", f"mysite-{version}.dist-info/METADATA",
+            f"mysite-{version}.dist-info/RECORD", f"mysite-{version}.dist-info/WHEEL",
+            "mysite/__init__.py", "mysite/settings.py"]
+    (tree / "mysite/settings.py").write_text("DEBUG = True\n")
+    assert sources.identity(tree, "mysite")[1] != version, "a change is a new release"
+    target = tmp_path / "site-packages"
+    installed = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                                "--no-index", "--target", str(target), str(wheel)],
+                               capture_output=True, text=True, check=False)
+    assert installed.returncode == 0, installed.stderr
+    assert (target / "mysite/settings.py").read_text() == "DEBUG = False\n"
+
+
+def test_a_requirements_file_of_exact_pins_is_the_lock(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("# pinned\nflask==3.1.3  # web\n"
+                                               "gunicorn==23.0.0\n")
+    assert wheelhouse.lock("shop", tmp_path, None, None, BOOKWORM) == [
+        "flask==3.1.3", "gunicorn==23.0.0"], "the app's own gunicorn pin is kept"
+    (tmp_path / "requirements.txt").write_text("flask==3.1.3\n")
+    assert wheelhouse.lock("shop", tmp_path, None, None, BOOKWORM) == [
+        "flask==3.1.3", wheelhouse.GUNICORN]
+
+
+def test_an_app_without_a_lock_gets_one_resolved_once_and_recorded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wheelhouse, "LOCKS_DIR", tmp_path)
+    asked: list[list[str]] = []
+
+    def resolve(wanted: list[str], target: Target) -> list[str]:
+        asked.append(wanted)
+        return ["httpbin==0.10.4", "flask==3.1.3"]
+
+    monkeypatch.setattr(wheelhouse, "resolve", resolve)
+    pins = wheelhouse.lock("bin", None, "httpbin==0.10.4", None, BOOKWORM)
+    assert pins == ["httpbin==0.10.4", "flask==3.1.3", wheelhouse.GUNICORN]
+    assert wheelhouse.lock("bin", None, "httpbin==0.10.4", None, BOOKWORM) == pins
+    assert asked == [["httpbin==0.10.4"]], "the recorded lock is reused"
+    recorded = (tmp_path / "bin-py3.11-x86_64.txt").read_text()
+    assert "from: httpbin==0.10.4" in recorded and "flask==3.1.3\n" in recorded
+    wheelhouse.lock("bin", None, "httpbin==0.10.5", None, BOOKWORM)
+    assert asked[-1] == ["httpbin==0.10.5"], "a changed requirement is resolved anew"

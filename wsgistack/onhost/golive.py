@@ -6,7 +6,7 @@ like gunicorn-herder beside it). A deploy plans one command per step; each step 
 host's deploy lock for its whole duration and either completes or leaves the live state as
 it was.
 
-    golive switch APP VERSION --config-env VAR --prefix /P --workers N
+    golive switch APP VERSION [--config NAME --config-env VAR] --prefix /P --workers N
                   --graceful-timeout S --keep-releases K --keep-backups B --expect FILE=SHA256...
                   [--release-command '["ARGV", ...]' ...]
         Make APP's candidate config and release VERSION live: verify the candidates are the
@@ -121,9 +121,9 @@ class AppPaths:
     def config_dir(self) -> PurePosixPath:
         return self.root / "etc" / self.name
 
-    @property
-    def config(self) -> PurePosixPath:
-        return self.config_dir / "config.py"
+    def config(self, name: str) -> PurePosixPath:
+        """The app's own config file, if it has one (e.g. "config.py")."""
+        return self.config_dir / name
 
     @property
     def gunicorn_config(self) -> PurePosixPath:
@@ -252,9 +252,11 @@ class Unit:
         return tuple(candidate(path) for path in self.files)
 
 
-def app_unit(paths: AppPaths) -> Unit:
-    """The app's config files, its environment, and the release `current` points to."""
-    return Unit(f"app-{paths.name}", (paths.config, paths.gunicorn_config, paths.env_file),
+def app_unit(paths: AppPaths, config: str | None) -> Unit:
+    """The app's config file (`config`, if it has one), gunicorn's, its environment, and the
+    release `current` points to."""
+    own = (paths.config(config),) if config else ()
+    return Unit(f"app-{paths.name}", (*own, paths.gunicorn_config, paths.env_file),
                 links=(paths.current,), root=paths.root)
 
 
@@ -608,16 +610,26 @@ def read_environment(path: PurePosixPath) -> dict[str, str]:
     return variables
 
 
-def app_environment(paths: AppPaths, staged: Staged, version: str, config_env: str,
+@dataclass(frozen=True)
+class Config:
+    """The app's own config file, if any (`name` in /etc/<app>/), and the variable that
+    names it to the app."""
+
+    name: str | None = None
+    env: str | None = None
+
+
+def app_environment(paths: AppPaths, staged: Staged, version: str, config: Config,
                     prefix: str) -> dict[str, str]:
     """What the new release runs with before it is live: the staged config, the prefix,
     and the app's own home, user and tools (the release's venv first on PATH)."""
-    return {config_env: str(staged.new(paths.config)), "SCRIPT_NAME": prefix,
+    own = {config.env: str(staged.new(paths.config(config.name)))} if config.name else {}
+    return {**own, "SCRIPT_NAME": prefix,
             "HOME": str(paths.data), "USER": paths.name, "LANG": "C.UTF-8",
             "PATH": f"{paths.release(version).venv}/bin:/usr/local/bin:/usr/bin:/bin"}
 
 
-def load_check(paths: AppPaths, staged: Staged, version: str, config_env: str,
+def load_check(paths: AppPaths, staged: Staged, version: str, config: Config,
                prefix: str) -> None:
     """Import the new release with the staged config, as the app's user, from the
     release's own (root-owned) directory: what gunicorn will load, before it is live."""
@@ -626,7 +638,7 @@ def load_check(paths: AppPaths, staged: Staged, version: str, config_env: str,
     try:
         checked = run([str(release.venv / "bin/python"), str(gunicorn), "--check-config",
                        "--config", str(staged.new(paths.gunicorn_config))],
-                      env=app_environment(paths, staged, version, config_env, prefix),
+                      env=app_environment(paths, staged, version, config, prefix),
                       cwd=release.path, **user_options(paths.name))
     except OSError as error:
         raise Refused(f"{paths.name} {version} failed its load check; nothing was switched:"
@@ -636,12 +648,12 @@ def load_check(paths: AppPaths, staged: Staged, version: str, config_env: str,
                       + tail(checked.stdout + checked.stderr, 25))
 
 
-def run_release_commands(paths: AppPaths, staged: Staged, version: str, config_env: str,
+def run_release_commands(paths: AppPaths, staged: Staged, version: str, config: Config,
                          prefix: str, commands: list[list[str]]) -> None:
     """Each release command, in order, as the app's user, with the new release and its
     staged config and environment, in the release's dir; the first failure refuses."""
     environment = {**read_environment(staged.new(paths.env_file)),
-                   **app_environment(paths, staged, version, config_env, prefix)}
+                   **app_environment(paths, staged, version, config, prefix)}
     for argv in commands:
         shown = " ".join(argv)
         refused = f"{paths.name} {version}: the release command `{shown}`"
@@ -676,20 +688,20 @@ def reload_gunicorn(paths: AppPaths, workers: int, graceful_timeout: int) -> str
     return swapped.stdout.strip()
 
 
-def switch(paths: AppPaths, version: str, config_env: str, prefix: str, workers: int,
+def switch(paths: AppPaths, version: str, config: Config, prefix: str, workers: int,
            graceful_timeout: int, keep_releases: int, keep_backups: int,
            expected: dict[PurePosixPath, str], release_commands: list[list[str]]) -> None:
-    unit = app_unit(paths)
+    unit = app_unit(paths, config.name)
     release = f"releases/{version}"
     if not os.path.isfile(paths.release(version).installed_marker):
         raise Refused(f"{paths.name} {version} is not installed on this host")
     staged = Staged.verified(unit, expected)
     try:
-        load_check(paths, staged, version, config_env, prefix)
+        load_check(paths, staged, version, config, prefix)
         previous = read_link(paths.current)
         if previous != release:
             as_user(paths.name, lambda: backup_database(paths, version, keep_backups))
-            run_release_commands(paths, staged, version, config_env, prefix, release_commands)
+            run_release_commands(paths, staged, version, config, prefix, release_commands)
         staged.make_live()
         link_atomically(paths.current, release)
         try:
@@ -830,6 +842,13 @@ def app_name(text: str) -> str:
     return text
 
 
+def config_name(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", text) or text in (
+            "gunicorn.conf.py", "env"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an app's config file name")
+    return text
+
+
 def release_command(text: str) -> list[str]:
     argv = json.loads(text)
     if not (isinstance(argv, list) and argv and all(isinstance(arg, str) for arg in argv)):
@@ -852,7 +871,9 @@ def parser() -> argparse.ArgumentParser:
     step = steps.add_parser("switch", help="make an app's config and release live")
     step.add_argument("app", type=app_name)
     step.add_argument("version", type=version_name)
-    step.add_argument("--config-env", required=True)
+    step.add_argument("--config", type=config_name, metavar="NAME",
+                      help="the app's own config file in /etc/APP/, if it has one")
+    step.add_argument("--config-env", metavar="VAR", help="the variable naming it to the app")
     step.add_argument("--prefix", required=True)
     for option in ("--workers", "--graceful-timeout", "--keep-releases", "--keep-backups"):
         step.add_argument(option, type=int, required=True)
@@ -883,7 +904,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with deploy_lock(root):
             if args.step == "switch":
-                switch(AppPaths(args.app, root), args.version, args.config_env, args.prefix,
+                switch(AppPaths(args.app, root), args.version,
+                       Config(args.config, args.config_env), args.prefix,
                        args.workers, args.graceful_timeout, args.keep_releases,
                        args.keep_backups, parse_expect(args.expect), args.release_command)
             elif args.step == "program":
