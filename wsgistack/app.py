@@ -21,7 +21,7 @@ from wsgistack.hoststate import HostState, Read
 from wsgistack.managed import Directory, File, Managed, ensure_all
 from wsgistack.onhost.golive import app_unit
 from wsgistack.paths import TEMPLATES, AppPaths
-from wsgistack.releases import install_release, release_link
+from wsgistack.releases import config_arguments, install_release, release_link
 from wsgistack.settings import SERVER_NAMES_ENV, AppSettings, Settings
 from wsgistack.staged import StagedState, candidate, expect, expected_digests, golive, is_due
 
@@ -120,8 +120,7 @@ def switch_command(settings: Settings, app: AppSettings, digests: list[str]) -> 
     """golive switch: verify the candidates have these SHA-256 `digests`, load-check the
     release with them, back up the data and run the release commands (on a new release),
     make config and release live, swap gunicorn; put all back if the new gunicorn fails."""
-    config = ("--config", app.config_name, "--config-env", app.config_env) if app.config else ()
-    return golive("switch", app.name, app.version, *config, "--prefix", app.prefix,
+    return golive("switch", app.name, app.version, *config_arguments(app), "--prefix", app.prefix,
                   "--workers", app.workers,
                   "--graceful-timeout", settings.gunicorn_graceful_timeout,
                   "--keep-releases", settings.keep_releases,

@@ -8,6 +8,8 @@ data before a switch are golive's (golive switch).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shlex
 
 from pyinfra import host
@@ -20,7 +22,7 @@ from wsgistack.changes import refuse
 from wsgistack.facts import FileText, LinkTarget, PythonTarget
 from wsgistack.hoststate import HostState, Read
 from wsgistack.paths import AppPaths
-from wsgistack.settings import AppSettings
+from wsgistack.settings import AppSettings, is_built
 from wsgistack.staged import golive
 
 
@@ -59,7 +61,7 @@ def install_release(app: AppSettings, paths: AppPaths, seen: HostState) -> Opera
     build = wheelhouse.build_app(app, seen.get(PythonTarget))
     release = paths.release(app.version)
     installed = seen.get(FileText, path=str(release.installed_marker)).strip()
-    if installed == build.digest:
+    if installed == release_digest(app, build):
         return None
     if seen.get(LinkTarget, path=str(paths.current)) == release_link(app.version):
         return refuse(
@@ -78,11 +80,19 @@ def install_release(app: AppSettings, paths: AppPaths, seen: HostState) -> Opera
     )
 
 
+def release_digest(app: AppSettings, build: wheelhouse.Wheelhouse) -> str:
+    """What a release is made from: the wheelhouse, and the build commands run on it."""
+    if not app.build_commands:
+        return build.digest
+    made = hashlib.sha256(f"{build.digest}\n{json.dumps(app.build_commands)}".encode())
+    return made.hexdigest()[:16]
+
+
 def install_commands(app: AppSettings, paths: AppPaths, build: wheelhouse.Wheelhouse
                      ) -> list[str]:
-    """Shell, in root's own /opt/<app>: unpack the wheelhouse, make the release's venv, link
-    each static dir (checked again on the host: it must exist), and write the marker last
-    (checked by shellcheck in `make lint`)."""
+    """Shell, in root's own /opt/<app>: unpack the wheelhouse, make the release's venv, run
+    the build commands (golive build), link each static dir (checked again on the host: it
+    must exist), and write the marker last (checked by shellcheck in `make lint`)."""
     release = paths.release(app.version)
     python = f"{release.venv}/bin/python"
     wheels = paths.wheelhouse
@@ -96,16 +106,27 @@ def install_commands(app: AppSettings, paths: AppPaths, build: wheelhouse.Wheelh
         f" --disable-pip-version-check --no-index --find-links {wheels}"
         f" --requirement {wheels}/requirements.txt{own}",
     ]
+    if app.build_commands:
+        commands.append(golive("build", app.name, app.version, *config_arguments(app),
+                               "--prefix", app.prefix,
+                               *(argument for argv in app.build_commands
+                                 for argument in ("--build-command", json.dumps(list(argv))))))
     if app.static:  # one command: pyinfra runs each in a shell of its own
         links = [f"packages=$({python} -c 'import sysconfig;"
                  " print(sysconfig.get_path(\"purelib\"))')"]
         for index, (url, folder) in enumerate(app.static):
+            found = f"{release.path}/{folder}" if is_built(folder) else f"\"$packages\"/{folder}"
             missing = f"apps[{app.name}].static: {url} -> {folder}: no such dir in the release"
-            links.append(f"if [ -d \"$packages\"/{folder} ]; then ln -sfn"
-                         f" \"$packages\"/{folder} {release.static(index)}; else"
-                         f" echo {shlex.quote(missing)} >&2; exit 1; fi")
+            links.append(f"if [ -d {found} ]; then ln -sfn {found} {release.static(index)};"
+                         f" else echo {shlex.quote(missing)} >&2; exit 1; fi")
         commands.append("\n".join(links))
-    return [*commands, f"echo {shlex.quote(build.digest)} > {release.installed_marker}"]
+    marker = release_digest(app, build)
+    return [*commands, f"echo {shlex.quote(marker)} > {release.installed_marker}"]
+
+
+def config_arguments(app: AppSettings) -> tuple[str, ...]:
+    """golive's options naming the app's own config file and its variable, if it has one."""
+    return ("--config", app.config_name, "--config-env", app.config_env) if app.config else ()
 
 
 def rollback_target(app: AppSettings, paths: AppPaths, wanted: str | None) -> str:

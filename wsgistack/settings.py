@@ -44,8 +44,8 @@ APP_OWN = {"workers": ("gunicorn_workers", WORKERS),
            "max_body_size": ("client_max_body_size", BODY_SIZE),
            "timeout": ("gunicorn_timeout", TIMEOUT)}
 APP_KEYS = {"name", "source", "package", "wsgi", "config", "config_env", "prefix", "port",
-            *APP_OWN, "env", "secret_env", "health_path", "release_commands", "static",
-            "state", "purge"}
+            *APP_OWN, "env", "secret_env", "health_path", "build_commands",
+            "release_commands", "static", "state", "purge"}
 STATIC_URL = re.compile(r"^/([A-Za-z0-9._~-]+/)+$")
 # A requirement pinned to one version, as pip takes it: "httpbin==0.10.4"
 PACKAGE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(\[[A-Za-z0-9,._-]+\])?"
@@ -83,9 +83,12 @@ class AppSettings:
     env: tuple[tuple[str, str], ...] = ()  # plain variables, (name, value)
     secret_env: tuple[str, ...] = ()  # variables whose values are secrets (wsgistack.secrets)
     health_path: str = "/"  # under the prefix: what the health checks ask (wsgistack.health)
+    # argv lists run once as a release is installed (golive build), e.g. collectstatic
+    build_commands: tuple[tuple[str, ...], ...] = ()
     # argv lists run before a new release goes live (golive switch), e.g. a migration
     release_commands: tuple[tuple[str, ...], ...] = ()
-    # (URL path under the prefix, dir in the release's installed packages) nginx serves
+    # (URL path under the prefix, dir nginx serves it from: in the release's installed
+    # packages, or under build/ what the build commands made)
     static: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -351,28 +354,45 @@ def load_app(c: Checker, entry: dict[str, Any], index: int,
         health_path = c.get("health_path", str, HEALTH_PATH.match,
                             "a path under the prefix like /healthz", entry,
                             f"{where}.health_path")
-    commands = entry.get("release_commands", [])
-    if not isinstance(commands, list) or not all(
-            isinstance(argv, list) and argv and all(isinstance(arg, str) and arg for arg in argv)
-            for argv in commands):
-        c.fail(f"{where}.release_commands", f"{commands!r} is invalid: expected a list of"
-               " commands, each a list of arguments, e.g. [[\"django-admin\", \"migrate\"]]")
-        commands = []
+    build_commands, release_commands = (load_commands(c, entry, where, key)
+                                        for key in ("build_commands", "release_commands"))
     static = entry.get("static", {})
     if not isinstance(static, dict) or not all(
             isinstance(url, str) and STATIC_URL.match(url) and isinstance(folder, str)
             and RELEASE_DIR.match(folder) for url, folder in static.items()):
         c.fail(f"{where}.static", f"{static!r} is invalid: expected {{\"/static/\":"
                " \"package/static\"}: URL paths under the prefix, ending in /, and dirs in"
-               " the release's installed packages")
+               " the release's installed packages or build/")
         static = {}
+    for url, folder in static.items():
+        if is_built(folder) and not build_commands:
+            c.fail(f"{where}.static", f"{url} -> {folder}: build/ is what build_commands make,"
+                   " and the app has none")
     if len(c.problems) > before or code is None:
         return None
     source, package, distribution, version = code
     return AppSettings(name, source, package, distribution, version, wsgi, prefix, port,
                        own["workers"], config, config_env, own["max_body_size"],
-                       own["timeout"], env, secret_env, health_path,
-                       tuple(map(tuple, commands)), tuple(static.items()))
+                       own["timeout"], env, secret_env, health_path, build_commands,
+                       release_commands, tuple(static.items()))
+
+
+def is_built(folder: str) -> bool:
+    """Whether a static dir is in what the build commands made (else in the packages)."""
+    return folder.startswith("build/")
+
+
+def load_commands(c: Checker, entry: dict[str, Any], where: str, key: str
+                  ) -> tuple[tuple[str, ...], ...]:
+    """An entry's build_commands or release_commands: a list of argv lists."""
+    commands = entry.get(key, [])
+    if not isinstance(commands, list) or not all(
+            isinstance(argv, list) and argv and all(isinstance(arg, str) and arg for arg in argv)
+            for argv in commands):
+        c.fail(f"{where}.{key}", f"{commands!r} is invalid: expected a list of commands, each"
+               " a list of arguments, e.g. [[\"django-admin\", \"migrate\"]]")
+        return ()
+    return tuple(map(tuple, commands))
 
 
 def load_code(c: Checker, entry: dict[str, Any], where: str, name: str | None

@@ -29,7 +29,7 @@ from pyinfra.api.exceptions import PyinfraError
 
 from wsgistack import sources
 from wsgistack.paths import BUILD_DIR, LOCKS_DIR
-from wsgistack.settings import AppSettings
+from wsgistack.settings import AppSettings, is_built
 from wsgistack.sources import BUILD_LOCK, REQUIREMENTS, SourceError, run_pip
 
 # The installer, run on hosts straight from its wheel, so release venvs are made without
@@ -103,7 +103,8 @@ class BuildError(PyinfraError):
 
 def build_app(app: AppSettings, target: Target) -> Wheelhouse:
     """The app's wheelhouse for `target`, its failure said in the app's name; each of its
-    static dirs must be in one of the wheels it installs."""
+    static dirs must be in one of the wheels it installs (but those its build commands
+    make, checked on the host)."""
     try:
         with BUILD_LOCK:
             built = build(app.name, app.source, app.package, target)
@@ -114,7 +115,7 @@ def build_app(app: AppSettings, target: Target) -> Wheelhouse:
                          f" was deployed:\n{detail}") from None
     folders = wheel_folders(built.path)
     for url, folder in app.static:
-        if folder not in folders:
+        if not is_built(folder) and folder not in folders:
             raise BuildError(f"apps[{app.name}].static: {url} -> {folder}: no such dir in"
                              " the release's wheels; nothing was deployed")
     return built

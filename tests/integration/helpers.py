@@ -185,14 +185,15 @@ def connect(address: str, host_header: str, scheme: str = "https", port: int | N
 
 def http(address: str, path: str, host_header: str = "flasktodo.test", method: str = "GET",
          data: bytes | None = None, headers: dict | None = None, scheme: str = "https",
-         port: int | None = None) -> tuple[int, dict, str]:
-    """One request from the controller (HTTPS unless told); redirects are not followed."""
+         port: int | None = None) -> tuple[int, email_message.Message, str]:
+    """One request from the controller (HTTPS unless told); redirects are not followed.
+    The headers as received: case-insensitive, each Set-Cookie kept (get_all)."""
     connection = connect(address, host_header, scheme, port)
     try:
         connection.request(method, path, body=data, headers={"Host": host_header,
                                                              **(headers or {})})
         response = connection.getresponse()
-        return response.status, dict(response.headers), response.read().decode()
+        return response.status, response.headers, response.read().decode()
     finally:
         connection.close()
 
@@ -206,7 +207,7 @@ class Browser:
         self.jar = http_cookiejar.CookieJar()
 
     def request(self, method: str, path: str, data: bytes | None = None,
-                headers: dict | None = None) -> tuple[int, dict, str]:
+                headers: dict | None = None) -> tuple[int, email_message.Message, str]:
         url = f"https://{self.host_header}{path}"
         asked = urllib_request.Request(url, data=data, method=method, headers=headers or {})
         self.jar.add_cookie_header(asked)
@@ -216,14 +217,17 @@ class Browser:
         self.jar.extract_cookies(reply, asked)  # type: ignore[arg-type]
         return status, response_headers, body
 
-    def form_token(self, page_path: str) -> str:
+    def form_token(self, page_path: str, field: str = "csrf_token") -> str:
         _status, _headers, page = self.request("GET", page_path)
-        return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        return re.search(rf'name="{field}" value="([^"]+)"', page).group(1)
 
     def post_form(self, page_path: str, action: str, fields: dict[str, str],
-                  origin: str | None = None) -> tuple[int, dict, str]:
-        """Submit the page's form as a browser does: token, cookies, Origin."""
-        body = urllib_parse.urlencode({"csrf_token": self.form_token(page_path), **fields})
+                  origin: str | None = None, token_field: str = "csrf_token"
+                  ) -> tuple[int, email_message.Message, str]:
+        """Submit the page's form as a browser does: token (in the form's `token_field`),
+        cookies, Origin."""
+        token = self.form_token(page_path, token_field)
+        body = urllib_parse.urlencode({token_field: token, **fields})
         return self.request("POST", action, body.encode(), {
             "Content-Type": "application/x-www-form-urlencoded",
             "Origin": origin or f"https://{self.host_header}"})
@@ -232,7 +236,7 @@ class Browser:
 class HTTPResponseView:
     """What http.cookiejar reads of a response: its URL and its Set-Cookie headers."""
 
-    def __init__(self, url: str, headers: dict) -> None:
+    def __init__(self, url: str, headers: email_message.Message) -> None:
         self.url = url
         self.message = email_message.Message()
         for name, value in headers.items():

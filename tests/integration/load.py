@@ -37,6 +37,14 @@ class LoadResult:
         return seen
 
 
+def version_in(body: bytes) -> str:
+    """The version a health answer reports; "?" from a page that is not JSON."""
+    try:
+        return str(json.loads(body).get("version", "?"))
+    except (ValueError, AttributeError):
+        return "?"
+
+
 class Load:
     """`clients` threads asking `path` on `address` (Host `host_header`) back to back, for at
     least `minimum` seconds and until stopped. Used as a context manager around a change."""
@@ -62,8 +70,7 @@ class Load:
                 with self.lock:
                     self.result.statuses[response.status] += 1
                     if response.status == 200:
-                        version = json.loads(body).get("version", "?")
-                        self.result.versions.append((time.monotonic(), version))
+                        self.result.versions.append((time.monotonic(), version_in(body)))
             except (OSError, HTTPException) as error:
                 with self.lock:
                     self.result.errors[type(error).__name__] += 1

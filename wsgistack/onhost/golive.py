@@ -16,6 +16,12 @@ it was.
         gunicorn gracefully through gunicorn-herder, and prune old releases. A failed check
         or command switches nothing; if the new gunicorn fails, the previous config and
         release are put back.
+    golive build APP VERSION [--config NAME --config-env VAR] --prefix /P
+                 --build-command '["ARGV", ...]' ...
+        Run a newly installed release's build commands (e.g. collectstatic) as the app's
+        user into a fresh dir of its own ($WSGISTACK_BUILD_DIR), with the candidate config
+        and environment; copy what they made (files and dirs, never links) into the
+        release's root-owned build/.
     golive program APP --expect FILE=SHA256
         Make APP's candidate supervisor program live: parsed by supervisor's own parser first,
         then `supervisorctl reread` + `update APP`, and left running.
@@ -25,6 +31,9 @@ it was.
     golive releases APP
         APP's complete releases, oldest first, one a line (what rollback.py chooses from
         and what `switch` prunes by); a read: it takes no lock.
+    golive run APP [--config NAME --config-env VAR] [--prefix /P] -- ARGV...
+        Run ARGV as APP's user in its live release, with its environment and config (e.g.
+        `golive run mysite -- django-admin createsuperuser`, over `ssh -t`). No lock.
     golive remove APP [--purge]
         Stop and remove APP's supervisor program, then its code, config and runtime dir (and
         with --purge its data, logs, user and group).
@@ -61,7 +70,8 @@ from pathlib import PurePosixPath
 
 ROOT = PurePosixPath("/")
 LOCK_WAIT = 300  # seconds a step waits for another deploy's step on this host
-RELEASE_COMMAND_TIMEOUT = 900  # seconds one release command (a migration) may take
+RELEASE_COMMAND_TIMEOUT = 900  # seconds one release or build command may take
+BUILD_DIR_ENV = "WSGISTACK_BUILD_DIR"  # where build commands write (e.g. STATIC_ROOT)
 MARKER = ".wheelhouse-digest"  # a release is complete once this file is written, last
 
 
@@ -81,6 +91,11 @@ class ReleasePaths:
     def installed_marker(self) -> PurePosixPath:
         """Holds the digest of the wheelhouse the release was installed from, written last."""
         return self.path / MARKER
+
+    @property
+    def build(self) -> PurePosixPath:
+        """What the app's build commands made (e.g. collected static files), root's."""
+        return self.path / "build"
 
     def static(self, index: int) -> PurePosixPath:
         """Link to the app's `index`th static dir (its `static` setting), which nginx
@@ -619,11 +634,12 @@ class Config:
     env: str | None = None
 
 
-def app_environment(paths: AppPaths, staged: Staged, version: str, config: Config,
-                    prefix: str) -> dict[str, str]:
-    """What the new release runs with before it is live: the staged config, the prefix,
-    and the app's own home, user and tools (the release's venv first on PATH)."""
-    own = {config.env: str(staged.new(paths.config(config.name)))} if config.name else {}
+def app_environment(paths: AppPaths, version: str, config: Config,
+                    suffix: str, prefix: str) -> dict[str, str]:
+    """What the new release runs with before it is live: its config file as `suffix`
+    (".next", the candidate; ".new", as staged), the prefix, and the app's own home, user
+    and tools (the release's venv first on PATH)."""
+    own = {config.env: f"{paths.config(config.name)}{suffix}"} if config.name else {}
     return {**own, "SCRIPT_NAME": prefix,
             "HOME": str(paths.data), "USER": paths.name, "LANG": "C.UTF-8",
             "PATH": f"{paths.release(version).venv}/bin:/usr/local/bin:/usr/bin:/bin"}
@@ -638,7 +654,7 @@ def load_check(paths: AppPaths, staged: Staged, version: str, config: Config,
     try:
         checked = run([str(release.venv / "bin/python"), str(gunicorn), "--check-config",
                        "--config", str(staged.new(paths.gunicorn_config))],
-                      env=app_environment(paths, staged, version, config, prefix),
+                      env=app_environment(paths, version, config, ".new", prefix),
                       cwd=release.path, **user_options(paths.name))
     except OSError as error:
         raise Refused(f"{paths.name} {version} failed its load check; nothing was switched:"
@@ -648,28 +664,123 @@ def load_check(paths: AppPaths, staged: Staged, version: str, config: Config,
                       + tail(checked.stdout + checked.stderr, 25))
 
 
-def run_release_commands(paths: AppPaths, staged: Staged, version: str, config: Config,
-                         prefix: str, commands: list[list[str]]) -> None:
-    """Each release command, in order, as the app's user, with the new release and its
-    staged config and environment, in the release's dir; the first failure refuses."""
-    environment = {**read_environment(staged.new(paths.env_file)),
-                   **app_environment(paths, staged, version, config, prefix)}
+def run_app_commands(paths: AppPaths, version: str, environment: dict[str, str],
+                     commands: list[list[str]], kind: str, outcome: str) -> None:
+    """Each command, in order, as the app's user, in the release's dir, with `environment`;
+    the first failure refuses, saying `kind` ("release command") and `outcome` ("nothing
+    was switched")."""
     for argv in commands:
         shown = " ".join(argv)
-        refused = f"{paths.name} {version}: the release command `{shown}`"
+        refused = f"{paths.name} {version}: the {kind} `{shown}`"
         try:
             done = run(argv, env=environment, cwd=paths.release(version).path,
                        timeout=RELEASE_COMMAND_TIMEOUT, **user_options(paths.name))
         except OSError as error:
-            raise Refused(f"{refused} could not run ({error.strerror}); nothing was"
-                          " switched") from None
+            raise Refused(f"{refused} could not run ({error.strerror}); {outcome}") from None
         except TimeoutError:
-            raise Refused(f"{refused} took over {RELEASE_COMMAND_TIMEOUT}s; nothing was"
-                          " switched") from None
+            raise Refused(f"{refused} took over {RELEASE_COMMAND_TIMEOUT}s; {outcome}") from None
         if done.returncode != 0:
-            raise Refused(f"{refused} failed (exit {done.returncode}); nothing was switched:\n"
+            raise Refused(f"{refused} failed (exit {done.returncode}); {outcome}:\n"
                           + tail(done.stdout + done.stderr, 25))
         say(f"ran {shown}")
+
+
+def run_release_commands(paths: AppPaths, staged: Staged, version: str, config: Config,
+                         prefix: str, commands: list[list[str]]) -> None:
+    """The release commands (e.g. a migration), with the new release and its staged config
+    and environment."""
+    environment = {**read_environment(staged.new(paths.env_file)),
+                   **app_environment(paths, version, config, ".new", prefix)}
+    run_app_commands(paths, version, environment, commands, "release command",
+                     "nothing was switched")
+
+
+def build_release(paths: AppPaths, version: str, config: Config, prefix: str,
+                  commands: list[list[str]]) -> None:
+    """Run the build commands of a newly installed release (e.g. Django's collectstatic)
+    as the app's user, with the candidate config and environment, writing into a fresh
+    dir of the app's own ($WSGISTACK_BUILD_DIR); then copy what they made, regular files
+    and dirs only, into the release's root-owned build/ (read-only to the app, served by
+    nginx), and remove the app's dir."""
+    scratch = paths.data / f".build-{version}"
+    output = paths.release(version).build
+    as_user(paths.name, lambda: fresh_dir(scratch))
+    try:
+        environment = {**read_environment(candidate(paths.env_file)),
+                       **app_environment(paths, version, config, ".next", prefix),
+                       BUILD_DIR_ENV: str(scratch)}
+        run_app_commands(paths, version, environment, commands, "build command",
+                         "the release was not installed")
+        if os.path.lexists(output):
+            shutil.rmtree(output)
+        copy_tree(scratch, output)
+    finally:
+        as_user(paths.name, lambda: shutil.rmtree(scratch, ignore_errors=True))
+    say(f"built {paths.name} {version} into {output}")
+
+
+def run_in_app(paths: AppPaths, config: Config, prefix: str, argv: list[str]) -> None:
+    """Become the app's user, in its live release with its environment and config, and
+    exec `argv` (e.g. `django-admin createsuperuser`): for an operator, with the terminal
+    as it is. Takes no lock."""
+    version = read_link(paths.current).removeprefix("releases/")
+    if not version:
+        raise Refused(f"{paths.name} has no live release on this host")
+    environment = {**read_environment(paths.env_file),
+                   **app_environment(paths, version, config, "", prefix)}
+    account = pwd.getpwnam(paths.name)
+    os.chdir(paths.release(version).path)
+    if os.getuid() != account.pw_uid:
+        os.setgroups([])
+        os.setgid(account.pw_gid)
+        os.setuid(account.pw_uid)
+    try:
+        os.execvpe(argv[0], argv, environment)
+    except OSError as error:
+        raise Refused(f"{argv[0]}: {error.strerror}") from None
+
+
+def fresh_dir(path: PurePosixPath) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    os.mkdir(path, 0o750)
+
+
+def copy_tree(source: PurePosixPath, target: PurePosixPath) -> None:
+    """Copy a tree another user owns into a new root-owned one (dirs 0755, files 0644),
+    reading it through directory descriptors with O_NOFOLLOW: links, devices and FIFOs are
+    skipped, never followed, however the tree changes meanwhile."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    top = os.open(source, flags | os.O_DIRECTORY)
+    try:
+        copy_dir(top, target, flags)
+    finally:
+        os.close(top)
+
+
+def copy_dir(directory: int, target: PurePosixPath, flags: int) -> None:
+    os.mkdir(target, 0o755)
+    os.chmod(target, 0o755)  # whatever the umask
+    for entry in os.scandir(directory):
+        try:
+            opened = os.open(entry.name, flags, dir_fd=directory)
+        except OSError:  # a link (ELOOP), or gone since
+            continue
+        try:
+            kind = os.fstat(opened).st_mode
+            if stat.S_ISDIR(kind):
+                copy_dir(opened, target / entry.name, flags)
+            elif stat.S_ISREG(kind):
+                copy_file(opened, target / entry.name)
+        finally:
+            os.close(opened)
+
+
+def copy_file(opened: int, target: PurePosixPath) -> None:
+    written = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(written, "wb") as out:
+        while chunk := os.read(opened, 1 << 20):
+            out.write(chunk)
+    os.chmod(target, 0o644)
 
 
 def reload_gunicorn(paths: AppPaths, workers: int, graceful_timeout: int) -> str:
@@ -862,6 +973,12 @@ def version_name(text: str) -> str:
     return text
 
 
+def config_options(step: argparse.ArgumentParser) -> None:
+    step.add_argument("--config", type=config_name, metavar="NAME",
+                      help="the app's own config file in /etc/APP/, if it has one")
+    step.add_argument("--config-env", metavar="VAR", help="the variable naming it to the app")
+
+
 def parser() -> argparse.ArgumentParser:
     cli = argparse.ArgumentParser(prog="golive", description=__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -871,15 +988,20 @@ def parser() -> argparse.ArgumentParser:
     step = steps.add_parser("switch", help="make an app's config and release live")
     step.add_argument("app", type=app_name)
     step.add_argument("version", type=version_name)
-    step.add_argument("--config", type=config_name, metavar="NAME",
-                      help="the app's own config file in /etc/APP/, if it has one")
-    step.add_argument("--config-env", metavar="VAR", help="the variable naming it to the app")
+    config_options(step)
     step.add_argument("--prefix", required=True)
     for option in ("--workers", "--graceful-timeout", "--keep-releases", "--keep-backups"):
         step.add_argument(option, type=int, required=True)
     step.add_argument("--expect", nargs="+", required=True, metavar="FILE=SHA256")
     step.add_argument("--release-command", type=release_command, action="append", default=[],
                       metavar='\'["ARGV", ...]\'', help="run before the switch (JSON argv)")
+    step = steps.add_parser("build", help="run a new release's build commands")
+    step.add_argument("app", type=app_name)
+    step.add_argument("version", type=version_name)
+    config_options(step)
+    step.add_argument("--prefix", required=True)
+    step.add_argument("--build-command", type=release_command, action="append", required=True,
+                      metavar='\'["ARGV", ...]\'', help="run as the app's user (JSON argv)")
     step = steps.add_parser("program", help="make an app's supervisor program live")
     step.add_argument("app", type=app_name)
     step.add_argument("--expect", nargs="+", required=True, metavar="FILE=SHA256")
@@ -888,6 +1010,11 @@ def parser() -> argparse.ArgumentParser:
     step.add_argument("--expect", nargs="+", required=True, metavar="FILE=SHA256")
     step = steps.add_parser("releases", help="an app's complete releases, oldest first")
     step.add_argument("app", type=app_name)
+    step = steps.add_parser("run", help="run a command as the app, in its live release")
+    step.add_argument("app", type=app_name)
+    config_options(step)
+    step.add_argument("--prefix", default="", help="its URL prefix (SCRIPT_NAME)")
+    step.add_argument("argv", nargs="+", metavar="-- ARGV")
     step = steps.add_parser("remove", help="remove an app marked absent")
     step.add_argument("app", type=app_name)
     step.add_argument("--purge", action="store_true", help="its data, logs and user too")
@@ -900,6 +1027,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.step == "releases":
         print("\n".join(installed_releases(AppPaths(args.app, root))[0]))
         return 0
+    if args.step == "run":
+        try:
+            run_in_app(AppPaths(args.app, root), Config(args.config, args.config_env),
+                       args.prefix, args.argv)
+        except (Refused, OSError) as error:
+            say(f"golive run: {error}", err=True)
+        return 1
     keep_going_without_the_controller()
     try:
         with deploy_lock(root):
@@ -908,6 +1042,10 @@ def main(argv: list[str] | None = None) -> int:
                        Config(args.config, args.config_env), args.prefix,
                        args.workers, args.graceful_timeout, args.keep_releases,
                        args.keep_backups, parse_expect(args.expect), args.release_command)
+            elif args.step == "build":
+                build_release(AppPaths(args.app, root), args.version,
+                              Config(args.config, args.config_env), args.prefix,
+                              args.build_command)
             elif args.step == "program":
                 apply_program(AppPaths(args.app, root), parse_expect(args.expect))
             elif args.step == "site":

@@ -1,0 +1,169 @@
+"""Apps nobody here wrote, deployed as they are, side by side with FlaskTODO on one host: a
+Django project as `django-admin startproject` made it, and httpbin straight from PyPI
+(their entries: apps/examples.py).
+
+A sandbox of its own (one staging host); the tests run in order, each leaving the host
+converged for the next.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from apps.examples import DJANGO, HTTPBIN
+from tests.integration.helpers import REPO, Browser, Run, Sandbox, deploy, http, own_sandbox
+from tests.integration.load import Load
+from tests.unit.test_settings import group_data
+
+NAME, SUBNET = "iany", "10.187.0.0/24"
+SERVER_NAME = "staging.flasktodo.test"
+GOLIVE = "/usr/local/lib/wsgistack/golive"
+ADMIN_PASSWORD = "a-long-admin-password-for-the-sandbox-only"
+# What an operator runs once to make the admin's user (README): the password goes through
+# stdin, never argv.
+CREATE_SUPERUSER = ("from django.contrib.auth.models import User; User.objects"
+                    f".create_superuser('admin', 'admin@example.com', '{ADMIN_PASSWORD}')")
+NOTES_MODEL = """from django.db import models
+
+
+class Note(models.Model):
+    text = models.CharField(max_length=200)
+"""
+
+
+class Host:
+    def __init__(self, sandbox: Sandbox, secrets_dir: Path) -> None:
+        self.sandbox, self.secrets_dir = sandbox, secrets_dir
+        self.host = sandbox.hosts()[0]
+        self.address = self.host["address"]
+
+    def deploy(self, *apps: dict, dry: bool = False) -> Run:
+        entries = [group_data("staging")["apps"][0], *apps]
+        return deploy(self.sandbox, "--dry" if dry else "-y",
+                      "--data", "apps=" + json.dumps(entries), secrets_dir=self.secrets_dir)
+
+    def ssh(self, command: str, stdin: str | None = None) -> str:
+        result = subprocess.run(["ssh", "-F", self.sandbox.ssh_config, self.host["name"],
+                                 command], input=stdin, capture_output=True, text=True,
+                                timeout=120, check=False)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def live(self, app: str) -> str:
+        return self.ssh(f"readlink /opt/{app}/current").strip()
+
+
+@pytest.fixture(scope="module")
+def host(secrets_dir: Path) -> Iterator[Host]:
+    with own_sandbox(NAME, SUBNET, "staging=1") as sandbox:
+        yield Host(sandbox, secrets_dir)
+
+
+def test_three_apps_deploy_side_by_side_and_converge(host: Host) -> None:
+    first = host.deploy(DJANGO, HTTPBIN).succeeded()
+    for app in ("flasktodo", "mysite", "httpbin"):
+        assert re.search(rf"{app} \S+ .*healthy", first.output), first.output[-3000:]
+    assert host.deploy(DJANGO, HTTPBIN).succeeded().changed_ops() == []
+    assert host.deploy(DJANGO, HTTPBIN, dry=True).succeeded().planned_changes() == []
+    status, _headers, body = http(host.address, "/flasktodo/", SERVER_NAME)
+    assert status == 200 and "FlaskTODO" in body, "FlaskTODO as before"
+
+
+def test_a_pypi_app_serves_under_its_prefix_with_its_links(host: Host) -> None:
+    status, _headers, page = http(host.address, "/httpbin/", SERVER_NAME)
+    assert status == 200
+    links = set(re.findall(r'href="(/[^"]*)"', page))
+    assert links and all(link.startswith("/httpbin/") for link in links), links
+    status, _headers, body = http(host.address, "/httpbin/get", SERVER_NAME)
+    assert json.loads(body)["url"] == f"https://{SERVER_NAME}/httpbin/get"
+
+
+def test_django_static_files_come_from_collectstatic_through_nginx(host: Host) -> None:
+    status, _headers, page = http(host.address, "/mysite/admin/login/", SERVER_NAME)
+    assert status == 200
+    stylesheets = re.findall(r'href="([^"]+\.css)"', page)
+    assert "/mysite/static/admin/css/base.css" in stylesheets
+    for stylesheet in stylesheets:
+        status, headers, _css = http(host.address, stylesheet, SERVER_NAME)
+        assert status == 200 and headers["Content-Type"] == "text/css", stylesheet
+        assert headers["Cache-Control"] == "max-age=604800", "nginx's expires, not Django's"
+    built = host.ssh("stat -c '%U %a' /opt/mysite/current/build/static/admin/css/base.css")
+    assert built.split() == ["root", "644"], "collected as the app, copied in as root's"
+
+
+def test_django_migrations_ran_and_the_admin_logs_in_through_csrf(host: Host) -> None:
+    shown = host.ssh(f"{GOLIVE} run mysite -- django-admin showmigrations auth")
+    assert "[X] 0001_initial" in shown and "[ ]" not in shown
+    host.ssh(f"{GOLIVE} run mysite -- django-admin shell", stdin=CREATE_SUPERUSER)
+    browser = Browser(host.address, SERVER_NAME)
+    status, headers, _page = browser.post_form(
+        "/mysite/admin/login/", "/mysite/admin/login/?next=/mysite/admin/",
+        {"username": "admin", "password": ADMIN_PASSWORD, "next": "/mysite/admin/"},
+        token_field="csrfmiddlewaretoken")
+    assert status == 302 and headers["Location"] == "/mysite/admin/", _page[-2000:]
+    status, _headers, page = browser.request("GET", "/mysite/admin/")
+    assert status == 200 and "Site administration" in page
+    forged = Browser(host.address, SERVER_NAME)
+    status, _headers, _page = forged.post_form(
+        "/mysite/admin/login/", "/mysite/admin/login/",
+        {"username": "admin", "password": ADMIN_PASSWORD}, origin="https://evil.test",
+        token_field="csrfmiddlewaretoken")
+    assert status == 403, "another origin's post is refused"
+
+
+def test_a_django_release_with_a_new_migration_goes_live_under_load(
+        host: Host, tmp_path: Path) -> None:
+    source = tmp_path / "mysite"
+    shutil.copytree(REPO / "apps/mysite", source,
+                    ignore=shutil.ignore_patterns("__pycache__", "build", "*.sqlite3"))
+    notes = source / "notes"
+    (notes / "migrations").mkdir(parents=True)
+    (notes / "__init__.py").write_text("")
+    (notes / "migrations/__init__.py").write_text("")
+    (notes / "models.py").write_text(NOTES_MODEL)
+    (notes / "migrations/0001_initial.py").write_text(
+        "from django.db import migrations, models\n\n\nclass Migration(migrations.Migration):\n"
+        "    initial = True\n    dependencies = []\n    operations = [migrations.CreateModel("
+        "name='Note', fields=[('id', models.BigAutoField(auto_created=True, primary_key=True,"
+        " serialize=False)), ('text', models.CharField(max_length=200))])]\n")
+    settings = source / "mysite/settings.py"
+    settings.write_text(settings.read_text().replace(
+        "'django.contrib.staticfiles',\n", "'django.contrib.staticfiles',\n    'notes',\n"))
+    before = host.live("mysite")
+    with Load(host.address, "/mysite/admin/login/", SERVER_NAME) as load:
+        host.deploy({**DJANGO, "source": str(source)}, HTTPBIN).succeeded()
+    assert load.result.requests > 50 and load.result.failures == 0, load.result
+    version = host.live("mysite").removeprefix("releases/")
+    assert f"releases/{version}" != before
+    assert "[X] 0001_initial" in host.ssh(f"{GOLIVE} run mysite -- django-admin"
+                                          " showmigrations notes")
+    assert host.ssh(f"ls /var/lib/mysite/backups/ | grep -c 'before-{version}'").strip() == "1"
+
+
+def test_a_missing_build_dir_or_failing_build_command_stops_the_host_naming_the_app(
+        host: Host, tmp_path: Path) -> None:
+    source = tmp_path / "mysite-next"
+    shutil.copytree(REPO / "apps/mysite", source,
+                    ignore=shutil.ignore_patterns("__pycache__", "build", "*.sqlite3"))
+    (source / "mysite/changed.py").write_text("CHANGED = True\n")  # a new release
+    live = host.live("mysite")
+    missing = host.deploy({**DJANGO, "source": str(source),
+                           "static": {"/static/": "build/static", "/media/": "build/media"}})
+    assert missing.returncode != 0
+    assert "apps[mysite].static: /media/ -> build/media: no such dir in the release" in \
+        missing.output
+    failing = host.deploy({**DJANGO, "source": str(source),
+                           "build_commands": [["django-admin", "no-such-command"]]})
+    assert failing.returncode != 0
+    assert "mysite" in failing.output and "the build command `django-admin no-such-command`" \
+        " failed" in failing.output
+    assert host.live("mysite") == live, "nothing switched"
+    status, _headers, _page = http(host.address, "/mysite/admin/login/", SERVER_NAME)
+    assert status == 200
