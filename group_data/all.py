@@ -58,22 +58,26 @@ secrets_dir = "~/.config/wsgistack/secrets"
 # Generate a missing secret once and keep it in secrets_dir (never in production).
 generate_secrets = True
 
-# The WSGI apps on each host. Keys: name (unix user, supervisor program, /opt/<name>),
-# source (project dir built into the wheelhouse), wsgi (gunicorn's app: module:name or
-# module:factory(literal arguments)), config_env (the variable naming the app's config
-# file), prefix (URL path), port (gunicorn, on 127.0.0.1). Optionally: its own workers,
-# max_body_size and timeout (by default gunicorn_workers, client_max_body_size and
-# gunicorn_timeout); env ({"NAME": "value"}: the app's variables); secret_env (["NAME"]:
-# variables whose values are secrets, read like the secret key from $<GROUP>_<APP>_<NAME>
-# or <secrets_dir>/<group>/<app>.<name>); health_path (what the health checks ask under the
-# prefix, default "/": healthy is any answer below 500; a JSON object's "status" must be
-# "ok" and its "version", if any, the one deployed; a path of its own is closed to all but
-# the host and health_check_from); release_commands ([["django-admin", "migrate"]]: run,
-# as the app's user with the new release, its config and environment, after the database
-# backup and before a new release goes live; a failure switches nothing); static
-# ({"/static/": "package/static"}: URL paths under the prefix that nginx serves itself,
-# from dirs in the release's installed packages, each checked to exist when the release is
-# built). To remove an app:
+# The WSGI apps on each host (README: "Deploying your own app"; apps/examples.py has a
+# Django project and an app from PyPI). Keys: name (unix user, supervisor program,
+# /opt/<name>); source (the app's dir, any layout, built into the wheelhouse) or package (a
+# pinned PyPI requirement, "httpbin==0.10.4"); wsgi (gunicorn's app: module:name or
+# module:factory(literal arguments)); prefix (URL path); port (gunicorn, on 127.0.0.1).
+# Optionally: config (the template of its own config file) with config_env (the variable
+# naming that file to the app); its own workers, max_body_size and timeout (by default
+# gunicorn_workers, client_max_body_size and gunicorn_timeout); env ({"NAME": "value"}:
+# the app's variables); secret_env (["NAME"]: variables whose values are secrets, read from
+# $<GROUP>_<APP>_<NAME> or <secrets_dir>/<group>/<app>.<name>); health_path (what the
+# health checks ask under the prefix, default "/": healthy is any answer below 500; a JSON
+# object's "status" must be "ok" and its "version", if any, the one deployed; a path of its
+# own is closed to all but the host and health_check_from); build_commands
+# ([["django-admin", "collectstatic", "--noinput"]]: run once per installed release, as the
+# app's user, writing into $WSGISTACK_BUILD_DIR, which becomes the release's build/);
+# release_commands ([["django-admin", "migrate"]]: run, as the app's user with the new
+# release, its config and environment, after the database backup and before a new release
+# goes live; a failure switches nothing); static ({"/static/": "package/static"}: URL paths
+# under the prefix that nginx serves itself, from dirs in the release's installed packages
+# or, as "build/...", in what its build commands made). To remove an app:
 # {"name": ..., "state": "absent"} stops it and removes its program, site locations, code
 # and config, keeping its data in /var/lib/<name>; add "purge": True to remove the data and
 # its user too.

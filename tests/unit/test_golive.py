@@ -26,7 +26,7 @@ from tests.unit.onhost_stubs import GUNICORN, FakeSupervisor, install_commands
 from tests.unit.test_herder import Herded, start_herded
 from wsgistack.onhost import golive
 from wsgistack.onhost import gunicorn_herder as herder
-from wsgistack.onhost.golive import AppPaths, Refused, Staged, Unit, app_unit, digest
+from wsgistack.onhost.golive import AppPaths, Refused, Staged, Unit, app_unit, candidate, digest
 from wsgistack.paths import GOLIVE_SOURCE, HERDER_SOURCE, SUPERVISOR_QUERY_SOURCE
 from wsgistack.staged import digest_command
 
@@ -462,3 +462,56 @@ def test_a_failed_release_command_switches_nothing(host: Host) -> None:
     assert not Path(host.paths.config(CONFIG)).exists() and host.herded.master == master
     missing = host.switch("1.0.1", commands=(["no-such-command"],))
     assert missing.returncode == 1 and "could not run" in missing.stderr
+
+
+# --- build commands and golive run ------------------------------------------------------
+
+BUILDS = """
+import os
+out = os.environ["WSGISTACK_BUILD_DIR"]
+os.makedirs(out + "/static/css")
+open(out + "/static/css/site.css", "w").write("body {}")
+os.symlink("/etc/shadow", out + "/static/shadow")  # never followed by root's copy
+os.symlink("/etc", out + "/static/etc")
+os.mkfifo(out + "/static/fifo")  # never opened
+open(out + "/static/env.txt", "w").write(os.environ["VERSION"] + " " + os.environ["APP_CONFIG"])
+"""
+
+
+def build(host: Host, version: str, *commands: list[str]) -> subprocess.CompletedProcess[str]:
+    write(candidate(host.paths.env_file), f'VERSION="{version}"\n', 0o640)
+    return host.golive("build", APP, version, "--config", CONFIG, "--config-env", "APP_CONFIG",
+                       "--prefix", "/app",
+                       *(arg for argv in commands for arg in ("--build-command", json.dumps(argv))))
+
+
+def test_build_commands_output_is_copied_in_without_links_or_fifos(host: Host) -> None:
+    release = install_release(host.paths, "1.0.1", time.time())
+    done = build(host, "1.0.1", [sys.executable, "-c", BUILDS])
+    assert done.returncode == 0, done.stderr
+    static = release / "build/static"
+    assert sorted(path.name for path in static.iterdir()) == ["css", "env.txt"]
+    assert (static / "css/site.css").read_text() == "body {}"
+    assert (static / "env.txt").read_text() == f"1.0.1 {host.paths.config(CONFIG)}.next", \
+        "the candidate environment and config"
+    assert oct((static / "css/site.css").stat().st_mode & 0o777) == "0o644"
+    assert not list(Path(host.paths.data).glob(".build-*")), "the app's scratch dir is gone"
+
+
+def test_a_failed_build_command_leaves_no_build_and_names_the_app(host: Host) -> None:
+    release = install_release(host.paths, "1.0.1", time.time())
+    done = build(host, "1.0.1", [sys.executable, "-c", "raise SystemExit('no settings')"])
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"{APP} 1.0.1: the build command `{sys.executable} -c")
+    assert "the release was not installed" in done.stderr and "no settings" in done.stderr
+    assert not (release / "build").exists()
+
+
+def test_run_execs_in_the_live_release_with_its_environment(host: Host) -> None:
+    write(host.paths.env_file, 'VERSION="live"\n', 0o640)
+    done = host.golive("run", APP, "--config", CONFIG, "--config-env", "APP_CONFIG", "--",
+                       sys.executable, "-c", "import os; print(os.getcwd(), os.environ['VERSION'],"
+                       " os.environ['APP_CONFIG'])")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(Path(host.paths.release("1.0.0").path)), "live",
+                                   str(host.paths.config(CONFIG))]

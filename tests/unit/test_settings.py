@@ -203,12 +203,45 @@ def test_an_app_names_its_variables_and_secret_ones(tmp_path: Path) -> None:
     ({"static": {"/static/": "/etc"}}, "apps[flasktodo].static:"),
     ({"static": ["/static/"]}, "apps[flasktodo].static:"),
     ({"health_path": "/a b"}, "apps[flasktodo].health_path:"),
+    ({"build_commands": "collectstatic"}, "apps[flasktodo].build_commands:"),
+    ({"static": {"/static/": "build/static"}},
+     "apps[flasktodo].static: /static/ -> build/static: build/ is what build_commands make"),
+    ({"package": "httpbin==0.10.4"}, "apps[flasktodo].source: set exactly one of source"),
+    ({"source": "no/such/dir"}, "apps[flasktodo].source: 'no/such/dir' is invalid"),
+    ({"config": "apps/flasktodo/no-such.j2"}, "apps[flasktodo].config:"),
+    ({"config": "apps/flasktodo/config.py.j2", "config_env": None},
+     "apps[flasktodo].config_env: is missing"),
 ])
 def test_bad_variables_name_the_app_and_key(keys: dict, message: str) -> None:
     with pytest.raises(SettingsError) as error:
         load_settings({**group_data("staging"), "apps": [app_entry(**keys)]}, "staging")
     assert any(problem.startswith(f"group_data (staging): {message}")
                for problem in error.value.problems), error.value.problems
+
+
+@pytest.mark.parametrize("package", ["httpbin", "httpbin>=0.10", "httpbin==0.10.4; os_name"])
+def test_a_package_is_one_pinned_version(package: str) -> None:
+    entry = {key: value for key, value in app_entry().items() if key != "source"}
+    with pytest.raises(SettingsError) as error:
+        load_settings({**group_data("staging"), "apps": [{**entry, "package": package}]},
+                      "staging")
+    assert error.value.problems == [f"group_data (staging): apps[flasktodo].package:"
+                                    f" {package!r} is invalid: expected one version of a"
+                                    " package on PyPI, e.g. \"httpbin==0.10.4\""]
+
+
+def test_apps_from_pypi_or_a_plain_tree_with_no_config(tmp_path: Path) -> None:
+    """httpbin from PyPI and a startproject tree: no config file, versions of their own."""
+    from apps.examples import DJANGO, HTTPBIN
+
+    apps = load_settings({**group_data("staging"), "secrets_dir": str(tmp_path),
+                          "apps": [app_entry(), DJANGO, HTTPBIN]}, "staging").apps
+    mysite, httpbin = apps[1], apps[2]
+    assert (httpbin.source, httpbin.package, httpbin.distribution, httpbin.version) == (
+        None, "httpbin==0.10.4", "httpbin", "0.10.4")
+    assert mysite.package is None and mysite.version.startswith("0+")
+    assert (mysite.config, mysite.config_name, httpbin.config_env) == (None, None, None)
+    assert apps[0].config_name == "config.py"
 
 
 def test_secret_variables_follow_the_secret_keys_rules(tmp_path: Path) -> None:
