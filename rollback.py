@@ -40,7 +40,7 @@ for each in settings.apps:
         continue
     live = host.get_fact(LinkTarget, path=str(paths.current))
     candidates = [host.get_fact(Sha256File, path=str(path))
-                  for path in app_unit(paths).candidates]
+                  for path in app_unit(paths, each.config_name).candidates]
     steps.append(AppStep(target, switch="" if live == release_link(target.version) else
                          switch_command(settings, target, candidates)))
 go_live_in_batches(settings, Plan(apps=steps))

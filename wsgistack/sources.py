@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -45,17 +46,18 @@ class SourceError(Exception):
 
 
 def source_files(source: Path) -> list[Path]:
-    """The files a release is made of: every file under `source` but the skipped ones,
-    sorted."""
+    """The files a release is made of: every file under `source` but the skipped ones
+    (whose dirs are never walked into), sorted."""
     found = []
-    for path in sorted(source.rglob("*")):
-        parts = path.relative_to(source).parts
-        if any(part.startswith(".") or part in SKIPPED_DIRS or part.endswith(SKIPPED_SUFFIXES)
-               for part in parts):
-            continue
-        if path.is_file() and not path.is_symlink():
-            found.append(path)
-    return found
+    for folder, dirs, files in os.walk(source):
+        dirs[:] = [name for name in dirs if not skipped(name)]
+        found += [Path(folder, name) for name in files
+                  if not skipped(name) and not Path(folder, name).is_symlink()]
+    return sorted(found)
+
+
+def skipped(name: str) -> bool:
+    return name.startswith(".") or name in SKIPPED_DIRS or name.endswith(SKIPPED_SUFFIXES)
 
 
 def digest(source: Path) -> str:
@@ -145,6 +147,19 @@ def pack_tree(source: Path, app_name: str, version: str, into: Path) -> Path:
 
 def urlsafe_digest(data: bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def content_digest(wheel_path: Path) -> str:
+    """Of the code the wheel installs: its RECORD's lines (each file's SHA-256) but those
+    of its .dist-info, which a newer build backend writes differently; never the zip's
+    bytes, which a rebuild of the same code changes (file times). Its dependencies count
+    through the lock."""
+    with zipfile.ZipFile(wheel_path) as archive:
+        record = next(entry for entry in archive.namelist()
+                      if entry.endswith(".dist-info/RECORD") and entry.count("/") == 1)
+        lines = archive.read(record).decode().splitlines()
+    code = sorted(line for line in lines if ".dist-info/" not in line.split(",")[0])
+    return hashlib.sha256("\n".join(code).encode()).hexdigest()
 
 
 def requires(wheel_path: Path) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import runpy
 from pathlib import Path
 
@@ -9,7 +10,13 @@ import pytest
 
 from wsgistack.paths import REPO_ROOT
 from wsgistack.secrets import app_secrets, check_secrets
-from wsgistack.settings import SettingsError, host_group, is_wsgi_target, load_settings
+from wsgistack.settings import (
+    APP_KEYS,
+    SettingsError,
+    host_group,
+    is_wsgi_target,
+    load_settings,
+)
 
 
 def group_data(group: str) -> dict:
@@ -62,6 +69,18 @@ def test_every_default_has_a_comment() -> None:
     for number, line in enumerate(lines):
         if line and line[0].isalpha():
             assert lines[number - 1].startswith("#"), f"all.py:{number + 1} {line}"
+
+
+def test_the_readme_settings_table_names_every_key_and_app_key() -> None:
+    """The README's table has a row for each key group_data/all.py sets, and no other; its
+    apps row names every key an app entry may have."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    table = readme.split("## Settings", 1)[1].split("\n\n|", 1)[1].split("\n\n", 1)[0]
+    rows = {cell.strip("` ") for line in table.splitlines()[2:]
+            for cell in line.split("|")[1].split(",")}
+    assert rows == set(group_data("staging"))
+    apps_row = next(line for line in table.splitlines() if line.startswith("| `apps`"))
+    assert set(re.findall(r"`\"?(\w+)", apps_row)) >= APP_KEYS
 
 
 BAD = [

@@ -121,3 +121,22 @@ def test_an_app_without_a_lock_gets_one_resolved_once_and_recorded(
     assert "from: httpbin==0.10.4" in recorded and "flask==3.1.3\n" in recorded
     wheelhouse.lock("bin", None, "httpbin==0.10.5", None, BOOKWORM)
     assert asked[-1] == ["httpbin==0.10.5"], "a changed requirement is resolved anew"
+
+
+def test_a_wheel_is_known_by_the_code_it_installs_not_its_bytes(tmp_path: Path) -> None:
+    """Rebuilding the same code (new file times, a newer backend's dist-info) is the same
+    release; changed code is not."""
+    def wheel(name: str, code: str, generator: str) -> Path:
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("app/__init__.py", code)
+            archive.writestr("app-1.0.dist-info/WHEEL", generator)
+            archive.writestr("app-1.0.dist-info/RECORD",
+                             f"app/__init__.py,sha256={sources.urlsafe_digest(code.encode())},"
+                             f"{len(code)}\napp-1.0.dist-info/WHEEL,sha256={generator},1\n"
+                             "app-1.0.dist-info/RECORD,,\n")
+        return path
+
+    first = sources.content_digest(wheel("a.whl", "X = 1\n", "setuptools (80)"))
+    assert sources.content_digest(wheel("b.whl", "X = 1\n", "setuptools (81)")) == first
+    assert sources.content_digest(wheel("c.whl", "X = 2\n", "setuptools (80)")) != first
