@@ -22,7 +22,7 @@ from wsgistack.managed import Directory, File, Managed, ensure_all
 from wsgistack.onhost.golive import app_unit
 from wsgistack.paths import TEMPLATES, AppPaths
 from wsgistack.releases import config_arguments, install_release, release_link
-from wsgistack.settings import SERVER_NAMES_ENV, AppSettings, Settings
+from wsgistack.settings import SERVER_NAMES_ENV, AppSettings, Settings, SettingsError
 from wsgistack.staged import StagedState, candidate, expect, expected_digests, golive, is_due
 
 NOLOGIN = "/usr/sbin/nologin"
@@ -52,13 +52,31 @@ def environment(settings: Settings, app: AppSettings, secrets: dict[str, str]
             *((name, secrets[name]) for name in app.secret_env)]
 
 
+class TemplateSecrets(dict):
+    """The app's secrets as its config template sees them (`secrets.NAME`): a name not in
+    its secret_env stops the run with one line, not a template error."""
+
+    def __init__(self, app: AppSettings, secrets: dict[str, str]) -> None:
+        super().__init__(secrets)
+        self.app = app
+
+    def __getattr__(self, name: str) -> str:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in self:
+            raise SettingsError([f"apps[{self.app.name}].config: {self.app.config} uses"
+                                 f" secrets.{name}, which is not in its secret_env"])
+        return self[name]
+
+
 def config_files(settings: Settings, app: AppSettings, paths: AppPaths,
                  secrets: dict[str, str]) -> list[Managed]:
     """The candidate config files, in app_unit's order: made live by the switch."""
     own = [File(f"Write {app.name}'s candidate {app.config_name} (its own config, from"
                 f" {app.config.name})", str(candidate(paths.config(app.config_name))), "root",
                 app.name, "640", template=app.config,
-                context={"app": app, "paths": paths, "settings": settings, "secrets": secrets},
+                context={"app": app, "paths": paths, "settings": settings,
+                         "secrets": TemplateSecrets(app, secrets)},
                 secret=True)] if app.config else []
     return [
         *own,

@@ -64,7 +64,7 @@ BAD_SETTINGS = [
     ("production", ["tls_certificate=/nonexistent.crt", "tls_certificate_key=/nonexistent.key"],
      {}, "group_data (production): tls_certificate: /nonexistent.crt does not exist"),
     ("production", [], {"PRODUCTION_FLASKTODO_SECRET_KEY": ""},
-     "group_data (production): apps[flasktodo]: no secret key: set"
+     "group_data (production): apps[flasktodo]: no secret SECRET_KEY: set"
      " PRODUCTION_FLASKTODO_SECRET_KEY"),
     ("production", [], {"PRODUCTION_FLASKTODO_SECRET_KEY": "x"},
      "group_data (production): apps[flasktodo]: the secret key in"
@@ -352,8 +352,8 @@ def test_a_build_that_fails_names_the_app_and_touches_nothing(deployment: Deploy
     before = snapshot(deployment.sandbox)
     run = deployment.run("--limit", "staging", "--data", apps_data(source))
     assert run.returncode != 0
-    assert (f"apps[flasktodo]: building {source} for CPython 3.11 ({platform.machine()})"
-            " failed; nothing was deployed") in run.output, run.output[-3000:]
+    assert (f"apps[flasktodo]: building {source} for CPython 3.11 ({platform.machine()},"
+            " glibc 2.36) failed; nothing was deployed") in run.output, run.output[-3000:]
     assert "no_such_backend" in run.output and "Traceback" not in run.output
     assert snapshot(deployment.sandbox) == before
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,7 +15,7 @@ from tests.unit.test_settings import group_data, production_data
 from wsgistack import nginx
 from wsgistack.app import config_files
 from wsgistack.paths import HERDER, TEMPLATES, AppPaths
-from wsgistack.settings import Settings, load_settings
+from wsgistack.settings import Settings, SettingsError, load_settings
 from wsgistack.supervisor import herder_digest
 
 ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
@@ -240,3 +241,13 @@ def test_each_static_dir_is_its_own_location_from_the_live_release(tmp_path: Pat
         in site
     data["apps"] = [{key: value for key, value in data["apps"][0].items() if key != "static"}]
     assert "alias" not in render_site(load_settings(data, "staging")), "no static: the app's"
+
+
+def test_a_config_template_asking_a_secret_the_app_lacks_stops_with_one_line(
+        settings: Settings) -> None:
+    app = dataclasses.replace(settings.apps[0], secret_env=("API_TOKEN",))
+    [config, *_rest] = config_files(settings, app, AppPaths(app.name), {"API_TOKEN": "t" * 40})
+    with pytest.raises(SettingsError) as error:
+        _ = config.content
+    assert error.value.problems == [f"apps[flasktodo].config: {app.config} uses"
+                                    " secrets.SECRET_KEY, which is not in its secret_env"]
