@@ -67,7 +67,7 @@ BAD_SETTINGS = [
      "group_data (production): apps[flasktodo]: no secret SECRET_KEY: set"
      " PRODUCTION_FLASKTODO_SECRET_KEY"),
     ("production", [], {"PRODUCTION_FLASKTODO_SECRET_KEY": "x"},
-     "group_data (production): apps[flasktodo]: the secret key in"
+     "group_data (production): apps[flasktodo]: the secret SECRET_KEY in"
      " $PRODUCTION_FLASKTODO_SECRET_KEY is 1 characters long, fewer than 32"),
     ("staging", ["health_check_from=[\"nowhere\"]"], {}, "health_check_from: ['nowhere']"),
 ]
