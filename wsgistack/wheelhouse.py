@@ -145,10 +145,7 @@ def lock(name: str, source: Path | None, package: str | None, app_wheel: Path | 
 
 
 def read_requirements(path: Path) -> list[str]:
-    if not path.is_file():
-        return []
-    lines = (line.split(" #")[0].strip() for line in path.read_text().splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
+    return read_requirements_text(path.read_text()) if path.is_file() else []
 
 
 def lock_path(name: str, target: Target) -> Path:
@@ -184,7 +181,8 @@ def resolve(wanted: list[str], target: Target) -> list[str]:
 
 
 def read_requirements_text(text: str) -> list[str]:
-    lines = (line.strip() for line in text.splitlines())
+    """The requirement lines of a requirements file's text, less comments and blanks."""
+    lines = (line.split(" #")[0].strip() for line in text.splitlines())
     return [line for line in lines if line and not line.startswith("#")]
 
 
