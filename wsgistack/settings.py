@@ -17,10 +17,10 @@ from typing import Any
 from pyinfra.api.exceptions import PyinfraError
 
 from wsgistack import sources
+from wsgistack.onhost.golive import APP_NAME, CONFIG_NAME, VERSION
 from wsgistack.paths import REPO_ROOT
 
 GROUPS = ("staging", "production")
-APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
 SERVER_NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}$")
 CSP = re.compile(r"^[A-Za-z0-9 ;:/'*.@=+_-]+$")
@@ -50,9 +50,6 @@ STATIC_URL = re.compile(r"^/([A-Za-z0-9._~-]+/)+$")
 # A requirement pinned to one version, as pip takes it: "httpbin==0.10.4"
 PACKAGE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(\[[A-Za-z0-9,._-]+\])?"
                      r"==(?P<version>[A-Za-z0-9.+!_-]+)$")
-VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*$")  # also names the release's dir
-# The config file's name on the host: its template's, less .j2; not one the stack writes.
-CONFIG_NAME = re.compile(r"^(?!gunicorn\.conf\.py$|env$)[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 RELEASE_DIR = re.compile(r"^(?!.*(^|/)\.\.?(/|$))[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 
 

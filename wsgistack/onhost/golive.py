@@ -73,6 +73,11 @@ LOCK_WAIT = 300  # seconds a step waits for another deploy's step on this host
 RELEASE_COMMAND_TIMEOUT = 900  # seconds one release or build command may take
 BUILD_DIR_ENV = "WSGISTACK_BUILD_DIR"  # where build commands write (e.g. STATIC_ROOT)
 MARKER = ".wheelhouse-digest"  # a release is complete once this file is written, last
+# Names that become paths here, declared once (wsgistack.settings checks group data by them)
+APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")  # user, program, /opt/<app>
+VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*$")  # releases/<version>
+# an app's own config file in /etc/<app>/: not a file the stack writes there
+CONFIG_NAME = re.compile(r"^(?!gunicorn\.conf\.py$|env$)[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 
 
 # --- where things are ------------------------------------------------------------------
@@ -508,6 +513,14 @@ def user_options(user: str) -> dict[str, object]:
     return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
 
 
+def become(account: pwd.struct_passwd) -> None:
+    """Be `account` and nothing more (its group only), for good (as is, if already)."""
+    if os.getuid() != account.pw_uid:
+        os.setgroups([])
+        os.setgid(account.pw_gid)
+        os.setuid(account.pw_uid)
+
+
 def as_user(user: str, work: object) -> None:
     """Call `work()` in a child process that is `user` and nothing more: root never touches
     the app's own directories. Raises Refused with the child's reason if it fails."""
@@ -518,10 +531,7 @@ def as_user(user: str, work: object) -> None:
         os.close(reader)
         code = 0
         try:
-            if os.getuid() != account.pw_uid:
-                os.setgroups([])
-                os.setgid(account.pw_gid)
-                os.setuid(account.pw_uid)
+            become(account)
             work()
         except Exception as error:  # reported to the parent, which refuses
             with contextlib.suppress(OSError):
@@ -730,10 +740,7 @@ def run_in_app(paths: AppPaths, config: Config, prefix: str, argv: list[str]) ->
                    **app_environment(paths, version, config, "", prefix)}
     account = pwd.getpwnam(paths.name)
     os.chdir(paths.release(version).path)
-    if os.getuid() != account.pw_uid:
-        os.setgroups([])
-        os.setgid(account.pw_gid)
-        os.setuid(account.pw_uid)
+    become(account)
     try:
         os.execvpe(argv[0], argv, environment)
     except OSError as error:
@@ -944,9 +951,6 @@ def remove(paths: AppPaths, purge: bool) -> None:
 
 # --- command line -----------------------------------------------------------------------
 
-APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-
-
 def app_name(text: str) -> str:
     if not APP_NAME.match(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not an app name")
@@ -954,8 +958,7 @@ def app_name(text: str) -> str:
 
 
 def config_name(text: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", text) or text in (
-            "gunicorn.conf.py", "env"):
+    if not CONFIG_NAME.match(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not an app's config file name")
     return text
 
@@ -968,7 +971,7 @@ def release_command(text: str) -> list[str]:
 
 
 def version_name(text: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+!-]*", text):
+    if not VERSION.match(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a version")
     return text
 
