@@ -9,8 +9,6 @@ back while the old gunicorn goes on serving.
 
 from __future__ import annotations
 
-import json
-
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
@@ -23,7 +21,15 @@ from wsgistack.onhost.golive import app_unit
 from wsgistack.paths import TEMPLATES, AppPaths
 from wsgistack.releases import config_arguments, install_release, release_link
 from wsgistack.settings import SERVER_NAMES_ENV, AppSettings, Settings, SettingsError
-from wsgistack.staged import StagedState, candidate, expect, expected_digests, golive, is_due
+from wsgistack.staged import (
+    StagedState,
+    candidate,
+    command_options,
+    expect,
+    expected_digests,
+    golive,
+    is_due,
+)
 
 NOLOGIN = "/usr/sbin/nologin"
 
@@ -144,5 +150,4 @@ def switch_command(settings: Settings, app: AppSettings, digests: list[str]) -> 
                   "--keep-releases", settings.keep_releases,
                   "--keep-backups", settings.keep_backups,
                   "--expect", *expect(app_unit(AppPaths(app.name), app.config_name), digests),
-                  *(argument for argv in app.release_commands
-                    for argument in ("--release-command", json.dumps(list(argv)))))
+                  *command_options("--release-command", app.release_commands))

@@ -23,7 +23,7 @@ from wsgistack.facts import FileText, LinkTarget, PythonTarget
 from wsgistack.hoststate import HostState, Read
 from wsgistack.paths import AppPaths
 from wsgistack.settings import AppSettings, is_built
-from wsgistack.staged import golive
+from wsgistack.staged import command_options, golive
 
 
 class InstalledReleases(FactBase[list[str]]):
@@ -109,8 +109,7 @@ def install_commands(app: AppSettings, paths: AppPaths, build: wheelhouse.Wheelh
     if app.build_commands:
         commands.append(golive("build", app.name, app.version, *config_arguments(app),
                                "--prefix", app.prefix,
-                               *(argument for argv in app.build_commands
-                                 for argument in ("--build-command", json.dumps(list(argv))))))
+                               *command_options("--build-command", app.build_commands)))
     if app.static:  # one command: pyinfra runs each in a shell of its own
         links = [f"packages=$({python} -c 'import sysconfig;"
                  " print(sysconfig.get_path(\"purelib\"))')"]

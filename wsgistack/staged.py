@@ -15,6 +15,7 @@ candidate to hold.
 from __future__ import annotations
 
 import hashlib
+import json
 import shlex
 
 from pyinfra.api import FactBase
@@ -23,8 +24,8 @@ from wsgistack.managed import File
 from wsgistack.onhost.golive import Unit, candidate
 from wsgistack.paths import GOLIVE
 
-__all__ = ["StagedState", "Unit", "candidate", "digest_command", "expect", "expected_digests",
-           "golive", "is_due"]
+__all__ = ["StagedState", "Unit", "candidate", "command_options", "digest_command", "expect",
+           "expected_digests", "golive", "is_due"]
 
 
 def golive(step: str, *arguments: object) -> str:
@@ -32,6 +33,11 @@ def golive(step: str, *arguments: object) -> str:
     environment's path, nothing from the working dir) running root's own copy of golive."""
     return f"python3 -I {GOLIVE} " + " ".join(shlex.quote(str(part))
                                              for part in (step, *arguments))
+
+
+def command_options(option: str, commands: tuple[tuple[str, ...], ...]) -> list[str]:
+    """golive's repeated `option` (e.g. --release-command), one JSON argv per command."""
+    return [argument for argv in commands for argument in (option, json.dumps(list(argv)))]
 
 
 def digest_command(unit: Unit) -> str:

@@ -29,7 +29,7 @@ from pyinfra.api.exceptions import PyinfraError
 
 from wsgistack import sources
 from wsgistack.paths import BUILD_DIR, LOCKS_DIR
-from wsgistack.settings import AppSettings, is_built
+from wsgistack.settings import PACKAGE, AppSettings, is_built
 from wsgistack.sources import BUILD_LOCK, REQUIREMENTS, SourceError, run_pip
 
 # The installer, run on hosts straight from its wheel, so release venvs are made without
@@ -37,8 +37,8 @@ from wsgistack.sources import BUILD_LOCK, REQUIREMENTS, SourceError, run_pip
 INSTALLER = "pip==26.3"
 # What every release runs under, unless the app's lock pins its own.
 GUNICORN = "gunicorn==27.0.1"
-PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(\[[A-Za-z0-9,._-]+\])?"
-                 r"==(?P<version>[A-Za-z0-9.+!_-]+)(\s*;.*)?$")
+# An exact pin in a lock: a package entry's form, with an environment marker allowed.
+PIN = re.compile(PACKAGE.pattern.removesuffix("$") + r"(\s*;.*)?$")
 MISSING = re.compile(r"No matching distribution found for (\S+)")
 # manylinux platforms under other names (PEP 600): glibc minor version -> legacy tag
 LEGACY_MANYLINUX = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
