@@ -2,6 +2,7 @@
 #   make demo   sandbox hosts up, deploy staging, print the URL
 #   make test   lint, unit and integration tests (integration needs root)
 #   make bench  benchmarks on sandbox hosts (root, ~8 min), written to docs/performance.md
+#   make docs   the README's settings tables, from wsgistack/schema.py
 
 VENV     := .venv
 BIN      := $(VENV)/bin
@@ -11,7 +12,7 @@ PYTHON   ?= python3
 SYSTEM_PACKAGES := debootstrap systemd-container nftables iproute2 openssh-client \
                    python3-venv curl openssl util-linux shellcheck
 
-.PHONY: demo test lint unit integration bench system-deps venv down clean
+.PHONY: demo test lint unit integration bench docs system-deps venv down clean
 
 # The deploy's closing summary prints each host's URL and health.
 demo: venv system-deps
@@ -35,6 +36,10 @@ integration: venv system-deps
 bench: venv system-deps
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python -m bench
+
+# The README's settings tables, made from wsgistack/schema.py.
+docs: venv
+	$(BIN)/python -m wsgistack.schema
 
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \

@@ -3,16 +3,17 @@
 inventory.py calls `check_before_connecting` once the hosts are known. It reads pyinfra's
 own command line (--data, --limit, --group-data) with pyinfra's own parser, merges group
 data as pyinfra will (all.py, then the group's file, then --data), and checks every group
-this run aims at: each key, the production secrets and TLS files, and that no host is in
-both groups. Any problem raises SettingsError: pyinfra prints one line per problem and
-exits non-zero, and no host was touched. deploy.py checks each host's data again, with any
-per-host data.
+this run aims at: that its files set no key that is no setting, each key, the production
+secrets and TLS files, and that no host is in both groups. Any problem raises
+SettingsError: pyinfra prints one line per problem and exits non-zero, and no host was
+touched. deploy.py checks each host's data again, with any per-host data.
 """
 
 from __future__ import annotations
 
 import sys
 from fnmatch import fnmatch
+from pathlib import Path
 from typing import Any
 
 import pyinfra
@@ -22,7 +23,7 @@ from pyinfra_cli.util import parse_cli_arg
 
 from wsgistack.paths import REPO_ROOT
 from wsgistack.secrets import check_secrets
-from wsgistack.settings import GROUPS, SettingsError, load_settings
+from wsgistack.settings import GROUPS, SettingsError, load_settings, unknown_keys
 
 HostEntry = tuple[str, dict[str, Any]]
 
@@ -33,12 +34,18 @@ def command_line() -> dict[str, Any]:
     return context.params
 
 
+def group_files(group: str, options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """What each group data file of a group sets, in the order pyinfra merges them: all.py,
+    then the group's own, from our group_data/ and then any --group-data folder."""
+    folders = [REPO_ROOT / "group_data", *map(Path, options.get("group_data") or ())]
+    return {str(folder / f"{name}.py"): _get_group_data(str(folder)).get(name, {})
+            for name in ("all", group) for folder in folders}
+
+
 def group_data(group: str, options: dict[str, Any]) -> dict[str, Any]:
-    folders = [str(REPO_ROOT / "group_data"), *(options.get("group_data") or ())]
     merged: dict[str, Any] = {}
-    for name in ("all", group):
-        for folder in folders:
-            merged.update(_get_group_data(folder).get(name, {}))
+    for values in group_files(group, options).values():
+        merged.update(values)
     for argument in options.get("data") or ():
         key, value = argument.split("=", 1)
         merged[key] = parse_cli_arg(value)
@@ -73,6 +80,9 @@ def check_before_connecting(groups: dict[str, list[HostEntry]]) -> None:
     for name in sorted(names["staging"] & names["production"]):
         problems.append(f"inventory: {name} is in both staging and production")
     for group in targeted_groups(groups, tuple(options.get("limit") or ())):
+        for path, values in group_files(group, options).items():
+            problems += [problem for problem in unknown_keys(values, path)
+                         if problem not in problems]
         problems += problems_of(group, group_data(group, options))
     if problems:
         raise SettingsError(problems)

@@ -31,6 +31,7 @@ from tests.integration.helpers import (
     snapshot,
 )
 from tests.unit.test_settings import group_data
+from wsgistack.schema import GROUP_KEY
 
 SERVER_NAMES = {"staging": "staging.flasktodo.test", "production": "flasktodo.test"}
 APP = group_data("staging")["apps"][0]
@@ -181,8 +182,8 @@ def test_hsts_in_production_only(deployment: Deployment, host: dict) -> None:
     assert (hsts == "max-age=63072000") if host["group"] == "production" else hsts is None
     for header, value in (("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
                           ("Referrer-Policy", "strict-origin-when-cross-origin"),
-                          ("Content-Security-Policy", group_data("staging")[
-                              "content_security_policy"])):
+                          ("Content-Security-Policy",
+                           GROUP_KEY["content_security_policy"].default)):
         assert headers[header] == value
 
 

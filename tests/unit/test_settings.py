@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import re
 import runpy
 from pathlib import Path
 
 import pytest
 
 from wsgistack.paths import REPO_ROOT
+from wsgistack.schema import GROUP_KEYS, README, is_wsgi_target, with_tables
 from wsgistack.secrets import app_secrets, check_secrets
 from wsgistack.settings import (
-    APP_KEYS,
+    Settings,
     SettingsError,
     host_group,
-    is_wsgi_target,
     load_settings,
+    unknown_keys,
 )
 
 
@@ -55,7 +55,7 @@ def test_production_needs_its_tls_pair(tmp_path: Path) -> None:
     data = {**group_data("production"), "secrets_dir": str(tmp_path)}
     with pytest.raises(SettingsError, match="tls_certificate: is missing: name the certificate"):
         load_settings(data, "production")
-    with pytest.raises(SettingsError, match="tls_certificate_key: None is invalid"):
+    with pytest.raises(SettingsError, match="tls_certificate_key: is missing: set both"):
         load_settings({**data, "tls_certificate": str(tmp_path)}, "production")
     kept = tmp_path / "production" / "tls"
     kept.mkdir(parents=True)
@@ -64,23 +64,23 @@ def test_production_needs_its_tls_pair(tmp_path: Path) -> None:
     assert load_settings(data, "production").tls_certificate == kept / "wsgistack.crt"
 
 
-def test_every_default_has_a_comment() -> None:
-    lines = (REPO_ROOT / "group_data/all.py").read_text().splitlines()
-    for number, line in enumerate(lines):
-        if line and line[0].isalpha():
-            assert lines[number - 1].startswith("#"), f"all.py:{number + 1} {line}"
+def test_the_readme_tables_are_made_from_the_schema() -> None:
+    """The README's settings tables are what `make docs` makes from wsgistack.schema."""
+    readme = README.read_text()
+    assert with_tables(readme) == readme, "the README's settings tables drifted: make docs"
 
 
-def test_the_readme_settings_table_names_every_key_and_app_key() -> None:
-    """The README's table has a row for each key group_data/all.py sets, and no other; its
-    apps row names every key an app entry may have."""
-    readme = (REPO_ROOT / "README.md").read_text()
-    table = readme.split("## Settings", 1)[1].split("\n\n|", 1)[1].split("\n\n", 1)[0]
-    rows = {cell.strip("` ") for line in table.splitlines()[2:]
-            for cell in line.split("|")[1].split(",")}
-    assert rows == set(group_data("staging"))
-    apps_row = next(line for line in table.splitlines() if line.startswith("| `apps`"))
-    assert set(re.findall(r"`\"?(\w+)", apps_row)) >= APP_KEYS
+def test_every_setting_is_a_field_of_the_settings() -> None:
+    fields = set(Settings.__dataclass_fields__)
+    assert {key.name for key in GROUP_KEYS} <= fields
+
+
+def test_a_key_that_is_no_setting_is_named_with_its_likely_meaning() -> None:
+    assert unknown_keys(group_data("staging"), "group_data/all.py") == []
+    assert unknown_keys({"gunicorn_worker": 3, "ssh_user": "admin", "_sudo": True,
+                         "colour": "red"}, "group_data/all.py") == [
+        "group_data/all.py: gunicorn_worker: is not a setting (did you mean gunicorn_workers?)",
+        "group_data/all.py: colour: is not a setting"]
 
 
 BAD = [
@@ -230,6 +230,9 @@ def test_an_app_names_its_variables_and_secret_ones(tmp_path: Path) -> None:
     ({"config": "apps/flasktodo/no-such.j2"}, "apps[flasktodo].config:"),
     ({"config": "apps/flasktodo/config.py.j2", "config_env": None},
      "apps[flasktodo].config_env: is missing"),
+    ({"config": None}, "apps[flasktodo].config: is missing: set both config and config_env"),
+    ({"env": {"WSGISTACK_SERVER_NAMES": "x"}},
+     "apps[flasktodo].env: WSGISTACK_SERVER_NAMES is set by the stack itself"),
 ])
 def test_bad_variables_name_the_app_and_key(keys: dict, message: str) -> None:
     with pytest.raises(SettingsError) as error:
