@@ -21,6 +21,8 @@ apps = [
         "prefix": "/flasktodo",
         "port": 8004,
         "health_path": "/healthz",
+        # Its schema, before a new release goes live (README: "Releases").
+        "release_commands": [["flasktodo", "migrate"]],
         "static": {"/static/": "flasktodo/static"},
     },
 ]

@@ -132,6 +132,9 @@ def boot(disk: HostDisk, host: HostSpec) -> None:
         "systemd-nspawn", "-q", "-D", str(disk.root), f"--machine={host.name}",
         "--register=no", "--keep-unit", f"--network-namespace-path={netns_path(host)}",
         "--resolv-conf=off", "--timezone=off", "--link-journal=no", "--console=read-only", "-b",
+        # A firewall of its own, as a server has (the database host's nftables table): the
+        # capability acts only on the host's own network namespace.
+        "--capability=CAP_NET_ADMIN",
     ]
     cgroups = cgroup_dirs(host)
     for cgroup in cgroups:

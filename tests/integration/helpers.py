@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email import message as email_message
@@ -24,12 +25,17 @@ from urllib import request as urllib_request
 import testinfra
 
 from tests.unit.test_settings import group_data
+from wsgistack.paths import REPO_ROOT
 
 REPO = Path(__file__).resolve().parents[2]
 STATE_ROOT = Path("/var/lib/wsgistack-sandbox")
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 # The production secret key the tests' deploys use (strong enough to be accepted).
 PRODUCTION_SECRET_KEY = "production-secret-for-tests-0123456789-abcdefghij"
+
+# The version of FlaskTODO in the tree, which a deploy of group_data as it is makes live.
+FLASKTODO_VERSION = tomllib.loads((REPO_ROOT / "apps/flasktodo/pyproject.toml").read_text()
+                               )["project"]["version"]
 
 
 def sandbox_cli(name: str, *args: str, env: dict[str, str] | None = None,

@@ -1,6 +1,6 @@
 """Safe changes on real hosts: nothing broken goes live, and users never see a deploy.
 
-A sandbox of its own (1 staging, 2 production) is deployed with FlaskTODO 1.0.1; the tests
+A sandbox of its own (1 staging, 2 production) is deployed with FlaskTODO as it is; the tests
 then redeploy it under HTTP load, with broken input, interrupted, with a failing host and
 with a host down, in this order.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.helpers import (
+    FLASKTODO_VERSION,
     REPO,
     Run,
     Sandbox,
@@ -97,7 +98,7 @@ def test_a_new_version_reaches_users_without_one_failed_request(stack: Stack) ->
     assert run.returncode == 0, run.output[-5000:]
     assert_no_failed_request(load)
     versions = sorted(load.result.versions)
-    assert versions[0][1] == "1.0.1", "the load started on the old version"
+    assert versions[0][1] == f"{FLASKTODO_VERSION}", "the load started on the old version"
     assert {v for when, v in versions if when > finished} == {"1.1.0"}
     assert stack.healthz(host)["version"] == "1.1.0"
     # A graceful swap under the same supervised process, not a supervisor restart.
@@ -210,8 +211,8 @@ def test_a_failed_health_check_stops_the_production_rollout(stack: Stack) -> Non
     assert run.returncode != 0
     assert "health check failed: flasktodo through nginx" in run.output
     assert f"rollout of production stopped: {first['name']} failed" in run.output
-    assert stack.ssh(second, "readlink /opt/flasktodo/current") == "releases/1.0.1"
-    assert stack.healthz(second)["version"] == "1.0.1", "the rest keeps serving"
+    assert stack.ssh(second, "readlink /opt/flasktodo/current") == f"releases/{FLASKTODO_VERSION}"
+    assert stack.healthz(second)["version"] == f"{FLASKTODO_VERSION}", "the rest keeps serving"
     resumed = stack.deploy("--limit", "production", "--data", stack.release("1.1.0"))
     assert resumed.returncode == 0, resumed.output[-3000:]
     assert [stack.healthz(h)["version"] for h in (first, second)] == ["1.1.0", "1.1.0"]

@@ -17,6 +17,7 @@ import time
 import pytest
 
 from tests.integration.helpers import (
+    FLASKTODO_VERSION,
     PRODUCTION_SECRET_KEY,
     Browser,
     Deployment,
@@ -42,8 +43,8 @@ def test_dry_run_on_bare_hosts_lists_changes_and_changes_nothing(deployment: Dep
     for operation in ("Install nginx, supervisor, python3-venv and logrotate",
                       "Write the wsgistack candidate nginx site",
                       "Write the flasktodo candidate supervisor program",
-                      "Install flasktodo 1.0.1 as a new release",
-                      "Switch flasktodo to 1.0.1", "Apply the wsgistack nginx site"):
+                      f"Install flasktodo {FLASKTODO_VERSION} as a new release",
+                      f"Switch flasktodo to {FLASKTODO_VERSION}", "Apply the wsgistack nginx site"):
         assert operation in planned
     assert deployment.bare_before == deployment.bare_after
 
@@ -53,7 +54,7 @@ def test_first_deploy_reports_every_host_healthy(deployment: Deployment) -> None
     for host in deployment.sandbox.hosts():
         line = next(line for line in summary.splitlines() if host["name"] + ":" in line)
         assert f"https://{SERVER_NAMES[host['group']]}{PREFIX}/ ({host['address']})" in line
-        assert "flasktodo 1.0.1" in line and line.endswith("healthy")
+        assert f"flasktodo {FLASKTODO_VERSION}" in line and line.endswith("healthy")
 
 
 def test_second_run_changes_nothing(deployment: Deployment) -> None:
@@ -153,8 +154,9 @@ def test_files_have_their_owners_and_modes(deployment: Deployment, host: dict) -
         file = check.file(path)
         assert (file.user, file.group) == (user, group), path
         assert mode is None or file.mode == mode, path
-    assert check.file("/opt/flasktodo/current").linked_to == "/opt/flasktodo/releases/1.0.1"
-    assert check.file("/opt/flasktodo/releases/1.0.1/venv/bin/gunicorn").user == "root"
+    release = f"/opt/flasktodo/releases/{FLASKTODO_VERSION}"
+    assert check.file("/opt/flasktodo/current").linked_to == release
+    assert check.file(f"{release}/venv/bin/gunicorn").user == "root"
     assert check.file("/etc/nginx/sites-enabled/wsgistack").linked_to == \
         "/etc/nginx/sites-available/wsgistack"
     assert not check.file("/etc/nginx/sites-enabled/default").exists
@@ -285,7 +287,7 @@ def test_a_config_change_restarts_gunicorn_and_only_then(deployment: Deployment)
     before = master_pid(sandbox, host)
     changed = deployment.run("--limit", "staging", "--data", "gunicorn_timeout=31")
     assert changed.returncode == 0, changed.output[-3000:]
-    assert any("Switch flasktodo to 1.0.1" in line for line in changed.output.splitlines())
+    assert f"Switch flasktodo to {FLASKTODO_VERSION}" in changed.output
     assert "timeout = 31" in sandbox.ssh(host, "cat /etc/flasktodo/gunicorn.conf.py").stdout
     assert master_pid(sandbox, host) != before
     restored = deployment.run("--limit", "staging")
@@ -298,15 +300,15 @@ def test_a_config_change_restarts_gunicorn_and_only_then(deployment: Deployment)
 def test_a_live_release_is_never_reinstalled_in_place(deployment: Deployment) -> None:
     sandbox = deployment.sandbox
     host = sandbox.hosts("staging")[0]
-    marker = "/opt/flasktodo/releases/1.0.1/.wheelhouse-digest"
+    marker = f"/opt/flasktodo/releases/{FLASKTODO_VERSION}/.wheelhouse-digest"
     digest = sandbox.ssh(host, f"cat {marker}").stdout.strip()
     before = master_pid(sandbox, host)
     sandbox.ssh(host, f"echo other-bits > {marker}")
     try:
         run = deployment.run("--limit", "staging")
         assert run.returncode != 0
-        assert "flasktodo 1.0.1 is live on this host and was built from other sources or" \
-               " dependencies: give the app a new version" in run.output
+        assert f"flasktodo {FLASKTODO_VERSION} is live on this host and was built from other" \
+               " sources or dependencies: give the app a new version" in run.output
         assert "Install flasktodo" not in run.output
         assert master_pid(sandbox, host) == before
         wait_for_http_ok(host["address"], f"{PREFIX}/healthz", 5,
@@ -398,11 +400,12 @@ def test_an_app_with_no_health_endpoint_is_checked_at_its_prefix(deployment: Dep
              if key != "health_path"}
     run = deployment.run("--limit", "staging", "--data", "apps=" + json.dumps([entry]))
     assert run.returncode == 0, run.output[-3000:]
-    [line] = [line for line in run.output.splitlines() if "flasktodo 1.0.1" in line]
-    assert line.endswith("flasktodo 1.0.1 (not reported)  healthy"), line
+    [line] = [line for line in run.output.splitlines() if f"flasktodo {FLASKTODO_VERSION}" in line]
+    assert line.endswith(f"flasktodo {FLASKTODO_VERSION} (not reported)  healthy"), line
     back = deployment.run("--limit", "staging")
     assert back.returncode == 0, back.output[-3000:]
-    assert any(line.endswith("flasktodo 1.0.1  healthy") for line in back.output.splitlines())
+    assert any(line.endswith(f"flasktodo {FLASKTODO_VERSION}  healthy")
+               for line in back.output.splitlines())
 
 
 def test_an_apps_own_limits_and_a_factory_with_arguments(deployment: Deployment) -> None:

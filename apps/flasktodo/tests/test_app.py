@@ -8,15 +8,24 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from flasktodo import create_app
+from flasktodo import create_app, db
+from flasktodo.cli import main
 
 PREFIX = "/flasktodo"
 BASE = f"https://todo.test{PREFIX}"
 
 
+def migrated(config: dict) -> Flask:
+    """The app, its database migrated as a deploy's release command does."""
+    app = create_app(config)
+    with app.app_context():
+        db.migrate()
+    return app
+
+
 @pytest.fixture
 def app(tmp_path: Path) -> Flask:
-    return create_app({"DATABASE": str(tmp_path / "todo.sqlite3"), "SECRET_KEY": "test"})
+    return migrated({"DATABASE": str(tmp_path / "todo.sqlite3"), "SECRET_KEY": "test"})
 
 
 @pytest.fixture
@@ -101,9 +110,25 @@ def test_bad_titles_are_rejected(client: FlaskClient, title: str) -> None:
 
 def test_items_persist_in_sqlite_across_app_instances(tmp_path: Path) -> None:
     config = {"DATABASE": str(tmp_path / "todo.sqlite3"), "SECRET_KEY": "k"}
-    create_app(config).test_client().post("/api/items", json={"title": "kept"})
+    migrated(config).test_client().post("/api/items", json={"title": "kept"})
     items = create_app(config).test_client().get("/api/items").get_json()["items"]
     assert [item["title"] for item in items] == ["kept"]
+
+
+def test_migrate_makes_the_schema_once_and_healthz_waits_for_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """Never migrated: /healthz answers 503 naming the cure. `flasktodo migrate` applies
+    each migration once; a second run applies none."""
+    config = tmp_path / "config.py"
+    config.write_text(f"DATABASE = {str(tmp_path / 'db.sqlite3')!r}\nSECRET_KEY = 'k'\n")
+    monkeypatch.setenv("FLASKTODO_CONFIG", str(config))
+    health = create_app().test_client().get("/healthz")
+    assert health.status_code == 503 and "schema_migrations" in health.get_json()["error"]
+    assert main(["migrate"]) == 0
+    assert f"applied: {', '.join(str(v) for v, _d, _s in db.MIGRATIONS)}" in capsys.readouterr().out
+    assert main(["migrate"]) == 0
+    assert "applied: none needed" in capsys.readouterr().out
+    assert create_app().test_client().get("/healthz").status_code == 200
 
 
 def test_client_address_and_scheme_come_from_the_proxy(client: FlaskClient) -> None:
@@ -121,12 +146,15 @@ def test_spoofed_forwarded_for_is_not_trusted_beyond_one_hop(client: FlaskClient
 
 
 def test_healthz_reports_version_and_database_failure(tmp_path: Path) -> None:
-    ok = create_app({"DATABASE": str(tmp_path / "db.sqlite3"), "SECRET_KEY": "k"}).test_client()
+    ok = migrated({"DATABASE": str(tmp_path / "db.sqlite3"), "SECRET_KEY": "k"}).test_client()
     assert ok.get("/healthz").get_json()["status"] == "ok"
     broken = create_app({"DATABASE": str(tmp_path / "missing/dir/db.sqlite3"), "SECRET_KEY": "k"})
     response = broken.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.get_json()["status"] == "error"
+    page = broken.test_client().get("/api/items", base_url=BASE)
+    assert page.status_code == 503, "a database away is a 503 on every page, never a 500"
+    assert page.get_json() == {"error": "service unavailable"}
 
 
 def test_the_session_cookie_is_the_apps_own_and_kept_from_scripts(client: FlaskClient) -> None:
@@ -195,7 +223,8 @@ def test_every_bad_request_gets_a_4xx_with_a_short_reason(client: FlaskClient, m
 
 
 def test_an_unexpected_failure_says_nothing_of_its_insides(tmp_path: Path) -> None:
-    app = create_app({"DATABASE": str(tmp_path / "missing/dir/db.sqlite3"), "SECRET_KEY": "k"})
+    (tmp_path / "db.sqlite3").write_text("not a database, and no error the app expects\n")
+    app = create_app({"DATABASE": str(tmp_path / "db.sqlite3"), "SECRET_KEY": "k"})
     response = app.test_client().get("/api/items", base_url=BASE)
     assert response.status_code == 500
     assert response.get_json() == {"error": "internal server error"}

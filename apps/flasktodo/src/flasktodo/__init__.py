@@ -1,12 +1,15 @@
-"""FlaskTODO: a small TODO list with HTML pages, a JSON API and SQLite storage.
+"""FlaskTODO: a small TODO list with HTML pages, a JSON API and SQLite or PostgreSQL storage.
 
 Configuration comes from the Python file named by the FLASKTODO_CONFIG environment variable
-(DATABASE, SECRET_KEY, DEBUG). The app is correct under a URL prefix (SCRIPT_NAME) and behind
-one reverse proxy: it takes the client address and scheme from the proxy's headers.
+(DATABASE, SECRET_KEY, DEBUG), and DATABASE_URL from the environment: with it, the items
+live in PostgreSQL, else in the SQLite file DATABASE. The app is correct under a URL prefix
+(SCRIPT_NAME) and behind one reverse proxy: it takes the client address and scheme from the
+proxy's headers.
 """
 
 from __future__ import annotations
 
+import os
 from importlib.metadata import version
 from typing import Any
 
@@ -36,7 +39,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         app.config.from_envvar(CONFIG_ENV)
     else:
         app.config.update(overrides)
-    for key in ("DATABASE", "SECRET_KEY"):
+    app.config.setdefault("DATABASE_URL", os.environ.get("DATABASE_URL"))
+    for key in ("SECRET_KEY", *(() if app.config["DATABASE_URL"] else ("DATABASE",))):
         if not app.config.get(key):
             raise RuntimeError(f"flasktodo: {key} is not set in the config file")
     # gunicorn listens on loopback behind exactly one proxy (nginx), which appends the

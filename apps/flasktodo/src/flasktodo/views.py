@@ -5,7 +5,6 @@ that cannot exist) with a short reason, never a 500."""
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from flask import (
@@ -113,11 +112,12 @@ def api_delete(item_id: int) -> tuple[str, int]:
 
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
-    """200 when the app can reach its database; what a load balancer or deploy checks."""
+    """200 when the app can reach its database and it has this release's schema; what a
+    load balancer or deploy checks."""
     version = current_app.config["VERSION"]
     try:
-        db.ping()
-    except sqlite3.Error as error:
-        return jsonify(status="error", error=str(error), version=version), 503
+        db.ready()
+    except db.Unavailable as error:
+        return jsonify(status="error", error=error.reason, version=version), 503
     return jsonify(status="ok", version=version, client=request.remote_addr,
                    scheme=request.scheme), 200
