@@ -2,34 +2,51 @@
 
     pyinfra inventory.py deploy.py --limit staging [--dry]
 
-nginx -> gunicorn -> the app, with supervisor keeping gunicorn alive. The logic lives in
-the wsgistack package, one module per concern; this file only puts them in order:
-first every host is prepared at once (packages, new releases, candidate config), then the
-group goes live batch by batch (switch, reload, health check), stopping at the first
-failure.
+nginx -> gunicorn -> the app, with supervisor keeping gunicorn alive; where an environment
+has a database host, PostgreSQL there, shared by its web hosts. The logic lives in the
+wsgistack package, one module per concern; this file only puts them in order: the
+database host first, then every web host is prepared at once (packages, new releases,
+candidate config), a shared database is migrated once, and the group goes live batch by
+batch (switch, reload, health check), stopping at the first failure.
 """
 
 from pyinfra import host
 
-from wsgistack import app, base, nginx, supervisor
+from wsgistack import app, base, database, nginx, supervisor
+from wsgistack.environment import Environment, is_database_host
 from wsgistack.removal import removal_command
 from wsgistack.rollout import AppStep, Plan, go_live_in_batches
 from wsgistack.secrets import app_secrets
 from wsgistack.settings import host_group, load_settings
-from wsgistack.stack import read_host_state
+from wsgistack.stack import client_packages, read_database_host, read_host_state
 
 settings = load_settings(host.data, host_group(host.groups))
-secrets = {each.name: app_secrets(settings, each) for each in settings.apps}
-# One command reads all the state the steps below compare against, and a health reading;
-# each step changes only what differs, so a converged host costs this one command.
-seen = read_host_state(settings, secrets)
-
-base.install_base(seen)
-plan = Plan(
-    apps=[AppStep(each, switch=app.prepare_app(settings, each, secrets[each.name], seen),
-                  program=supervisor.prepare_program(settings, each, seen))
-          for each in settings.apps],
-    site=nginx.prepare_site(settings, seen),
-    removals=[(gone.name, removal_command(gone, seen)) for gone in settings.removed_apps],
-)
-go_live_in_batches(settings, plan, seen)
+environment = Environment.of(settings.group)
+passwords = database.passwords(settings, environment)
+# One command reads all the state the steps below compare against (and on a web host a
+# health reading); each step changes only what differs, so a converged host costs it alone.
+if is_database_host():
+    seen = read_database_host(settings, passwords, environment)
+    database.deploy_database(settings, environment, passwords, seen)
+else:
+    secrets = {each.name: {**app_secrets(settings, each),
+                           **({database.PASSWORD: passwords[each.name]}
+                              if each.name in passwords else {})}
+               for each in settings.apps}
+    seen = read_host_state(settings, secrets, environment)
+    base.install_base(seen, client_packages(settings, environment))
+    site = nginx.prepare_site(settings, seen)
+    database.prepare_clients(settings, environment, seen)  # into the site's TLS dir
+    steps = []
+    for each in settings.apps:
+        prepared = app.prepare_app(settings, each, secrets[each.name], seen, environment)
+        steps.append(AppStep(each, switch=prepared.switch,
+                             program=supervisor.prepare_program(settings, each, seen),
+                             migrate=prepared.migrate,
+                             shared=database.uses_database(each, environment)))
+    plan = Plan(
+        apps=steps,
+        site=site,
+        removals=[(gone.name, removal_command(gone, seen)) for gone in settings.removed_apps],
+    )
+    go_live_in_batches(settings, plan, seen)

@@ -1,4 +1,5 @@
-"""The hosts, by group: `staging` and `production`.
+"""The hosts, by group: `staging` and `production` (each environment's web hosts and its
+database host, if it has one), and `databases` (the database hosts).
 
 By default these are the local sandbox hosts (`python -m sandbox up`). To deploy to real
 servers, write a targets file (see README) and run
@@ -15,3 +16,4 @@ check_before_connecting(_targets)
 
 staging = _targets["staging"]
 production = _targets["production"]
+databases = _targets["databases"]

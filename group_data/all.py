@@ -17,6 +17,8 @@ apps = [
         "wsgi": "flasktodo.wsgi:app",
         "config": "apps/flasktodo/config.py.j2",
         "config_env": "FLASKTODO_CONFIG",
+        # Where the environment has a database host: the URL of its PostgreSQL database.
+        "database_env": "DATABASE_URL",
         "secret_env": ["SECRET_KEY"],
         "prefix": "/flasktodo",
         "port": 8004,

@@ -40,7 +40,8 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--suite", default=DEFAULT.suite, help="Debian suite: bookworm or trixie")
     up.add_argument("--subnet", default=DEFAULT.subnet, help="private IPv4 subnet for the hosts")
     up.add_argument("--hosts", type=parse_groups, default=DEFAULT.groups,
-                    help="hosts per inventory group, e.g. staging=1,production=2")
+                    help="hosts per inventory group, e.g. staging=1,production=2,production-db=1"
+                         " (an environment's database host)")
     commands.add_parser("down", parents=[named],
                         help="remove the hosts and everything the sandbox made")
     commands.add_parser("status", parents=[named], help="list the hosts, their addresses and state")

@@ -15,6 +15,9 @@ SUITES = ("bookworm", "trixie")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 # Each host gets a /30 of the sandbox subnet: .1 on the controller, .2 on the host.
 HOST_PREFIX_LENGTH = 30
+# A host group: an environment's web hosts ("production"), or its database host
+# ("production-db", at most one).
+GROUP_PATTERN = re.compile(r"^[a-z]+(?P<database>-db)?$")
 
 
 @dataclass(frozen=True)
@@ -22,7 +25,7 @@ class HostSpec:
     """One sandbox host, e.g. `demo-staging1` in group `staging`."""
 
     sandbox: str
-    group: str
+    group: str  # as in the inventory: "production", or "production-db" for its database
     index: int  # position in the sandbox, 0-based: picks the /30 and the veth name
     number: int  # position in its group, 1-based: part of the name
 
@@ -48,7 +51,8 @@ class SandboxSpec:
     name: str = "demo"
     suite: str = "bookworm"
     subnet: str = "10.177.0.0/24"
-    groups: dict[str, int] = field(default_factory=lambda: {"staging": 1, "production": 2})
+    groups: dict[str, int] = field(default_factory=lambda: {
+        "staging": 1, "production": 2, "production-db": 1})
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.match(self.name):
@@ -64,8 +68,10 @@ class SandboxSpec:
                 f"subnet {self.subnet} must be a private IPv4 network of /28 or larger"
             )
         for group, count in self.groups.items():
-            if not re.match(r"^[a-z]+$", group) or count < 0:
-                raise SandboxError(f"group {group!r}={count} is invalid: use name=COUNT")
+            matched = GROUP_PATTERN.match(group)
+            if not matched or count < 0 or (matched["database"] and count > 1):
+                raise SandboxError(f"group {group!r}={count} is invalid: use name=COUNT, or"
+                                   " name-db=1 for an environment's database host")
         capacity = network.num_addresses // 4
         if not 0 < len(self.hosts) <= capacity:
             raise SandboxError(

@@ -20,6 +20,7 @@ from pyinfra.api import StringCommand
 
 from tests.unit.test_settings import group_data
 from wsgistack.changes import refuse
+from wsgistack.environment import Environment
 from wsgistack.hoststate import Batch
 from wsgistack.paths import AppPaths
 from wsgistack.releases import install_commands
@@ -40,7 +41,8 @@ def commands(secrets_dir: Path) -> dict[str, str]:
     refusal = next(refuse._inner(message="it's refused; see \"why\""))  # type: ignore[attr-defined]
     assert isinstance(refusal, StringCommand)
     return {
-        "the host read": Batch().command(reads=host_read(settings, secrets)),
+        "the host read": Batch().command(reads=host_read(settings, secrets,
+                                                         Environment("staging", ()))),
         "the release install": "\n".join(install_commands(app, AppPaths(app.name), build)),
         "a refusal": refusal.get_raw_value(),
     }

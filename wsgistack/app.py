@@ -9,11 +9,15 @@ back while the old gunicorn goes on serving.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
 from wsgistack import releases
 from wsgistack.changes import will_change
+from wsgistack.database import PASSWORD, url, uses_database
+from wsgistack.environment import Environment
 from wsgistack.facts import LinkTarget, SystemAccount
 from wsgistack.hoststate import HostState, Read
 from wsgistack.managed import Directory, File, Managed, ensure_all
@@ -50,12 +54,15 @@ def directories(app: AppSettings, paths: AppPaths) -> list[Managed]:
     ]
 
 
-def environment(settings: Settings, app: AppSettings, secrets: dict[str, str]
-                ) -> list[tuple[str, str]]:
+def environment(settings: Settings, app: AppSettings, secrets: dict[str, str],
+                where: Environment) -> list[tuple[str, str]]:
     """The app's process environment from its env file: the server names, its plain
-    variables, then its secret ones."""
+    variables, its secret ones, and its database's URL (with its password) where its
+    environment has a database host."""
+    database = [(app.database_env, url(app, where, secrets[PASSWORD]))
+                if app.database_env and uses_database(app, where) else ()]
     return [(SERVER_NAMES_ENV, " ".join(settings.server_names)), *app.env,
-            *((name, secrets[name]) for name in app.secret_env)]
+            *((name, secrets[name]) for name in app.secret_env), *filter(None, database)]
 
 
 class TemplateSecrets(dict):
@@ -76,7 +83,7 @@ class TemplateSecrets(dict):
 
 
 def config_files(settings: Settings, app: AppSettings, paths: AppPaths,
-                 secrets: dict[str, str]) -> list[Managed]:
+                 secrets: dict[str, str], where: Environment) -> list[Managed]:
     """The candidate config files, in app_unit's order: made live by the switch."""
     own = [File(f"Write {app.name}'s candidate {app.config_name} (its own config, from"
                 f" {app.config.name})", str(candidate(paths.config(app.config_name))), "root",
@@ -94,13 +101,15 @@ def config_files(settings: Settings, app: AppSettings, paths: AppPaths,
              str(candidate(paths.env_file)), "root", app.name, "640",
              template=TEMPLATES / "etc/app/env.j2",
              context={"app": app, "paths": paths,
-                      "environment": environment(settings, app, secrets)}, secret=True),
+                      "environment": environment(settings, app, secrets, where)},
+             secret=True),
     ]
 
 
-def managed(settings: Settings, app: AppSettings, secrets: dict[str, str]) -> list[Managed]:
+def managed(settings: Settings, app: AppSettings, secrets: dict[str, str],
+            where: Environment) -> list[Managed]:
     paths = AppPaths(app.name)
-    return directories(app, paths) + config_files(settings, app, paths, secrets)
+    return directories(app, paths) + config_files(settings, app, paths, secrets, where)
 
 
 def probes(app: AppSettings) -> list[Read]:
@@ -110,21 +119,31 @@ def probes(app: AppSettings) -> list[Read]:
             *releases.probes(app, paths)]
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What going live means for the app on this host: golive commands, "" for none."""
+
+    switch: str = ""  # config, release and gunicorn swap
+    migrate: str = ""  # the environment's database, once before any host switches
+
+
 @deploy("App user, config and release")
 def prepare_app(settings: Settings, app: AppSettings, secrets: dict[str, str],
-                seen: HostState) -> str:
-    """Prepare the app; return the go-live script if anything is due, else ""."""
+                seen: HostState, where: Environment) -> Prepared:
+    """Prepare the app: what is due to go live."""
     paths = AppPaths(app.name)
     create_user(app, paths, seen)
     ensure_all(directories(app, paths), seen)
-    candidates = config_files(settings, app, paths, secrets)
+    candidates = config_files(settings, app, paths, secrets, where)
     config = ensure_all(candidates, seen)
     install = install_release(app, paths, seen)
-    live_release = seen.get(LinkTarget, path=str(paths.current))
-    if (will_change(*config, install) or live_release != release_link(app.version)
+    new_release = seen.get(LinkTarget, path=str(paths.current)) != release_link(app.version)
+    if (will_change(*config, install) or new_release
             or is_due(seen.get(StagedState, unit=app_unit(paths, app.config_name)))):
-        return switch_command(settings, app, expected_digests(candidates))
-    return ""
+        shared = uses_database(app, where)
+        return Prepared(switch_command(settings, app, expected_digests(candidates), shared),
+                        migrate_command(settings, app) if shared and new_release else "")
+    return Prepared()
 
 
 def create_user(app: AppSettings, paths: AppPaths, seen: HostState) -> None:
@@ -140,9 +159,11 @@ def create_user(app: AppSettings, paths: AppPaths, seen: HostState) -> None:
     )
 
 
-def switch_command(settings: Settings, app: AppSettings, digests: list[str]) -> str:
+def switch_command(settings: Settings, app: AppSettings, digests: list[str | None],
+                   shared: bool) -> str:
     """golive switch: verify the candidates have these SHA-256 `digests`, load-check the
-    release with them, back up the data and run the release commands (on a new release),
+    release with them, back up the data and run the release commands (on a new release,
+    unless the data is `shared` by the environment's hosts: then migrate_command did both),
     make config and release live, swap gunicorn; put all back if the new gunicorn fails."""
     return golive("switch", app.name, app.version, *config_arguments(app), "--prefix", app.prefix,
                   "--workers", app.workers,
@@ -150,4 +171,16 @@ def switch_command(settings: Settings, app: AppSettings, digests: list[str]) -> 
                   "--keep-releases", settings.keep_releases,
                   "--keep-backups", settings.keep_backups,
                   "--expect", *expect(app_unit(AppPaths(app.name), app.config_name), digests),
+                  *(["--shared-database"] if shared else
+                    command_options("--release-command", app.release_commands)))
+
+
+def migrate_command(settings: Settings, app: AppSettings) -> str:
+    """golive migrate: the environment's database backed up (pg_dump) and the release
+    commands run, once, before any of its hosts switches; "" for an app with none."""
+    if not app.release_commands:
+        return ""
+    return golive("migrate", app.name, app.version, *config_arguments(app),
+                  "--prefix", app.prefix, "--keep-backups", settings.keep_backups,
+                  "--database-env", app.database_env,
                   *command_options("--release-command", app.release_commands))

@@ -26,14 +26,21 @@ SERVICES = ("nginx.service", "supervisor.service")
 SUPERVISOR_LOGS = "/var/log/supervisor"
 
 
-def managed() -> list[Managed]:
+def tools() -> list[Managed]:
+    """golive, on every host: a database host's go-live steps are golive's too."""
     return [
         Directory(f"Create {HERDER.parent} (this project's helpers)", str(HERDER.parent),
                   "root", "root", "755"),
-        File(f"Install gunicorn-herder ({HERDER})", str(HERDER), "root", "root", "755",
-             local=HERDER_SOURCE),
         File(f"Install golive, the deploy's go-live steps ({GOLIVE})", str(GOLIVE), "root",
              "root", "755", local=GOLIVE_SOURCE),
+    ]
+
+
+def managed() -> list[Managed]:
+    return [
+        *tools(),
+        File(f"Install gunicorn-herder ({HERDER})", str(HERDER), "root", "root", "755",
+             local=HERDER_SOURCE),
         File(f"Install supervisor-query, a program's state for the host read"
              f" ({SUPERVISOR_QUERY})", str(SUPERVISOR_QUERY), "root", "root", "755",
              local=SUPERVISOR_QUERY_SOURCE),
@@ -44,22 +51,24 @@ def managed() -> list[Managed]:
     ]
 
 
-def probes() -> list[Read]:
-    return [Read.of(InstalledPackages, packages=PACKAGES),
+def probes(extra: tuple[str, ...] = ()) -> list[Read]:
+    return [Read.of(InstalledPackages, packages=(*PACKAGES, *extra)),
             Read.of(ServiceStates, services=SERVICES)]
 
 
-def installs_packages(seen: HostState) -> bool:
-    installed = seen.get(InstalledPackages, packages=PACKAGES)
-    return any(package not in installed for package in PACKAGES)
+def installs_packages(seen: HostState, extra: tuple[str, ...] = ()) -> bool:
+    packages = (*PACKAGES, *extra)
+    installed = seen.get(InstalledPackages, packages=packages)
+    return any(package not in installed for package in packages)
 
 
 @deploy("Base packages and services")
-def install_base(seen: HostState) -> None:
-    if installs_packages(seen):
+def install_base(seen: HostState, extra: tuple[str, ...] = ()) -> None:
+    """`extra`: packages some app needs besides (the database's client)."""
+    if installs_packages(seen, extra):
         apt.packages(
-            name="Install nginx, supervisor, python3-venv and logrotate",
-            packages=list(PACKAGES),
+            name=f"Install {', '.join((*PACKAGES, *extra))}",
+            packages=[*PACKAGES, *extra],
             # Only asked when something is missing, so the package lists are refreshed then.
             update=True,
             cache_time=3600,

@@ -92,6 +92,7 @@ class CheckResult:
 
 RESULTS: list[CheckResult] = []
 TARGETS: dict[str, bool] = {}  # host name -> connected
+DATABASE_HOSTS: dict[str, str] = {}  # host name -> what it is, for the summary
 EXECUTED: list[bool] = []  # non-empty once checks ran for real (never in a dry run)
 # Seconds after the host's state was read within which its health reading may stand.
 READING_FRESH_FOR = 10.0
@@ -202,8 +203,18 @@ def note_targets() -> None:
             TARGETS[each.name] = each in state.activated_hosts
 
 
+def note_database_host(name: str, what: str) -> None:
+    """A database host has no health checks of its own: the summary says what it is, and
+    whether its deploy failed (its apps' checks on the web hosts say whether it serves)."""
+    note_targets()
+    DATABASE_HOSTS[name] = what
+
+
 def summary_line(name: str) -> str:
     checks = [r for r in RESULTS if r.host == name]
+    if name in DATABASE_HOSTS:
+        failed = any(each.name == name for each in state.failed_hosts)
+        return f"    {name}: {DATABASE_HOSTS[name]}  {'FAILED (see above)' if failed else 'ok'}"
     if not checks:
         reason = "failed before its health checks (see above)" if TARGETS[name] else \
             "UNREACHABLE: not deployed"

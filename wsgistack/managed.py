@@ -47,7 +47,8 @@ class Directory:
 
 @dataclass(frozen=True)
 class File:
-    """A file whose content is a template rendered on the controller, or a local file."""
+    """A file whose content is a template rendered on the controller, a local file, or
+    text."""
 
     name: str
     path: str
@@ -58,9 +59,12 @@ class File:
     context: dict[str, Any] = field(default_factory=dict, hash=False)
     local: Path | None = None
     secret: bool = False  # its content never appears in any output, --diff included
+    text: str | None = None
 
     @cached_property
     def content(self) -> bytes:
+        if self.text is not None:
+            return self.text.encode()
         if self.local is not None:
             return self.local.read_bytes()
         # pyinfra's own loader, as files.template uses: StrictUndefined, trailing newline kept.

@@ -21,9 +21,11 @@ from pyinfra_cli.cli import cli
 from pyinfra_cli.inventory import _get_group_data
 from pyinfra_cli.util import parse_cli_arg
 
+from wsgistack.database import PASSWORD
 from wsgistack.paths import REPO_ROOT
 from wsgistack.secrets import check_secrets
 from wsgistack.settings import GROUPS, SettingsError, load_settings, unknown_keys
+from wsgistack.targets import DATABASES
 
 HostEntry = tuple[str, dict[str, Any]]
 
@@ -62,13 +64,17 @@ def targeted_groups(groups: dict[str, list[HostEntry]], limit: tuple[str, ...]) 
             if any(aimed_at(group, name) for name, _data in groups.get(group, []))]
 
 
-def problems_of(group: str, data: dict[str, Any]) -> list[str]:
+def problems_of(group: str, data: dict[str, Any], has_database: bool = False) -> list[str]:
+    """The group's settings problems, and its secrets': each app's own, and, where the
+    group has a database host, the password of each app that uses it."""
     try:
         settings = load_settings(data, group)
     except SettingsError as error:
         return error.problems
     # Provided keys are checked; none is generated before connecting.
-    return [problem for app in settings.apps for problem in check_secrets(settings, app)]
+    return [problem for app in settings.apps for names in (
+                app.secret_env, (PASSWORD,) if has_database and app.database_env else ())
+            for problem in check_secrets(settings, app, names=names)]
 
 
 def check_before_connecting(groups: dict[str, list[HostEntry]]) -> None:
@@ -77,12 +83,14 @@ def check_before_connecting(groups: dict[str, list[HostEntry]]) -> None:
     options = command_line()
     problems = []
     names = {group: {name for name, _data in groups.get(group, [])} for group in GROUPS}
+    databases = {name for name, _data in groups.get(DATABASES, [])}
     for name in sorted(names["staging"] & names["production"]):
         problems.append(f"inventory: {name} is in both staging and production")
     for group in targeted_groups(groups, tuple(options.get("limit") or ())):
         for path, values in group_files(group, options).items():
             problems += [problem for problem in unknown_keys(values, path)
                          if problem not in problems]
-        problems += problems_of(group, group_data(group, options))
+        problems += problems_of(group, group_data(group, options),
+                                has_database=bool(names[group] & databases))
     if problems:
         raise SettingsError(problems)

@@ -19,6 +19,7 @@ from pyinfra import host, state
 from pyinfra.api import StringCommand, operation
 
 from wsgistack import health
+from wsgistack.environment import Environment
 from wsgistack.hoststate import HostState
 from wsgistack.settings import AppSettings, Settings
 
@@ -26,14 +27,21 @@ from wsgistack.settings import AppSettings, Settings
 @dataclass(frozen=True)
 class Rollout:
     group: str
-    hosts: tuple[str, ...]  # the group's hosts this run aims at, in inventory order
+    hosts: tuple[str, ...]  # the group's web hosts this run aims at, in inventory order
     batch_size: int
 
     @classmethod
     def for_group(cls, group: str, batch_size: int) -> Rollout:
+        web = {member.name for member in Environment.of(group).web}
         hosts = tuple(each.name for each in state.inventory.get_group(group)
-                      if state.is_host_in_limit(each))
+                      if each.name in web and state.is_host_in_limit(each))
         return cls(group, hosts, batch_size)
+
+    @property
+    def migrator(self) -> str:
+        """The host that migrates a database its environment's hosts share, before any of
+        them switches: the first to go live."""
+        return self.hosts[0]
 
     @property
     def batch_count(self) -> int:
@@ -45,21 +53,25 @@ class Rollout:
     def is_turn_of(self, name: str, batch: int) -> bool:
         return self.batch_of(name) == batch
 
-    def stopped_by(self, name: str) -> list[str]:
-        """Hosts of earlier batches that failed after connecting. An unreachable host is
-        reported by pyinfra and skipped; it does not stop the others."""
+    def stopped_by(self, name: str, shared: bool = False) -> list[str]:
+        """Hosts of earlier batches that failed after connecting, and, where the hosts
+        share a database (`shared`), the migrator in any batch: a failed migration
+        switches no host. An unreachable host is reported by pyinfra and skipped; it does
+        not stop the others."""
         failed = state.failed_hosts & state.activated_hosts
-        return sorted(each.name for each in failed if each.name in self.hosts
-                      and self.batch_of(each.name) < self.batch_of(name))
+        return sorted(each.name for each in failed if each.name in self.hosts and (
+            self.batch_of(each.name) < self.batch_of(name)
+            or (shared and each.name == self.migrator != name)))
 
 
 @operation(is_idempotent=False)
-def go_live(commands: list[str], rollout: Rollout):
+def go_live(commands: list[str], rollout: Rollout, shared: bool = False):
     """Run the golive commands that make prepared changes live (each holds the host's
-    deploy lock); refuse, changing nothing, if a host of an earlier batch failed."""
+    deploy lock); refuse, changing nothing, if a host of an earlier batch failed (or the
+    migrator, where the hosts share a database)."""
     if not commands:
         return
-    stopped_by = rollout.stopped_by(host.name) if state.is_executing else []
+    stopped_by = rollout.stopped_by(host.name, shared) if state.is_executing else []
     if stopped_by:
         message = (f"rollout of {rollout.group} stopped: {', '.join(stopped_by)} failed;"
                    f" {host.name} keeps what it runs")
@@ -76,6 +88,8 @@ class AppStep:
     app: AppSettings  # the version it goes live with
     switch: str = ""  # config, release and gunicorn swap (app.switch_command)
     program: str = ""  # the supervisor program (supervisor.prepare_program)
+    migrate: str = ""  # the environment's shared database (app.migrate_command)
+    shared: bool = False  # its data is the environment's database, shared by its hosts
 
 
 @dataclass(frozen=True)
@@ -88,7 +102,7 @@ class Plan:
 
     @property
     def due(self) -> bool:
-        return any([self.site, *(s.switch or s.program for s in self.apps),
+        return any([self.site, *(s.switch or s.program or s.migrate for s in self.apps),
                     *(command for _name, command in self.removals)])
 
 
@@ -103,6 +117,11 @@ def go_live_in_batches(settings: Settings, plan: Plan, seen: HostState | None = 
             health.check_app(settings, each.app, active=True, untouched=untouched)
         return
     rollout = Rollout.for_group(settings.group, settings.rollout_batch_size)
+    for each in (step for step in plan.apps if step.shared):
+        go_live(name=f"Migrate {each.app.name}'s {settings.group} database for"
+                     f" {each.app.version}: backup, release commands, before any host switches",
+                commands=[each.migrate] if each.migrate and host.name == rollout.migrator
+                else [], rollout=rollout, shared=each.shared)
     for batch in host.loop(range(rollout.batch_count)):
         turn = rollout.is_turn_of(host.name, batch)
         step = f"(rollout batch {batch + 1})"
@@ -112,7 +131,8 @@ def go_live_in_batches(settings: Settings, plan: Plan, seen: HostState | None = 
 
         for each in plan.apps:
             go_live(name=f"Switch {each.app.name} to {each.app.version}: load check,"
-                         f" graceful reload {step}", commands=mine(each.switch), rollout=rollout)
+                         f" graceful reload {step}", commands=mine(each.switch), rollout=rollout,
+                    shared=each.shared)
             go_live(name=f"Apply the {each.app.name} supervisor program {step}",
                     commands=mine(each.program), rollout=rollout)
         go_live(name=f"Apply the {settings.site_name} nginx site: nginx -t, reload {step}",

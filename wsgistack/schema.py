@@ -180,6 +180,8 @@ GROUP_KEYS = (
         " `/opt/<app>/releases/` (the live one always), for `rollback.py`"),
     Key("keep_backups", 5, between(0, 1000), "database backups kept per app in"
         " `/var/lib/<app>/backups/`, one taken before each release switch"),
+    Key("database_backups", 14, between(1, 1000), "daily dumps kept per app on an"
+        " environment's database host (`/var/lib/postgresql/wsgistack-backups/`)"),
     Key("secrets_dir", "~/.config/wsgistack/secrets", Check(str, bool, "a directory on the"
         " controller"), "on the controller: app secrets are read from"
         " `<dir>/<group>/<app>.<name>` (e.g. `flasktodo.secret_key`), after the variable"
@@ -216,6 +218,10 @@ APP_KEYS = (
         " .j2>`; set with `config_env`"),
     Key("config_env", None, Check(str, ENV_NAME.match, "an environment variable name"),
         "the variable that names that file to the app, e.g. `\"FLASKTODO_CONFIG\"`"),
+    Key("database_env", None, Check(str, ENV_NAME.match, "an environment variable name"),
+        "where its environment has a database host: the variable that gets the URL of the"
+        " app's own PostgreSQL role and database (e.g. `\"DATABASE_URL\"`); its password is"
+        " the secret `DATABASE_PASSWORD`. Unset, or no database host: none"),
     Key("workers", FromGroup("gunicorn_workers"), WORKERS, "its gunicorn workers"),
     Key("max_body_size", FromGroup("client_max_body_size"), BODY_SIZE, "the largest request"
         " body nginx lets through to it"),

@@ -52,7 +52,10 @@ def provided_secret(settings: Settings, app: AppSettings, name: str,
 
 
 def weakness(value: str) -> str | None:
-    """Why `value` is too weak to be a secret, or None."""
+    """Why `value` is too weak to be a secret (or not plain ASCII, which a PostgreSQL
+    password must be, and any secret may as well be), or None."""
+    if not (value.isascii() and value.isprintable()):
+        return "has characters other than printable ASCII"
     if len(value) < MIN_LENGTH:
         return f"is {len(value)} characters long, fewer than {MIN_LENGTH}"
     if len(set(value)) < MIN_DISTINCT:
@@ -61,12 +64,13 @@ def weakness(value: str) -> str | None:
 
 
 def check_secrets(settings: Settings, app: AppSettings,
-                  environ: dict[str, str] | None = None) -> list[str]:
-    """Problems with the app's provided secrets (weak; or missing where none may be made),
-    checked before connecting: one line each, naming the app, the secret and where it is
-    read, never its value."""
+                  environ: dict[str, str] | None = None,
+                  names: tuple[str, ...] | None = None) -> list[str]:
+    """Problems with the app's provided secrets (its secret_env, or `names`): weak, or
+    missing where none may be made; checked before connecting, one line each, naming the
+    app, the secret and where it is read, never its value."""
     problems = []
-    for name in app.secret_env:
+    for name in app.secret_env if names is None else names:
         what = f"secret {name}"
         where = f"group_data ({settings.group}): apps[{app.name}]"
         provided = provided_secret(settings, app, name, environ)
@@ -84,15 +88,17 @@ def check_secrets(settings: Settings, app: AppSettings,
 
 
 def app_secrets(settings: Settings, app: AppSettings,
-                environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Every secret of the app by name; a missing one made once where
-    allowed. A weak or (in production) missing one is refused."""
+                environ: dict[str, str] | None = None,
+                names: tuple[str, ...] | None = None) -> dict[str, str]:
+    """Every secret of the app (its secret_env, or `names`) by name; a missing one made
+    once where allowed. A weak or (in production) missing one is refused."""
+    names = app.secret_env if names is None else names
     with GENERATE_LOCK:
-        problems = check_secrets(settings, app, environ)
+        problems = check_secrets(settings, app, environ, names)
         if problems:
             raise SettingsError(problems)
         values = {}
-        for name in app.secret_env:
+        for name in names:
             provided = provided_secret(settings, app, name, environ)
             values[name] = provided[0] if provided else generate(
                 secret_file(settings, app, name))

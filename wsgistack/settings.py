@@ -58,6 +58,8 @@ class AppSettings:
     workers: int
     config: Path | None = None  # the template of its config file, if it has one
     config_env: str | None = None  # the variable that names that file to the app
+    # the variable that gets its PostgreSQL URL, where the environment has a database host
+    database_env: str | None = None
     max_body_size: str = "1m"  # the largest request body nginx lets through to it
     timeout: int = 30  # seconds a request may take before gunicorn kills its worker
     env: tuple[tuple[str, str], ...] = ()  # plain variables, (name, value)
@@ -113,6 +115,7 @@ class Settings:
     health_timeout: int
     keep_releases: int
     keep_backups: int
+    database_backups: int
     secrets_dir: Path
     generate_secrets: bool
     apps: list[AppSettings]
@@ -271,7 +274,7 @@ def load_app(c: Checker, entry: dict[str, Any], index: int,
     return AppSettings(
         name, source, v["package"], distribution, version, v["wsgi"], v["prefix"], v["port"],
         v["workers"], REPO_ROOT / v["config"] if v["config"] else None, v["config_env"],
-        v["max_body_size"], v["timeout"], tuple(sorted(v["env"].items())),
+        v["database_env"], v["max_body_size"], v["timeout"], tuple(sorted(v["env"].items())),
         tuple(v["secret_env"]), v["health_path"], tuple(map(tuple, v["build_commands"])),
         tuple(map(tuple, v["release_commands"])), tuple(v["static"].items()))
 
@@ -321,7 +324,8 @@ def check_config(c: Checker, entry: dict[str, Any], where: str) -> None:
 
 def check_environment(c: Checker, values: dict[str, Any], where: str) -> None:
     """No variable the stack sets itself, none both plain and secret."""
-    reserved = RESERVED_ENV | ({values["config_env"]} if values["config_env"] else set())
+    reserved = RESERVED_ENV | {values[key] for key in ("config_env", "database_env")
+                               if values[key]}
     env, secret_env = values["env"] or {}, values["secret_env"] or []
     for key, names in (("env", env), ("secret_env", secret_env)):
         for name in sorted(set(names) & reserved):

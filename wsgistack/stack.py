@@ -1,23 +1,26 @@
 """The whole stack on one host: everything its modules manage and read, read in one
-command (hoststate) before any of them compares or changes anything."""
+command (hoststate) before any of them compares or changes anything. A web host has the
+web stack; an environment's database host has PostgreSQL (wsgistack.database)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from wsgistack import app, base, health, nginx, removal, supervisor
+from wsgistack import app, base, database, health, nginx, removal, supervisor
+from wsgistack.environment import Environment
 from wsgistack.hoststate import HostState, Read
 from wsgistack.managed import File, Managed
 from wsgistack.settings import Settings
 
 
-def declared(settings: Settings, secrets: dict[str, dict[str, str]]
+def declared(settings: Settings, secrets: dict[str, dict[str, str]], where: Environment
              ) -> tuple[list[Managed], list[Read]]:
-    """What every module manages, and the probes each reads."""
-    managed = [*base.managed(), *nginx.managed(settings)]
-    probes = [*base.probes(), *nginx.probes(settings)]
+    """What every module manages on a web host, and the probes each reads."""
+    managed = [*base.managed(), *nginx.managed(settings),
+               *database.client_managed(settings, where)]
+    probes = [*base.probes(client_packages(settings, where)), *nginx.probes(settings)]
     for each in settings.apps:
-        managed += [*app.managed(settings, each, secrets[each.name]),
+        managed += [*app.managed(settings, each, secrets[each.name], where),
                     *supervisor.managed(settings, each)]
         probes += [*app.probes(each), *supervisor.probes(each), health.reading(settings, each)]
     for gone in settings.removed_apps:
@@ -25,13 +28,35 @@ def declared(settings: Settings, secrets: dict[str, dict[str, str]]
     return managed, probes
 
 
-def host_read(settings: Settings, secrets: dict[str, dict[str, str]]) -> tuple[Read, ...]:
-    """The reads of the one command that reads a host."""
-    managed, probes = declared(settings, secrets)
+def client_packages(settings: Settings, where: Environment) -> tuple[str, ...]:
+    """What the web hosts need besides the base packages: PostgreSQL's client, for the
+    dump before a migration, where an app uses the environment's database."""
+    return database.CLIENT_PACKAGES if database.database_apps(settings, where) else ()
+
+
+def host_read(settings: Settings, secrets: dict[str, dict[str, str]], where: Environment
+              ) -> tuple[Read, ...]:
+    """The reads of the one command that reads a web host."""
+    managed, probes = declared(settings, secrets, where)
+    return batch(managed, probes)
+
+
+def batch(managed: list[Managed], probes: list[Read]) -> tuple[Read, ...]:
     return HostState.batch([item.path for item in managed],
                            [item.path for item in managed if isinstance(item, File)], probes)
 
 
-def read_host_state(settings: Settings, secrets: dict[str, dict[str, str]]) -> HostState:
-    state = HostState.read(host_read(settings, secrets))
-    return replace(state, settled=not base.installs_packages(state))
+def read_host_state(settings: Settings, secrets: dict[str, dict[str, str]],
+                    where: Environment) -> HostState:
+    state = HostState.read(host_read(settings, secrets, where))
+    return replace(state, settled=not base.installs_packages(state,
+                                                             client_packages(settings, where)))
+
+
+def read_database_host(settings: Settings, passwords: dict[str, str], where: Environment
+                       ) -> HostState:
+    """The database host's state in one command: PostgreSQL's packages decide whether the
+    read may be stale, as the web stack's do on a web host."""
+    view = database.view_of(settings, where, None, passwords)
+    state = HostState.read(batch(database.managed(view), database.probes()))
+    return replace(state, settled=not database.installs_packages(state))

@@ -1,5 +1,8 @@
 """Which hosts the staging and production groups hold, for inventory.py.
 
+An environment's group holds its web hosts and, where it has one, its database host, which
+is also in the `databases` group: `--limit production` deploys the whole environment.
+
 Two sources, one shape:
 - a targets file named by $WSGISTACK_TARGETS (TOML, for real servers; see README), or
 - the local sandbox named by $WSGISTACK_SANDBOX (default `demo`), the embedded default.
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 GROUPS = ("staging", "production")
+DATABASES = "databases"  # the group of every environment's database host
 HostEntry = tuple[str, dict[str, Any]]
 SANDBOX_STATE = Path("/var/lib/wsgistack-sandbox")
 
@@ -45,16 +49,19 @@ def targets_from_sandbox(name: str) -> dict[str, list[HostEntry]]:
         "ssh_paramiko_connect_kwargs": connect_timeouts(CONNECT_TIMEOUT),
         "sandbox": name,
     }
-    groups: dict[str, list[HostEntry]] = {group: [] for group in GROUPS}
+    groups: dict[str, list[HostEntry]] = {group: [] for group in (*GROUPS, DATABASES)}
     for host in sandbox["hosts"]:
-        groups.setdefault(host["group"], []).append(
-            (host["name"], {"ssh_hostname": host["address"], **ssh})
-        )
+        environment, database, _ = host["group"].partition("-db")
+        entry = (host["name"], {"ssh_hostname": host["address"], **ssh})
+        groups.setdefault(environment, []).append(entry)
+        if database:
+            groups[DATABASES].append(entry)
     return groups
 
 
 def targets_from_file(path: Path) -> dict[str, list[HostEntry]]:
-    """Read a targets file: an optional [ssh] table for all hosts, then one table per group."""
+    """Read a targets file: an optional [ssh] table for all hosts, then one table per group:
+    its web `hosts` and, optionally, its `database` host."""
     try:
         config = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as error:
@@ -63,14 +70,24 @@ def targets_from_file(path: Path) -> dict[str, list[HostEntry]]:
     if unknown:
         raise TargetsError(f"targets file {path}: unknown tables {sorted(unknown)}")
     ssh = ssh_data(config.get("ssh", {}), path)
-    groups: dict[str, list[HostEntry]] = {}
+    groups: dict[str, list[HostEntry]] = {DATABASES: []}
     for group in GROUPS:
         table = config.get(group, {})
+        unknown = set(table) - {"hosts", "database", "ssh"}
+        if unknown:
+            raise TargetsError(f"targets file {path}: [{group}] has unknown keys {sorted(unknown)}")
         hosts = table.get("hosts", [])
         if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
             raise TargetsError(f"targets file {path}: [{group}] hosts must be a list of names")
+        database = table.get("database")
+        if database is not None and (not isinstance(database, str) or not database
+                                     or database in hosts):
+            raise TargetsError(f"targets file {path}: [{group}] database must be one host's"
+                               " name, not one of its web hosts")
         group_ssh = {**ssh, **ssh_data(table.get("ssh", {}), path)}
-        groups[group] = [(name, dict(group_ssh)) for name in hosts]
+        groups[group] = [(name, dict(group_ssh)) for name in [*hosts, *filter(None, [database])]]
+        if database:
+            groups[DATABASES].append((database, dict(group_ssh)))
     return groups
 
 

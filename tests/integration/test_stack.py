@@ -40,7 +40,7 @@ def test_dry_run_on_bare_hosts_lists_changes_and_changes_nothing(deployment: Dep
     run = deployment.bare_dry_run
     assert run.returncode == 0, run.output[-3000:]
     planned = "\n".join(run.planned_changes())
-    for operation in ("Install nginx, supervisor, python3-venv and logrotate",
+    for operation in ("Install nginx, supervisor, python3-venv, logrotate",
                       "Write the wsgistack candidate nginx site",
                       "Write the flasktodo candidate supervisor program",
                       f"Install flasktodo {FLASKTODO_VERSION} as a new release",

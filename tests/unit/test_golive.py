@@ -177,14 +177,15 @@ def test_backup_rotation_keeps_the_newest_and_nothing_else_is_touched(tmp_path: 
     outside = write(tmp_path / "precious", "keep me\n")
     for name in HOSTILE_NAMES:
         write(backups / name.replace("APP", APP), "not a backup")
-    for stamp in ("20260101T000000Z", "20260102T000000Z", "20260103T000000Z"):
+    for stamp in ("20260101T000000Z", "20260102T000000Z"):
         write(backups / f"{APP}-{stamp}-before-1.0.0.sqlite3", "backup")
+    write(backups / f"{APP}-20260103T000000Z-before-1.0.0.dump", "a pg_dump")
     (backups / f"{APP}-20250101T000000Z-link.sqlite3").symlink_to(outside)
-    golive.rotate_backups(paths, keep=2)
+    golive.rotate_backups(paths.backups, f"{APP}-", keep=2)
     left = sorted(path.name for path in backups.iterdir())
     assert left == sorted([name for name in HOSTILE_NAMES if not name.startswith("APP")] + [
         f"{APP}-20250101T000000Z-link.sqlite3", f"{APP}-20260102T000000Z-before-1.0.0.sqlite3",
-        f"{APP}-20260103T000000Z-before-1.0.0.sqlite3"])
+        f"{APP}-20260103T000000Z-before-1.0.0.dump"])
     assert outside.read_text() == "keep me\n"
     assert not (tmp_path / "pwned").exists()
 

@@ -17,8 +17,15 @@ def test_default_topology_mirrors_the_inventory() -> None:
     spec = SandboxSpec()
     assert [(h.group, h.name) for h in spec.hosts] == [
         ("staging", "demo-staging1"), ("production", "demo-production1"),
-        ("production", "demo-production2")]
+        ("production", "demo-production2"), ("production-db", "demo-production-db1")]
     assert spec.suite == "bookworm"
+
+
+@pytest.mark.parametrize("groups", [{"production-db": 2}, {"production-dbx": 1},
+                                    {"Production": 1}])
+def test_an_environment_has_at_most_one_database_host(groups: dict) -> None:
+    with pytest.raises(SandboxError, match="name-db=1"):
+        SandboxSpec(name="t", groups=groups)
 
 
 def test_each_host_gets_its_own_slash_30() -> None:

@@ -14,10 +14,12 @@ import pytest
 from tests.unit.test_settings import group_data, production_data
 from wsgistack import nginx
 from wsgistack.app import config_files
+from wsgistack.environment import Environment
 from wsgistack.paths import HERDER, TEMPLATES, AppPaths
 from wsgistack.settings import Settings, SettingsError, load_settings
 from wsgistack.supervisor import herder_digest
 
+NO_DATABASE = Environment("production", ())  # its web hosts keep their own SQLite
 ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
                          undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
@@ -67,7 +69,7 @@ def test_flasktodos_own_config_is_python_with_debug_off(settings: Settings) -> N
     """FlaskTODO's config template (its entry's `config`), rendered as the deploy does,
     with its secrets."""
     [config, *_rest] = config_files(settings, settings.apps[0], AppPaths("flasktodo"),
-                                    {"SECRET_KEY": 'quote"d'})
+                                    {"SECRET_KEY": 'quote"d'}, NO_DATABASE)
     assert config.path == "/etc/flasktodo/config.py.next"
     values = python_values(config.content.decode(), "config.py")
     assert values["DEBUG"] is False
@@ -193,7 +195,7 @@ def test_the_environment_reaches_gunicorn_from_the_env_file_beside_its_config(
     app_entry = settings.apps[0]
     token = "t0ken-" + "abcdefghijklmnopqrstuvwxyz0123456789"
     files = config_files(settings, app_entry, AppPaths(app_entry.name),
-                         {"SECRET_KEY": "k" * 40, "API_TOKEN": token})
+                         {"SECRET_KEY": "k" * 40, "API_TOKEN": token}, NO_DATABASE)
     env = next(file for file in files if file.path.endswith("/env.next"))
     assert env.secret and env.mode == "640" and env.group == app_entry.name
     (tmp_path / "env.new").write_bytes(env.content)
@@ -246,7 +248,8 @@ def test_each_static_dir_is_its_own_location_from_the_live_release(tmp_path: Pat
 def test_a_config_template_asking_a_secret_the_app_lacks_stops_with_one_line(
         settings: Settings) -> None:
     app = dataclasses.replace(settings.apps[0], secret_env=("API_TOKEN",))
-    [config, *_rest] = config_files(settings, app, AppPaths(app.name), {"API_TOKEN": "t" * 40})
+    [config, *_rest] = config_files(settings, app, AppPaths(app.name), {"API_TOKEN": "t" * 40},
+                                    NO_DATABASE)
     with pytest.raises(SettingsError) as error:
         _ = config.content
     assert error.value.problems == [f"apps[flasktodo].config: {app.config} uses"

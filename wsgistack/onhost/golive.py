@@ -22,6 +22,20 @@ it was.
         user into a fresh dir of its own ($WSGISTACK_BUILD_DIR), with the candidate config
         and environment; copy what they made (files and dirs, never links) into the
         release's root-owned build/.
+    golive migrate APP VERSION [--config NAME --config-env VAR] --prefix /P --keep-backups B
+                   [--database-env VAR] --release-command '["ARGV", ...]' ...
+        For an environment whose hosts share APP's database: once, on one host, before any
+        host switches, back up the database (pg_dump) and run the release commands with
+        the new release and its candidate config and environment. Its hosts then switch
+        with --shared-database, doing neither.
+    golive database VERSION --expect FILE=SHA256...
+        On a database host: make PostgreSQL VERSION's candidate settings, pg_hba.conf, TLS
+        pair and apps.json live (parsed by postgres -C first; restarted when the settings
+        change, else reloaded; put back if refused), then each app's role and database.
+    golive database-check
+        "ok", or how the apps' roles and databases differ from apps.json; a read.
+    golive database-backup --keep N
+        As postgres (its daily timer): dump each app's database, keeping the newest N.
     golive program APP --expect FILE=SHA256
         Make APP's candidate supervisor program live: parsed by supervisor's own parser first,
         then `supervisorctl reread` + `update APP`, and left running.
@@ -64,6 +78,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -251,6 +266,22 @@ def tls_paths(site: str, root: PurePosixPath) -> tuple[PurePosixPath, PurePosixP
     return tls_dir(root) / f"{site}.crt", tls_dir(root) / "private" / f"{site}.key"
 
 
+def database_dir(root: PurePosixPath) -> PurePosixPath:
+    """On a database host: pg_hba.conf, the server's TLS pair and the apps' roles,
+    root:postgres, closed to others."""
+    return root / "etc/wsgistack/postgresql"
+
+
+def database_backups(root: PurePosixPath) -> PurePosixPath:
+    """The daily dumps, postgres's own."""
+    return root / "var/lib/postgresql/wsgistack-backups"
+
+
+def database_ca(root: PurePosixPath) -> PurePosixPath:
+    """On a web host: the database server's certificate, which its clients pin."""
+    return tls_dir(root) / "database.crt"
+
+
 # --- units: live state that goes live together, and its stamp --------------------------
 
 @dataclass(frozen=True)
@@ -290,6 +321,16 @@ def site_unit(site: str, root: PurePosixPath = ROOT) -> Unit:
     nginx = nginx_dir(root)
     return Unit("nginx-site", (nginx / "sites-available" / site, *tls_paths(site, root)),
                 listing=nginx / "sites-enabled", root=root)
+
+
+def database_unit(version: str, root: PurePosixPath = ROOT) -> Unit:
+    """PostgreSQL's settings of ours (in the cluster's conf.d), pg_hba.conf, the server's
+    certificate and key, and the apps' roles (apps.json): what `golive database` applies."""
+    directory = database_dir(root)
+    return Unit("postgresql", (
+        root / f"etc/postgresql/{version}/main/conf.d/wsgistack.conf",
+        directory / "pg_hba.conf", directory / "server.crt", directory / "server.key",
+        directory / "apps.json"), root=root)
 
 
 def digest(unit: Unit) -> str:
@@ -452,9 +493,13 @@ class Staged:
             os.replace(self.new(path), path)
 
     def put_back(self) -> None:
+        """Each live file as it was before make_live: the previous one, or none."""
         for path in self.unit.files:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.replace(self.previous(path), path)
+            except FileNotFoundError:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
 
     def clean_up(self) -> None:
         for path in self.unit.files:
@@ -548,33 +593,63 @@ def as_user(user: str, work: object) -> None:
 
 # --- database backups, as the app's user ------------------------------------------------
 
-def backup_database(paths: AppPaths, version: str, keep: int) -> None:
-    """SQLite's online backup (consistent while the app writes) to backups/, then keep the
-    newest `keep`. Runs as the app's user, in the app's own directory."""
-    if not os.path.isfile(paths.database):
-        return
+def backup_database(paths: AppPaths, version: str, keep: int, url: str = "") -> None:
+    """Back up the app's database to backups/, then keep the newest `keep`: with a
+    PostgreSQL `url`, pg_dump's custom format; else SQLite's online backup (consistent
+    while the app writes), if the app has a SQLite file. Runs as the app's user, in the
+    app's own directory."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    target = paths.backups / f"{paths.name}-{stamp}-before-{version}.sqlite3"
+    name = f"{paths.name}-{stamp}-before-{version}"
+    if url:
+        dump_postgresql(url, paths.backups / f"{name}.dump")
+    elif os.path.isfile(paths.database):
+        target = paths.backups / f"{name}.sqlite3"
+        temporary = target.with_name(target.name + ".tmp")
+        with sqlite3.connect(paths.database, timeout=30) as live, \
+                sqlite3.connect(temporary) as copy:
+            live.backup(copy)
+        copy.close()
+        live.close()
+        os.replace(temporary, target)
+    rotate_backups(paths.backups, f"{paths.name}-", keep)
+
+
+def libpq_environment(url: str) -> dict[str, str]:
+    """A postgresql:// URL as libpq's variables: the password never in argv."""
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    variables = {"PGHOST": parts.hostname or "", "PGPORT": str(parts.port or 5432),
+                 "PGUSER": urllib.parse.unquote(parts.username or ""),
+                 "PGPASSWORD": urllib.parse.unquote(parts.password or ""),
+                 "PGDATABASE": urllib.parse.unquote(parts.path.lstrip("/")),
+                 "PGSSLMODE": query.get("sslmode", ""),
+                 "PGSSLROOTCERT": query.get("sslrootcert", ""), "PGCONNECT_TIMEOUT": "10"}
+    return {name: value for name, value in variables.items() if value}
+
+
+def dump_postgresql(url: str, target: PurePosixPath) -> None:
+    """pg_dump of the app's database (custom format: pg_restore takes it) into `target`."""
     temporary = target.with_name(target.name + ".tmp")
-    with sqlite3.connect(paths.database, timeout=30) as live, \
-            sqlite3.connect(temporary) as copy:
-        live.backup(copy)
-    copy.close()
-    live.close()
+    dumped = run(["pg_dump", "--format=custom", f"--file={temporary}"],
+                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **libpq_environment(url)},
+                 timeout=RELEASE_COMMAND_TIMEOUT)
+    if dumped.returncode != 0:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise OSError(f"pg_dump failed: {tail(dumped.stderr, 3)}")
     os.replace(temporary, target)
-    rotate_backups(paths, keep)
 
 
-def rotate_backups(paths: AppPaths, keep: int) -> None:
-    """Remove all but the newest `keep` backups: regular files named <app>-*.sqlite3 only,
-    newest by name (a UTC time), whatever else the directory holds."""
-    with os.scandir(paths.backups) as entries:
+def rotate_backups(directory: PurePosixPath, prefix: str, keep: int) -> None:
+    """Remove all but the newest `keep` backups: regular files named <prefix>*.sqlite3 or
+    *.dump only, newest by name (a UTC time), whatever else the directory holds."""
+    with os.scandir(directory) as entries:
         backups = sorted(entry.name for entry in entries
                          if entry.is_file(follow_symlinks=False)
-                         and entry.name.startswith(f"{paths.name}-")
-                         and entry.name.endswith(".sqlite3"))
+                         and entry.name.startswith(prefix)
+                         and entry.name.endswith((".sqlite3", ".dump")))
     for name in backups[:max(len(backups) - keep, 0)]:
-        os.unlink(paths.backups / name)
+        os.unlink(directory / name)
 
 
 # --- releases ---------------------------------------------------------------------------
@@ -808,16 +883,18 @@ def reload_gunicorn(paths: AppPaths, workers: int, graceful_timeout: int) -> str
 
 def switch(paths: AppPaths, version: str, config: Config, prefix: str, workers: int,
            graceful_timeout: int, keep_releases: int, keep_backups: int,
-           expected: dict[PurePosixPath, str], release_commands: list[list[str]]) -> None:
+           expected: dict[PurePosixPath, str], release_commands: list[list[str]],
+           shared_database: bool = False) -> None:
+    """With `shared_database` the data is the environment's, backed up and migrated once
+    for all its hosts (`golive migrate`): this host does neither."""
     unit = app_unit(paths, config.name)
     release = f"releases/{version}"
-    if not os.path.isfile(paths.release(version).installed_marker):
-        raise Refused(f"{paths.name} {version} is not installed on this host")
+    installed(paths, version)
     staged = Staged.verified(unit, expected)
     try:
         load_check(paths, staged, version, config, prefix)
         previous = read_link(paths.current)
-        if previous != release:
+        if previous != release and not shared_database:
             as_user(paths.name, lambda: backup_database(paths, version, keep_backups))
             run_release_commands(paths, staged, version, config, prefix, release_commands)
         staged.make_live()
@@ -835,6 +912,27 @@ def switch(paths: AppPaths, version: str, config: Config, prefix: str, workers: 
     for removed in prune_releases(paths, keep_releases):
         say(f"removed the old release {paths.name} {removed}")
     say(f"{paths.name} {version} is live")
+
+
+def installed(paths: AppPaths, version: str) -> None:
+    if not os.path.isfile(paths.release(version).installed_marker):
+        raise Refused(f"{paths.name} {version} is not installed on this host")
+
+
+def migrate(paths: AppPaths, version: str, config: Config, prefix: str, keep_backups: int,
+            database_env: str | None, commands: list[list[str]]) -> None:
+    """For an environment whose hosts share the app's database, once, on one host, before
+    any switches: back up the database (pg_dump, as the app's user), then run the release
+    commands with the new release and its candidate config and environment. A failure
+    leaves every host on the release it runs."""
+    installed(paths, version)
+    environment = {**read_environment(candidate(paths.env_file)),
+                   **app_environment(paths, version, config, ".next", prefix)}
+    url = environment.get(database_env, "") if database_env else ""
+    as_user(paths.name, lambda: backup_database(paths, version, keep_backups, url))
+    run_app_commands(paths, version, environment, commands, "release command",
+                     "no host was switched")
+    say(f"{paths.name} {version}: the environment's database is migrated")
 
 
 def parse_program(path: PurePosixPath, program: str) -> None:
@@ -949,6 +1047,186 @@ def remove(paths: AppPaths, purge: bool) -> None:
     say(f"{paths.name} is removed" + (" with its data and user" if purge else ""))
 
 
+# --- the database host: PostgreSQL ----------------------------------------------------
+
+POSTGRES = "postgres"
+PG_VERSION = re.compile(r"^[0-9]{2}$")  # Debian's cluster dirs: /etc/postgresql/15/main
+# A SCRAM-SHA-256 verifier as PostgreSQL stores it: what apps.json holds, never a password.
+VERIFIER = re.compile(r"^SCRAM-SHA-256\$[0-9]+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$")
+
+
+def content_of(path: PurePosixPath) -> bytes | None:
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except FileNotFoundError:
+        return None
+
+
+def database_apps(path: PurePosixPath) -> list[tuple[str, str]]:
+    """(name, verifier) of each app in apps.json: its role and database are its name."""
+    with open(path) as file:
+        entries = json.load(file)["apps"]
+    apps = [(entry["name"], entry["verifier"]) for entry in entries]
+    for name, verifier in apps:
+        if not APP_NAME.match(name) or not VERIFIER.match(verifier):
+            raise Refused(f"{path}: the entry of {name!r} is not an app name and a SCRAM verifier")
+    return apps
+
+
+def literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def identifier(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+def psql(sql: str) -> subprocess.CompletedProcess[str]:
+    """SQL on psql's stdin (never in argv), as postgres, in its maintenance database."""
+    return subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                           "-d", "postgres", "-f", "-"], input=sql, capture_output=True,
+                          text=True, check=False, cwd="/", **user_options(POSTGRES))
+
+
+def roles_sql(apps: list[tuple[str, str]]) -> str:
+    """Each app's role (login, nothing more, its verifier as password) and its database
+    (owned by it, closed to every other role)."""
+    lines = []
+    for name, verifier in apps:
+        role, text = identifier(name), literal(name)
+        lines += [
+            f"SELECT 'CREATE ROLE {role}' WHERE NOT EXISTS"
+            f" (SELECT FROM pg_roles WHERE rolname = {text}) \\gexec",
+            f"ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
+            f" NOBYPASSRLS PASSWORD {literal(verifier)};",
+            f"SELECT 'CREATE DATABASE {role} OWNER {role}' WHERE NOT EXISTS"
+            f" (SELECT FROM pg_database WHERE datname = {text}) \\gexec",
+            f"ALTER DATABASE {role} OWNER TO {role};",
+            f"REVOKE ALL ON DATABASE {role} FROM PUBLIC;",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def roles_check_sql(apps: list[tuple[str, str]]) -> str:
+    """One row per app: name|login|password|database|owner|closed, each t or f."""
+    rows = ", ".join(f"({literal(name)}, {literal(verifier)})" for name, verifier in apps)
+    return (
+        "SELECT n.name, coalesce(r.rolcanlogin AND NOT r.rolsuper, false),"
+        " coalesce(r.rolpassword = n.verifier, false), d.datname IS NOT NULL,"
+        " coalesce(d.datdba = r.oid, false),"
+        " coalesce(NOT has_database_privilege('public', d.oid, 'CONNECT'), false)"
+        f" FROM (VALUES {rows}) AS n(name, verifier)"
+        " LEFT JOIN pg_authid r ON r.rolname = n.name"
+        " LEFT JOIN pg_database d ON d.datname = n.name ORDER BY n.name;\n")
+
+
+ROLE_FACTS = ("cannot log in as it should", "has another password", "has no database",
+              "does not own its database", "has a database open to other roles")
+
+
+def roles_drift(apps: list[tuple[str, str]]) -> list[str]:
+    """What differs from apps.json, one line each, naming apps, never a verifier."""
+    if not apps:
+        return []
+    checked = psql(roles_check_sql(apps))
+    if checked.returncode != 0:
+        return [f"PostgreSQL did not answer: {tail(checked.stderr, 1)}"]
+    drift = []
+    for line in checked.stdout.split():
+        name, *facts = line.split("|")
+        drift += [f"{name} {what}" for what, fact in zip(ROLE_FACTS, facts, strict=True)
+                  if fact != "t"]
+    return drift
+
+
+def database_check(root: PurePosixPath) -> str:
+    """"ok" when every app of the live apps.json has its role and database as declared;
+    else what differs. A read: no lock, nothing changed."""
+    try:
+        apps = database_apps(database_dir(root) / "apps.json")
+    except (OSError, ValueError, KeyError, Refused) as error:
+        return f"no apps.json to check: {error}"
+    return "\n".join(roles_drift(apps)) or "ok"
+
+
+def cluster_problem(version: str, root: PurePosixPath) -> str:
+    """Why the cluster's config (ours included) does not parse, or "": `postgres -C`
+    reads it as a start would, and runs beside a live server."""
+    binary = root / f"usr/lib/postgresql/{version}/bin/postgres"
+    checked = run([str(binary), "-D", str(root / f"var/lib/postgresql/{version}/main"),
+                   "-c", f"config_file={root}etc/postgresql/{version}/main/postgresql.conf",
+                   "-C", "listen_addresses"], cwd="/", **user_options(POSTGRES))
+    return "" if checked.returncode == 0 else tail(checked.stderr, 5)
+
+
+def hba_problem() -> str:
+    """Errors PostgreSQL found in the pg_hba.conf it has read (it keeps the previous rules
+    when a reload finds any)."""
+    checked = psql("SELECT line_number || ': ' || error FROM pg_hba_file_rules"
+                   " WHERE error IS NOT NULL;\n")
+    return tail(checked.stdout + checked.stderr, 5)
+
+
+def apply_database(version: str, root: PurePosixPath, expected: dict[PurePosixPath, str]
+                   ) -> None:
+    """Make the candidate settings, pg_hba.conf, TLS pair and apps.json live: the config
+    parsed first, then PostgreSQL restarted (our settings changed, or it is down) or
+    reloaded; put back as they were if PostgreSQL refuses them. Then each app's role and
+    database as apps.json declares."""
+    if not PG_VERSION.match(version):
+        raise Refused(f"{version!r} is not a PostgreSQL major version")
+    unit = database_unit(version, root)
+    settings = unit.files[0]
+    cluster = f"postgresql@{version}-main"
+    staged = Staged.verified(unit, expected)
+    changed = content_of(settings) != content_of(staged.new(settings))
+    action = "restart" if changed or run(["systemctl", "is-active", "-q", cluster]
+                                         ).returncode != 0 else "reload"
+    try:
+        staged.make_live()
+        problem = cluster_problem(version, root)
+        if not problem:
+            applied = run(["systemctl", action, cluster])
+            problem = tail(applied.stderr, 5) if applied.returncode != 0 else hba_problem()
+        if problem:
+            staged.put_back()
+            run(["systemctl", action, cluster])
+            raise Refused(f"PostgreSQL {version} refused the candidate settings; the previous"
+                          f" ones are back:\n{problem}")
+    finally:
+        staged.clean_up()
+    apps = database_apps(unit.files[4])
+    applied = psql(roles_sql(apps))
+    if applied.returncode != 0:
+        raise Refused(f"the apps' roles and databases: {tail(applied.stderr, 5)}")
+    record(unit)
+    say(f"PostgreSQL {version}: settings live ({action}), roles and databases of"
+        f" {', '.join(name for name, _v in apps) or 'no app'}")
+
+
+def backup_databases(root: PurePosixPath, keep: int) -> None:
+    """The daily dump of each app's database (pg_dump's custom format), keeping the newest
+    `keep` of each: run as postgres by wsgistack-database-backup.timer, in postgres's own
+    directory."""
+    directory = database_backups(root)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    failed = []
+    for name, _verifier in database_apps(database_dir(root) / "apps.json"):
+        target = directory / f"{name}-{stamp}.dump"
+        temporary = target.with_name(target.name + ".tmp")
+        dumped = run(["pg_dump", "--format=custom", f"--file={temporary}", "--dbname", name],
+                     cwd="/")
+        if dumped.returncode != 0:
+            failed.append(f"{name}: {tail(dumped.stderr, 2)}")
+            continue
+        os.replace(temporary, target)
+        rotate_backups(directory, f"{name}-", keep)
+        say(f"dumped {name} to {target}")
+    if failed:
+        raise Refused("pg_dump failed for " + "; ".join(failed))
+
+
 # --- command line -----------------------------------------------------------------------
 
 def app_name(text: str) -> str:
@@ -968,6 +1246,12 @@ def release_command(text: str) -> list[str]:
     if not (isinstance(argv, list) and argv and all(isinstance(arg, str) for arg in argv)):
         raise ValueError(f"{text!r} is not a JSON list of strings")
     return argv
+
+
+def pg_version(text: str) -> str:
+    if not PG_VERSION.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a PostgreSQL major version")
+    return text
 
 
 def version_name(text: str) -> str:
@@ -998,6 +1282,24 @@ def parser() -> argparse.ArgumentParser:
     step.add_argument("--expect", nargs="+", required=True, metavar="FILE=SHA256")
     step.add_argument("--release-command", type=release_command, action="append", default=[],
                       metavar='\'["ARGV", ...]\'', help="run before the switch (JSON argv)")
+    step.add_argument("--shared-database", action="store_true",
+                      help="the environment's data: migrated once for all hosts, not here")
+    step = steps.add_parser("migrate", help="back up the environment's database and run the"
+                            " release commands, once for all its hosts")
+    step.add_argument("app", type=app_name)
+    step.add_argument("version", type=version_name)
+    config_options(step)
+    step.add_argument("--prefix", required=True)
+    step.add_argument("--keep-backups", type=int, required=True)
+    step.add_argument("--database-env", metavar="VAR", help="the variable holding its URL")
+    step.add_argument("--release-command", type=release_command, action="append", required=True,
+                      metavar='\'["ARGV", ...]\'', help="run as the app's user (JSON argv)")
+    step = steps.add_parser("database", help="make PostgreSQL's settings and roles live")
+    step.add_argument("version", type=pg_version)
+    step.add_argument("--expect", nargs="+", required=True, metavar="FILE=SHA256")
+    steps.add_parser("database-check", help="\"ok\", or how the roles differ from apps.json")
+    step = steps.add_parser("database-backup", help="dump each app's database (as postgres)")
+    step.add_argument("--keep", type=int, required=True, help="dumps kept of each")
     step = steps.add_parser("build", help="run a new release's build commands")
     step.add_argument("app", type=app_name)
     step.add_argument("version", type=version_name)
@@ -1030,6 +1332,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.step == "releases":
         print("\n".join(installed_releases(AppPaths(args.app, root))[0]))
         return 0
+    if args.step == "database-check":
+        print(database_check(root))
+        return 0
+    if args.step == "database-backup":
+        try:
+            backup_databases(root, args.keep)
+        except (Refused, OSError, ValueError, KeyError) as error:
+            say(f"golive database-backup: {error}", err=True)
+            return 1
+        return 0
     if args.step == "run":
         try:
             run_in_app(AppPaths(args.app, root), Config(args.config, args.config_env),
@@ -1044,7 +1356,14 @@ def main(argv: list[str] | None = None) -> int:
                 switch(AppPaths(args.app, root), args.version,
                        Config(args.config, args.config_env), args.prefix,
                        args.workers, args.graceful_timeout, args.keep_releases,
-                       args.keep_backups, parse_expect(args.expect), args.release_command)
+                       args.keep_backups, parse_expect(args.expect), args.release_command,
+                       args.shared_database)
+            elif args.step == "migrate":
+                migrate(AppPaths(args.app, root), args.version,
+                        Config(args.config, args.config_env), args.prefix, args.keep_backups,
+                        args.database_env, args.release_command)
+            elif args.step == "database":
+                apply_database(args.version, root, parse_expect(args.expect))
             elif args.step == "build":
                 build_release(AppPaths(args.app, root), args.version,
                               Config(args.config, args.config_env), args.prefix,

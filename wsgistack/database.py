@@ -1,0 +1,373 @@
+"""An environment's database host: PostgreSQL from Debian, set up for the environment's
+web hosts; and what those web hosts need to reach it.
+
+On the database host: PostgreSQL and nftables from Debian; our settings (conf.d), our
+pg_hba.conf, the server's TLS pair and the apps' roles (apps.json, SCRAM verifiers, never
+a password) as candidates that `golive database` makes live; a firewall table that opens
+the port to the web hosts only; and a daily dump of every app's database.
+
+On each web host: the server's certificate, which the apps pin (sslmode=verify-full), and
+for each app with a `database_env` its URL, with its password, in the app's protected env
+file. The password is the app's secret DATABASE_PASSWORD (wsgistack.secrets: per group,
+from the controller, generated once where allowed, never for production).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import subprocess
+import threading
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from pyinfra import host
+from pyinfra.api import FactBase, deploy
+from pyinfra.operations import apt, server, systemd
+
+from wsgistack import base, health
+from wsgistack.changes import will_change
+from wsgistack.environment import Environment
+from wsgistack.facts import InstalledPackages, ServiceStates
+from wsgistack.hoststate import HostState, Read
+from wsgistack.managed import Directory, File, Managed, ensure, ensure_all
+from wsgistack.onhost.golive import (
+    ROOT,
+    database_backups,
+    database_ca,
+    database_dir,
+    database_unit,
+)
+from wsgistack.paths import GOLIVE, TEMPLATES
+from wsgistack.secrets import app_secrets
+from wsgistack.settings import AppSettings, Settings
+from wsgistack.staged import StagedState, candidate, expect, expected_digests, golive, is_due
+
+# Debian's PostgreSQL, by Debian release (VERSION_ID): what the `postgresql` package brings.
+POSTGRESQL = {"12": "15", "13": "17"}
+PACKAGES = ("postgresql", "nftables")
+CLIENT_PACKAGES = ("postgresql-client",)  # pg_dump on the web hosts, for the pre-migration dump
+PORT = 5432
+PASSWORD = "DATABASE_PASSWORD"  # the app's secret: $<GROUP>_<APP>_DATABASE_PASSWORD
+DIRECTORY = database_dir(ROOT)
+BACKUPS = database_backups(ROOT)
+CLIENT_CA = database_ca(ROOT)
+UNIT_DIR = PurePosixPath("/etc/systemd/system")
+FIREWALL_TABLE = "wsgistack_postgresql"
+FIREWALL = "wsgistack-database-firewall.service"
+BACKUP_SERVICE = "wsgistack-database-backup.service"
+BACKUP_TIMER = "wsgistack-database-backup.timer"
+SCRAM_ITERATIONS = 4096  # PostgreSQL's own default
+
+
+def uses_database(app: AppSettings, environment: Environment) -> bool:
+    """Whether the app's data is the environment's database server's (shared by its web
+    hosts), rather than a file of each host's."""
+    return environment.database is not None and app.database_env is not None
+
+
+def database_apps(settings: Settings, environment: Environment) -> list[AppSettings]:
+    return [app for app in settings.apps if uses_database(app, environment)]
+
+
+
+def passwords(settings: Settings, environment: Environment) -> dict[str, str]:
+    """Each database app's password, from the controller (made once where allowed)."""
+    return {app.name: app_secrets(settings, app, names=(PASSWORD,))[PASSWORD]
+            for app in database_apps(settings, environment)}
+
+
+def scram_verifier(password: str, role: str) -> str:
+    """What PostgreSQL stores for a SCRAM-SHA-256 password (RFC 5802, 7677), computed here
+    so the password never reaches the database host. The salt is derived from the password
+    and the role: the same password gives the same verifier, so a converged host changes
+    nothing. (PostgreSQL normalises a password with SASLprep first, a no-op for ASCII,
+    which secrets.check_secrets requires of this one.)"""
+    salt = hmac.new(password.encode(), f"wsgistack scram salt {role}".encode(),
+                    hashlib.sha256).digest()[:16]
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, SCRAM_ITERATIONS)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+
+    def encode(raw: bytes) -> str:
+        return base64.b64encode(raw).decode()
+
+    return (f"SCRAM-SHA-256${SCRAM_ITERATIONS}:{encode(salt)}$"
+            f"{encode(hashlib.sha256(client_key).digest())}:{encode(server_key)}")
+
+
+def url(app: AppSettings, environment: Environment, password: str) -> str:
+    """The app's connection URL: its own role and database, over TLS to the pinned
+    certificate."""
+    assert environment.database is not None
+    address = environment.database.address
+    netloc = f"[{address}]" if environment.database.is_ipv6 else address
+    query = urllib.parse.urlencode({"sslmode": "verify-full", "sslrootcert": str(CLIENT_CA)})
+    return (f"postgresql://{app.name}:{urllib.parse.quote(password, safe='')}@{netloc}:{PORT}"
+            f"/{app.name}?{query}")
+
+
+# --- the server's TLS pair, on the controller ---------------------------------------------
+
+MAKE_LOCK = threading.Lock()  # hosts are prepared in parallel greenlets: make a pair once
+
+
+@dataclass(frozen=True)
+class ServerPair:
+    """The database server's self-signed certificate and key, kept on the controller in
+    <secrets_dir>/<group>/tls/database.{crt,key}; the web hosts pin the certificate."""
+
+    certificate: Path
+    key: Path
+
+    @classmethod
+    def of(cls, settings: Settings) -> ServerPair:
+        kept = settings.secrets_dir / settings.group / "tls" / "database"
+        return cls(kept.with_suffix(".crt"), kept.with_suffix(".key"))
+
+    def names(self) -> str:
+        """The certificate's subjectAltName, as openssl prints it; "" if there is none."""
+        shown = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in",
+                                str(self.certificate)], capture_output=True, text=True)
+        return shown.stdout if shown.returncode == 0 else ""
+
+    def make(self, address: str) -> None:
+        """Make the pair for `address`, once: again only if the certificate does not name
+        it (the database host moved)."""
+        name = f"IP Address:{address}" if is_ip(address) else f"DNS:{address}"
+        with MAKE_LOCK:
+            if self.key.exists() and self.certificate.exists() and name in self.names():
+                return
+            self.key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            subject = f"{'IP' if is_ip(address) else 'DNS'}:{address}"
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                 "ec_paramgen_curve:P-256", "-nodes", "-days", "3650",
+                 "-subj", f"/CN={address}", "-addext", f"subjectAltName={subject}",
+                 "-keyout", str(self.key), "-out", str(self.certificate)],
+                check=True, capture_output=True)
+            self.key.chmod(0o600)
+
+
+def is_ip(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
+
+
+def server_pair(settings: Settings, environment: Environment) -> ServerPair:
+    """The pair for the environment's database host, made first where it is missing."""
+    assert environment.database is not None
+    pair = ServerPair.of(settings)
+    pair.make(environment.database.address)
+    return pair
+
+
+# --- the database host --------------------------------------------------------------------
+
+class DatabaseHost(FactBase[dict[str, str]]):
+    """The Debian release and the memory PostgreSQL may use (the smaller of the host's and
+    its cgroup's limit), in MB."""
+
+    default = dict
+
+    def command(self) -> str:
+        return (". /etc/os-release; echo \"debian=$VERSION_ID\";"
+                " awk '/^MemTotal:/ {print \"memory_mb=\" int($2 / 1024)}' /proc/meminfo;"
+                " limit=$(cat /sys/fs/cgroup/memory.max 2>/dev/null);"
+                " case \"$limit\" in ''|max) ;; *) echo \"limit_mb=$((limit / 1048576))\";; esac")
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        return dict(line.split("=", 1) for line in output if "=" in line)
+
+
+class RolesDrift(FactBase[str]):
+    """golive's check of the apps' roles and databases against the live apps.json: "ok",
+    or what differs (names only)."""
+
+    default = str
+
+    def command(self) -> str:
+        return f"{golive('database-check')} 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> str:
+        return "\n".join(output)
+
+
+def cluster(version: str) -> str:
+    return f"postgresql@{version}-main.service"
+
+
+def memory_mb(found: dict[str, str]) -> int:
+    sizes = [int(found[key]) for key in ("memory_mb", "limit_mb") if key in found]
+    return min(sizes) if sizes else 1024
+
+
+@dataclass(frozen=True)
+class DatabaseView:
+    """What the database host's templates are rendered from."""
+
+    settings: Settings
+    environment: Environment
+    apps: tuple[str, ...]
+    verifiers: tuple[tuple[str, str], ...]
+    pair: ServerPair | None  # None only when listing paths to read
+
+    def context(self, version: str, memory: int) -> dict[str, object]:
+        return {"settings": self.settings, "environment": self.environment, "apps": self.apps,
+                "version": version, "memory_mb": memory, "port": PORT,
+                "directory": DIRECTORY, "backups": BACKUPS, "table": FIREWALL_TABLE,
+                "unit_dir": UNIT_DIR, "golive": GOLIVE}
+
+
+def directories() -> list[Managed]:
+    return [
+        Directory(f"Create {DIRECTORY.parent}", str(DIRECTORY.parent), "root", "root", "755"),
+        Directory(f"Create {DIRECTORY} (PostgreSQL's settings of ours, closed to others)",
+                  str(DIRECTORY), "root", "postgres", "750"),
+        Directory(f"Create {BACKUPS} (the daily dumps, postgres's own)", str(BACKUPS),
+                  "postgres", "postgres", "700"),
+    ]
+
+
+def firewall_file(view: DatabaseView) -> File:
+    return File("Write the firewall table for PostgreSQL's port", str(DIRECTORY / "firewall.nft"),
+                "root", "root", "644",
+                template=TEMPLATES / "etc/wsgistack/postgresql/firewall.nft.j2",
+                context=view.context("", 0))
+
+
+def unit_files(view: DatabaseView) -> list[File]:
+    return [File(f"Install {UNIT_DIR / name}", str(UNIT_DIR / name), "root", "root", "644",
+                 template=TEMPLATES / "etc/systemd/system" / f"{name}.j2",
+                 context=view.context("", 0))
+            for name in (FIREWALL, BACKUP_SERVICE, BACKUP_TIMER)]
+
+
+def candidates(view: DatabaseView, version: str, memory: int) -> list[File]:
+    """The files `golive database` makes live, in database_unit's order."""
+    unit = database_unit(version)
+    settings, hba, certificate, key, apps = unit.files
+    context = view.context(version, memory)
+    roles = json.dumps({"apps": [{"name": name, "verifier": verifier}
+                                 for name, verifier in view.verifiers]}, indent=1) + "\n"
+    pair = view.pair or ServerPair(Path("/dev/null"), Path("/dev/null"))
+    return [
+        File(f"Write PostgreSQL {version}'s candidate settings (conf.d/wsgistack.conf)",
+             str(candidate(settings)), "root", "root", "644",
+             template=TEMPLATES / "etc/postgresql/version/main/conf.d/wsgistack.conf.j2",
+             context=context),
+        File("Write the candidate pg_hba.conf (the web hosts, over TLS, with passwords)",
+             str(candidate(hba)), "root", "postgres", "640",
+             template=TEMPLATES / "etc/wsgistack/postgresql/pg_hba.conf.j2", context=context),
+        File("Upload the database server's candidate TLS certificate",
+             str(candidate(certificate)), "root", "postgres", "644", local=pair.certificate),
+        File("Upload the database server's candidate TLS key (0640, postgres reads it)",
+             str(candidate(key)), "root", "postgres", "640", local=pair.key, secret=True),
+        File("Write the candidate apps.json (each app's role: SCRAM verifiers)",
+             str(candidate(apps)), "root", "postgres", "640", text=roles, secret=True),
+    ]
+
+
+def view_of(settings: Settings, environment: Environment, pair: ServerPair | None,
+            secrets: dict[str, str]) -> DatabaseView:
+    apps = tuple(app.name for app in database_apps(settings, environment))
+    return DatabaseView(settings, environment, apps,
+                        tuple((name, scram_verifier(secrets[name], name)) for name in apps
+                              if name in secrets), pair)
+
+
+def managed(view: DatabaseView) -> list[Managed]:
+    """Every path the host read covers: the same files, and the candidates for each
+    PostgreSQL a Debian release may bring (the release is read in the same command)."""
+    return [*base.tools(), *directories(), firewall_file(view), *unit_files(view),
+            *(item for version in POSTGRESQL.values() for item in candidates(view, version, 0))]
+
+
+SERVICES = (FIREWALL, BACKUP_TIMER, *map(cluster, POSTGRESQL.values()))
+
+
+def probes() -> list[Read]:
+    return [Read.of(DatabaseHost), Read.of(InstalledPackages, packages=PACKAGES),
+            Read.of(RolesDrift), Read.of(ServiceStates, services=SERVICES),
+            *(Read.of(StagedState, unit=database_unit(version))
+              for version in POSTGRESQL.values())]
+
+
+def is_on(state: tuple[str, str] | None) -> bool:
+    """A oneshot done (or a timer waiting) and enabled at boot."""
+    return state is not None and state[0] in ("exited", "waiting") and state[1] == "enabled"
+
+
+def installs_packages(seen: HostState) -> bool:
+    installed = seen.get(InstalledPackages, packages=PACKAGES)
+    return any(package not in installed for package in PACKAGES)
+
+
+@deploy("Database host")
+def deploy_database(settings: Settings, environment: Environment, secrets: dict[str, str],
+                    seen: HostState) -> None:
+    """PostgreSQL for the environment's apps: everything above, changed only where the
+    host differs."""
+    found = seen.get(DatabaseHost)
+    version = POSTGRESQL.get(found.get("debian", ""))
+    if version is None:
+        raise ValueError(f"{environment.group}'s database host runs Debian"
+                         f" {found.get('debian')!r}: wsgistack knows PostgreSQL for Debian"
+                         f" {', '.join(POSTGRESQL)}")
+    assert environment.database is not None
+    apps = ", ".join(app.name for app in database_apps(settings, environment)) or "no app"
+    health.note_database_host(
+        host.name, f"PostgreSQL {version} at {environment.database.address} for {apps}")
+    if installs_packages(seen):
+        apt.packages(name=f"Install PostgreSQL {version} and nftables", packages=list(PACKAGES),
+                     update=True, cache_time=3600, no_recommends=True)
+    view = view_of(settings, environment, server_pair(settings, environment), secrets)
+    ensure_all([*base.tools(), *directories()], seen)
+    firewall = ensure(firewall_file(view), seen)
+    units = ensure_all(unit_files(view), seen)
+    files = candidates(view, version, memory_mb(found))
+    written = ensure_all(files, seen)
+    services = seen.get(ServiceStates, services=SERVICES)
+    if will_change(*units):
+        systemd.daemon_reload(name="Reload systemd: wsgistack's units changed")
+    if not is_on(services.get(FIREWALL)):
+        systemd.service(name="Keep PostgreSQL's firewall table loaded, and at boot",
+                        service=FIREWALL, running=True, enabled=True)
+    elif will_change(firewall):
+        systemd.service(name="Load the changed firewall table", service=FIREWALL, reloaded=True)
+    unit = database_unit(version)
+    running = services.get(cluster(version), ("", ""))[0] == "running"
+    if (will_change(*written) or is_due(seen.get(StagedState, unit=unit))
+            or seen.get(RolesDrift) != "ok" or not running):
+        server.shell(name=f"Make PostgreSQL {version}'s settings, pg_hba.conf, TLS pair and"
+                          " the apps' roles live",
+                     commands=[golive("database", version, "--expect",
+                                      *expect(unit, expected_digests(files)))])
+    if not is_on(services.get(BACKUP_TIMER)):
+        systemd.service(name="Keep the daily database dump's timer on, and at boot",
+                        service=BACKUP_TIMER, running=True, enabled=True)
+
+
+# --- the web hosts ------------------------------------------------------------------------
+
+def client_managed(settings: Settings, environment: Environment) -> list[Managed]:
+    """The server's certificate, which the apps' URLs pin, where any app uses it."""
+    if not database_apps(settings, environment):
+        return []
+    pair = ServerPair.of(settings)
+    return [File(f"Upload the {environment.group} database server's certificate (pinned by"
+                 " the apps)", str(CLIENT_CA), "root", "root", "644", local=pair.certificate)]
+
+
+def prepare_clients(settings: Settings, environment: Environment, seen: HostState) -> None:
+    if database_apps(settings, environment):
+        server_pair(settings, environment)
+        for item in client_managed(settings, environment):
+            ensure(item, seen)
