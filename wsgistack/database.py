@@ -61,6 +61,7 @@ FIREWALL_TABLE = "wsgistack_postgresql"
 FIREWALL = "wsgistack-database-firewall.service"
 BACKUP_SERVICE = "wsgistack-database-backup.service"
 BACKUP_TIMER = "wsgistack-database-backup.timer"
+CLUSTER_DROP_IN = "postgresql@.service.d/wsgistack.conf"  # starts after the network is up
 SCRAM_ITERATIONS = 4096  # PostgreSQL's own default
 
 
@@ -223,7 +224,7 @@ class DatabaseView:
         return {"settings": self.settings, "environment": self.environment, "apps": self.apps,
                 "version": version, "memory_mb": memory, "port": PORT,
                 "directory": DIRECTORY, "backups": BACKUPS, "table": FIREWALL_TABLE,
-                "unit_dir": UNIT_DIR, "golive": GOLIVE}
+                "unit_dir": UNIT_DIR, "golive": GOLIVE, "firewall": FIREWALL}
 
 
 def directories() -> list[Managed]:
@@ -233,6 +234,8 @@ def directories() -> list[Managed]:
                   str(DIRECTORY), "root", "postgres", "750"),
         Directory(f"Create {BACKUPS} (the daily dumps, postgres's own)", str(BACKUPS),
                   "postgres", "postgres", "700"),
+        Directory("Create postgresql@.service.d (when PostgreSQL starts)",
+                  str((UNIT_DIR / CLUSTER_DROP_IN).parent), "root", "root", "755"),
     ]
 
 
@@ -247,7 +250,7 @@ def unit_files(view: DatabaseView) -> list[File]:
     return [File(f"Install {UNIT_DIR / name}", str(UNIT_DIR / name), "root", "root", "644",
                  template=TEMPLATES / "etc/systemd/system" / f"{name}.j2",
                  context=view.context("", 0))
-            for name in (FIREWALL, BACKUP_SERVICE, BACKUP_TIMER)]
+            for name in (FIREWALL, BACKUP_SERVICE, BACKUP_TIMER, CLUSTER_DROP_IN)]
 
 
 def candidates(view: DatabaseView, version: str, memory: int) -> list[File]:

@@ -1,0 +1,244 @@
+"""One PostgreSQL for an environment's web hosts: production = 2 web hosts + 1 database
+host, deployed by the same run as staging's single host, which keeps SQLite.
+
+A sandbox of its own; the tests run in order, each leaving the environment converged for
+the next.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.integration.helpers import (
+    Run,
+    Sandbox,
+    app_release,
+    apps_data,
+    deploy,
+    http,
+    own_sandbox,
+    sandbox_cli,
+)
+from tests.integration.load import Load
+
+NAME, SUBNET = "idb", "10.188.0.0/24"
+PASSWORD = "production-database-password-for-tests-0123456789"
+SERVER_NAME = {"staging": "staging.flasktodo.test", "production": "flasktodo.test"}
+PSQL = ("psql -X -A -t -v ON_ERROR_STOP=1 \"host={host} dbname=flasktodo user=flasktodo"
+        " sslmode={sslmode} sslrootcert=/etc/ssl/wsgistack/database.crt connect_timeout=5\"")
+# FlaskTODO's next migration, expand-only: the release before it keeps working on it.
+NOTE_COLUMN = ('(2, "a note on each item", {"sqlite": "ALTER TABLE items ADD COLUMN note TEXT'
+               ' NOT NULL DEFAULT \'\'", "postgresql": "ALTER TABLE items ADD COLUMN note text'
+               ' NOT NULL DEFAULT \'\'"}),')
+BROKEN = ('(3, "a broken migration", {"sqlite": "SELECT no_such_function()",'
+          ' "postgresql": "SELECT no_such_function()"}),')
+
+
+@dataclass
+class Environment:
+    sandbox: Sandbox
+    secrets_dir: Path
+    first: Run
+
+    def deploy(self, *args: str) -> Run:
+        return deploy(self.sandbox, *args, secrets_dir=self.secrets_dir,
+                      extra_env={"PRODUCTION_FLASKTODO_DATABASE_PASSWORD": PASSWORD})
+
+    @property
+    def web(self) -> list[dict]:
+        return self.sandbox.hosts("production")[:2]
+
+    @property
+    def database(self) -> dict:
+        return self.sandbox.host("production-db1")
+
+    def ssh(self, host: dict, command: str, check: bool = True) -> str:
+        result = self.sandbox.ssh(host, command, check=False)
+        assert not check or result.returncode == 0, result.stderr
+        return result.stdout + result.stderr
+
+    def sql(self, query: str) -> str:
+        """A query in FlaskTODO's database, as postgres on the database host."""
+        return self.ssh(self.database, f"cd / && runuser -u postgres -- psql -X -A -t -d flasktodo"
+                                       f" -c {json.dumps(query)}").strip()
+
+    def live(self, host: dict) -> str:
+        return self.ssh(host, "readlink /opt/flasktodo/current").strip()
+
+
+def with_migration(parent: Path, version: str, migration: str) -> Path:
+    """FlaskTODO as `version`, with `migration` added to its list."""
+    source = app_release(parent, version)
+    db = source / "src/flasktodo/db.py"
+    db.write_text(db.read_text().replace("\n]\nSCHEMA_VERSION", f"\n    {migration}\n]\n"
+                                         "SCHEMA_VERSION", 1))
+    return source
+
+
+@pytest.fixture(scope="module")
+def environment(secrets_dir: Path) -> Iterator[Environment]:
+    with own_sandbox(NAME, SUBNET, "staging=1,production=2,production-db=1") as sandbox:
+        first = deploy(sandbox, "-y", secrets_dir=secrets_dir,
+                       extra_env={"PRODUCTION_FLASKTODO_DATABASE_PASSWORD": PASSWORD})
+        yield Environment(sandbox, secrets_dir, first)
+
+
+def test_the_database_host_comes_first_and_a_second_run_changes_nothing(
+        environment: Environment) -> None:
+    first = environment.first.succeeded()
+    lines = first.output.splitlines()
+
+    def started(operation: str) -> int:
+        return next(number for number, line in enumerate(lines)
+                    if line.startswith("--> Starting operation:") and operation in line)
+
+    assert started("Make PostgreSQL 15's settings") < started("Migrate flasktodo's production")
+    assert started("Migrate flasktodo's production") < started("Switch flasktodo")
+    assert re.search(r"idb-production-db1: PostgreSQL 15 at \S+ for flasktodo  ok", first.output)
+    assert environment.deploy("-y").succeeded().changed_ops() == []
+    dry = environment.deploy("--dry", "--debug").succeeded()
+    assert dry.planned_changes() == []
+    for run in (first, dry):
+        assert PASSWORD not in run.output, "the password never in pyinfra's output"
+
+
+def test_an_item_added_through_one_web_host_is_listed_through_the_other(
+        environment: Environment) -> None:
+    one, two = environment.web
+    status, _headers, body = http(one["address"], "/flasktodo/api/items", "flasktodo.test",
+                                  method="POST", data=b'{"title": "added through one"}',
+                                  headers={"Content-Type": "application/json"})
+    assert status == 201, body
+    status, _headers, body = http(two["address"], "/flasktodo/api/items", "flasktodo.test")
+    assert "added through one" in [item["title"] for item in json.loads(body)["items"]]
+    assert environment.sql("SELECT title FROM items") == "added through one"
+
+
+def test_only_the_environments_web_hosts_reach_postgresql(environment: Environment) -> None:
+    """The firewall answers the web hosts only; pg_hba.conf takes TLS and the password."""
+    one, _two = environment.web
+    address = environment.database["address"]
+    right = environment.ssh(one, f"PGPASSWORD={PASSWORD} " + PSQL.format(
+        host=address, sslmode="verify-full") + " -c 'SELECT 1'")
+    assert right.strip() == "1", "the app's role, over TLS to the pinned certificate"
+    wrong = environment.ssh(one, "PGPASSWORD=not-the-password " + PSQL.format(
+        host=address, sslmode="verify-full") + " -c 'SELECT 1'", check=False)
+    assert "password authentication failed" in wrong
+    plain = environment.ssh(one, f"PGPASSWORD={PASSWORD} " + PSQL.format(
+        host=address, sslmode="disable") + " -c 'SELECT 1'", check=False)
+    assert "no pg_hba.conf entry" in plain or "rejects connection" in plain, plain
+    staging = environment.sandbox.hosts("staging")[0]
+    other = environment.ssh(staging, f"timeout 5 bash -c 'echo > /dev/tcp/{address}/5432'"
+                                     " && echo open || echo refused", check=False)
+    assert "refused" in other and "open" not in other.split()
+    controller = subprocess.run(["timeout", "5", "bash", "-c",
+                                 f"echo > /dev/tcp/{address}/5432"], capture_output=True)
+    assert controller.returncode != 0, "the controller is no web host of production"
+
+
+def test_secrets_stay_in_root_and_app_only_files(environment: Environment) -> None:
+    database = environment.sandbox.testinfra(environment.database)
+    for path, mode in (("/etc/wsgistack/postgresql/server.key", 0o640),
+                       ("/etc/wsgistack/postgresql/apps.json", 0o640),
+                       ("/etc/wsgistack/postgresql/pg_hba.conf", 0o640)):
+        file = database.file(path)
+        assert (file.user, file.group, file.mode) == ("root", "postgres", mode), path
+    assert database.file("/etc/wsgistack/postgresql").mode == 0o750
+    roles = database.file("/etc/wsgistack/postgresql/apps.json").content_string
+    assert "SCRAM-SHA-256$4096:" in roles and PASSWORD not in roles
+    assert database.service("wsgistack-database-firewall").is_enabled
+    assert database.service("wsgistack-database-backup.timer").is_enabled
+    assert database.socket(f"tcp://{environment.database['address']}:5432").is_listening
+    assert not database.socket("tcp://0.0.0.0:5432").is_listening, "its private address only"
+    web = environment.sandbox.testinfra(environment.web[0])
+    env = web.file("/etc/flasktodo/env")
+    assert (env.user, env.group, env.mode) == ("root", "flasktodo", 0o640)
+    assert "DATABASE_URL=" in env.content_string and PASSWORD in env.content_string
+    assert PASSWORD not in web.file("/etc/supervisor/conf.d/flasktodo.conf").content_string
+    assert web.file("/etc/ssl/wsgistack/database.crt").mode == 0o644
+
+
+def test_staging_with_no_database_host_keeps_sqlite(environment: Environment) -> None:
+    staging = environment.sandbox.hosts("staging")[0]
+    host = environment.sandbox.testinfra(staging)
+    assert "DATABASE_URL" not in host.file("/etc/flasktodo/env").content_string
+    assert host.file("/var/lib/flasktodo/flasktodo.sqlite3").is_file
+    status, _headers, _body = http(staging["address"], "/flasktodo/healthz",
+                                   SERVER_NAME["staging"])
+    assert status == 200
+
+
+def test_a_schema_change_rolls_across_production_under_load_with_zero_failures(
+        environment: Environment, tmp_path: Path) -> None:
+    source = with_migration(tmp_path, "1.2.0", NOTE_COLUMN)
+    one, two = environment.web
+    with Load(one["address"], "/flasktodo/api/items", "flasktodo.test") as first_load, \
+            Load(two["address"], "/flasktodo/api/items", "flasktodo.test") as second_load:
+        run = environment.deploy("--limit", "production", "--data", apps_data(source), "-y")
+    run.succeeded()
+    for load in (first_load, second_load):
+        assert load.result.requests > 50 and load.result.failures == 0, load.result
+    assert [environment.live(host) for host in (one, two)] == ["releases/1.2.0"] * 2
+    assert environment.sql("SELECT max(version) FROM schema_migrations") == "2"
+    dumps = [environment.ssh(host, "ls /var/lib/flasktodo/backups/ | grep -c"
+                                   " 'before-1.2.0.dump$' || true").strip() for host in (one, two)]
+    assert dumps == ["1", "0"], "one pg_dump, by the host that migrated, before it did"
+    assert "added through one" in environment.sql("SELECT title FROM items")
+
+
+def test_a_failing_migration_switches_no_host(environment: Environment, tmp_path: Path) -> None:
+    source = with_migration(tmp_path, "1.3.0", NOTE_COLUMN + "\n    " + BROKEN)
+    run = environment.deploy("--limit", "production", "--data", apps_data(source), "-y")
+    assert run.returncode != 0
+    assert "flasktodo 1.3.0: the release command `flasktodo migrate` failed" in run.output
+    one, two = environment.web
+    assert [environment.live(host) for host in (one, two)] == ["releases/1.2.0"] * 2
+    assert environment.sql("SELECT max(version) FROM schema_migrations") == "2"
+    for host in (one, two):
+        status, _headers, body = http(host["address"], "/flasktodo/healthz", "flasktodo.test")
+        assert status == 200 and json.loads(body)["version"] == "1.2.0"
+
+
+def test_the_daily_dump_restores_into_a_scratch_database(environment: Environment) -> None:
+    database = environment.database
+    environment.ssh(database, "systemctl start wsgistack-database-backup.service")
+    [dump] = environment.ssh(database, "ls /var/lib/postgresql/wsgistack-backups/").split()
+    assert re.fullmatch(r"flasktodo-\d{8}T\d{6}Z\.dump", dump)
+    # README, "Backups": the restore, into a scratch database first.
+    environment.ssh(database, "cd / && runuser -u postgres -- createdb scratch"
+                              " && runuser -u postgres -- pg_restore --no-owner -d scratch"
+                              f" /var/lib/postgresql/wsgistack-backups/{dump}")
+    restored = environment.ssh(database, "cd / && runuser -u postgres -- psql -X -A -t -d scratch"
+                                         " -c 'SELECT title FROM items'")
+    assert "added through one" in restored
+
+
+def test_a_database_reboot_is_503_while_down_and_heals_by_itself(
+        environment: Environment) -> None:
+    sandbox_cli(NAME, "stop", "production-db1")
+    try:
+        for host in environment.web:
+            status, _headers, body = http(host["address"], "/flasktodo/healthz",
+                                          "flasktodo.test")
+            assert status == 503 and json.loads(body)["status"] == "error", body
+            assert "RUNNING" in environment.ssh(host, "supervisorctl status flasktodo")
+    finally:
+        sandbox_cli(NAME, "restart", "production-db1")
+    for host in environment.web:
+        deadline = time.monotonic() + 60
+        while True:
+            status, _headers, body = http(host["address"], "/flasktodo/healthz",
+                                          "flasktodo.test")
+            if status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert status == 200, body
+        assert "RUNNING" in environment.ssh(host, "supervisorctl status flasktodo")
