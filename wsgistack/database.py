@@ -82,23 +82,29 @@ def passwords(settings: Settings, environment: Environment) -> dict[str, str]:
             for app in database_apps(settings, environment)}
 
 
-def scram_verifier(password: str, role: str) -> str:
-    """What PostgreSQL stores for a SCRAM-SHA-256 password (RFC 5802, 7677), computed here
-    so the password never reaches the database host. The salt is derived from the password
-    and the role: the same password gives the same verifier, so a converged host changes
-    nothing. (PostgreSQL normalises a password with SASLprep first, a no-op for ASCII,
-    which secrets.check_secrets requires of this one.)"""
-    salt = hmac.new(password.encode(), f"wsgistack scram salt {role}".encode(),
-                    hashlib.sha256).digest()[:16]
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, SCRAM_ITERATIONS)
+def scram_keys(password: str, salt: bytes, iterations: int) -> tuple[bytes, bytes]:
+    """SCRAM-SHA-256's StoredKey and ServerKey for a password (RFC 5802, 7677)."""
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
     client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
     server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    return hashlib.sha256(client_key).digest(), server_key
+
+
+def scram_verifier(password: str, role: str) -> str:
+    """What PostgreSQL stores for a SCRAM-SHA-256 password, computed here so the password
+    never reaches the database host. The salt is derived from the password and the role:
+    the same password gives the same verifier, so a converged host changes nothing.
+    (PostgreSQL normalises a password with SASLprep first, a no-op for the printable ASCII
+    that secrets.check_secrets requires.)"""
+    salt = hmac.new(password.encode(), f"wsgistack scram salt {role}".encode(),
+                    hashlib.sha256).digest()[:16]
+    stored_key, server_key = scram_keys(password, salt, SCRAM_ITERATIONS)
 
     def encode(raw: bytes) -> str:
         return base64.b64encode(raw).decode()
 
     return (f"SCRAM-SHA-256${SCRAM_ITERATIONS}:{encode(salt)}$"
-            f"{encode(hashlib.sha256(client_key).digest())}:{encode(server_key)}")
+            f"{encode(stored_key)}:{encode(server_key)}")
 
 
 def url(app: AppSettings, environment: Environment, password: str) -> str:

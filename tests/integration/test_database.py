@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.helpers import (
+    FLASKTODO_VERSION,
     Run,
     Sandbox,
     app_release,
@@ -48,8 +49,8 @@ class Environment:
     secrets_dir: Path
     first: Run
 
-    def deploy(self, *args: str) -> Run:
-        return deploy(self.sandbox, *args, secrets_dir=self.secrets_dir,
+    def deploy(self, *args: str, entry: str = "deploy.py") -> Run:
+        return deploy(self.sandbox, *args, secrets_dir=self.secrets_dir, entry=entry,
                       extra_env={"PRODUCTION_FLASKTODO_DATABASE_PASSWORD": PASSWORD})
 
     @property
@@ -205,6 +206,21 @@ def test_a_failing_migration_switches_no_host(environment: Environment, tmp_path
     for host in (one, two):
         status, _headers, body = http(host["address"], "/flasktodo/healthz", "flasktodo.test")
         assert status == 200 and json.loads(body)["version"] == "1.2.0"
+
+
+def test_rolling_the_code_back_keeps_the_migrated_schema_and_works_on_it(
+        environment: Environment) -> None:
+    """Expand/contract: a rollback does not undo a migration, and needs not, because each
+    migration keeps the release before it working."""
+    run = environment.deploy("--limit", "production", "--data",
+                             f'rollback_to="{FLASKTODO_VERSION}"', "-y", entry="rollback.py")
+    run.succeeded()
+    assert "Migrate" not in run.output
+    assert environment.sql("SELECT max(version) FROM schema_migrations") == "2"
+    for host in environment.web:
+        assert environment.live(host) == f"releases/{FLASKTODO_VERSION}"
+        status, _headers, body = http(host["address"], "/flasktodo/api/items", "flasktodo.test")
+        assert status == 200 and "added through one" in body
 
 
 def test_the_daily_dump_restores_into_a_scratch_database(environment: Environment) -> None:

@@ -262,8 +262,8 @@ class Host:
                               for path, content in zip(unit.candidates, contents, strict=True))]
 
     def switch(self, version: str, gunicorn_conf: str = "workers = 2\n",
-               stdout: object = subprocess.PIPE, commands: tuple[list[str], ...] = ()
-               ) -> subprocess.CompletedProcess[str]:
+               stdout: object = subprocess.PIPE, commands: tuple[list[str], ...] = (),
+               extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
         expect = self.candidates(app_unit(self.paths, CONFIG),
                                  [f"SECRET_KEY = 'k'  # {version}\n", gunicorn_conf,
                                   f'VERSION="{version}"\n'])
@@ -273,7 +273,7 @@ class Host:
                            "APP_CONFIG", "--prefix", "/app", "--workers", "2",
                            "--graceful-timeout", "5",
                            "--keep-releases", "2", "--keep-backups", "2", *expect,
-                           *release_commands, stdout=stdout)
+                           *release_commands, *extra, stdout=stdout)
 
     def recorded(self) -> list[str]:
         return self.log.read_text().splitlines() if self.log.exists() else []

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from wsgistack import targets
 from wsgistack.targets import TargetsError, load_targets
 
 
@@ -15,10 +17,14 @@ def test_targets_file_for_real_servers(tmp_path: Path) -> None:
         '[ssh]\nuser = "deploy"\nkey = "~/.ssh/deploy"\nsudo = true\n\n'
         '[staging]\nhosts = ["stage1.example.com"]\n\n'
         '[production]\nhosts = ["web1.example.com", "web2.example.com"]\n'
+        'database = "db1.example.com"\n'
         '[production.ssh]\nport = 2222\n'
     )
     groups = load_targets({"WSGISTACK_TARGETS": str(targets)})
-    assert [name for name, _ in groups["production"]] == ["web1.example.com", "web2.example.com"]
+    assert [name for name, _ in groups["production"]] == [
+        "web1.example.com", "web2.example.com", "db1.example.com"], "its database host too"
+    assert [name for name, _ in groups["databases"]] == ["db1.example.com"]
+    assert groups["databases"][0][1]["ssh_port"] == 2222
     stage_data = groups["staging"][0][1]
     assert stage_data["ssh_user"] == "deploy" and stage_data["_sudo"] is True
     assert stage_data["ssh_key"] == str(Path("~/.ssh/deploy").expanduser())
@@ -35,12 +41,29 @@ def test_targets_file_for_real_servers(tmp_path: Path) -> None:
     ("[ssh]\npassword = \"x\"\n", "unknown ssh keys"),
     ("[ssh]\nconnect_timeout = 0\n", "connect_timeout must be 1-300 seconds"),
     ("[staging\n", "targets file"),
+    ("[production]\nhosts = [\"web1\"]\ndatabase = \"web1\"\n", "not one of its web hosts"),
+    ("[production]\nhosts = [\"web1\"]\ndatabases = [\"db\"]\n", "unknown keys"),
 ])
 def test_bad_targets_files(tmp_path: Path, text: str, message: str) -> None:
     targets = tmp_path / "targets.toml"
     targets.write_text(text)
     with pytest.raises(TargetsError, match=message):
         load_targets({"WSGISTACK_TARGETS": str(targets)})
+
+
+def test_a_sandbox_database_host_joins_its_environment_and_the_databases(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = tmp_path / "sb"
+    state.mkdir()
+    (state / "sandbox.json").write_text(json.dumps({
+        "ssh_key": "k", "known_hosts": "h", "hosts": [
+            {"name": "sb-production1", "group": "production", "address": "10.9.0.2"},
+            {"name": "sb-production-db1", "group": "production-db", "address": "10.9.0.6"}]}))
+    monkeypatch.setattr(targets, "SANDBOX_STATE", tmp_path)
+    groups = load_targets({"WSGISTACK_SANDBOX": "sb"})
+    assert [name for name, _ in groups["production"]] == ["sb-production1", "sb-production-db1"]
+    assert [name for name, _ in groups["databases"]] == ["sb-production-db1"]
+    assert groups["staging"] == []
 
 
 def test_missing_sandbox_says_how_to_start_it() -> None:

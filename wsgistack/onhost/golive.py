@@ -631,7 +631,8 @@ def dump_postgresql(url: str, target: PurePosixPath) -> None:
     """pg_dump of the app's database (custom format: pg_restore takes it) into `target`."""
     temporary = target.with_name(target.name + ".tmp")
     dumped = run(["pg_dump", "--format=custom", f"--file={temporary}"],
-                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **libpq_environment(url)},
+                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+                      **libpq_environment(url)},
                  timeout=RELEASE_COMMAND_TIMEOUT)
     if dumped.returncode != 0:
         with contextlib.suppress(FileNotFoundError):
@@ -1155,9 +1156,10 @@ def cluster_problem(version: str, root: PurePosixPath) -> str:
     reads it as a start would, and runs beside a live server."""
     binary = root / f"usr/lib/postgresql/{version}/bin/postgres"
     checked = run([str(binary), "-D", str(root / f"var/lib/postgresql/{version}/main"),
-                   "-c", f"config_file={root}etc/postgresql/{version}/main/postgresql.conf",
+                   "-c", f"config_file={root / f'etc/postgresql/{version}/main/postgresql.conf'}",
                    "-C", "listen_addresses"], cwd="/", **user_options(POSTGRES))
-    return "" if checked.returncode == 0 else tail(checked.stderr, 5)
+    return "" if checked.returncode == 0 else (
+        tail(checked.stderr, 5) or f"postgres -C exited {checked.returncode}")
 
 
 def hba_problem() -> str:
@@ -1188,7 +1190,8 @@ def apply_database(version: str, root: PurePosixPath, expected: dict[PurePosixPa
         problem = cluster_problem(version, root)
         if not problem:
             applied = run(["systemctl", action, cluster])
-            problem = tail(applied.stderr, 5) if applied.returncode != 0 else hba_problem()
+            problem = (tail(applied.stderr, 5) or f"systemctl {action} failed") \
+                if applied.returncode != 0 else hba_problem()
         if problem:
             staged.put_back()
             run(["systemctl", action, cluster])
