@@ -2,7 +2,8 @@
 
 Measures, each at least BENCH_RUNS times (default 5), reporting min, median and max:
 a fresh deploy of a bare host split by phase, a no-op converge and a --dry run on 1, 3 and
-10 converged hosts, a redeploy of a new app version on one host and rolled across the
+10 converged hosts, a no-op converge of the database host alone and of production (9 web
+hosts and its database host), a redeploy of a new app version on one host and rolled across the
 production group, and a baseline of one SSH round trip per host reading the same state.
 Writes docs/performance.md and docs/converge-vs-hosts.png, and prints the figures.
 """
@@ -37,10 +38,13 @@ from wsgistack.paths import BUILD_DIR
 from wsgistack.wheelhouse import Target
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
-FLEET = ("bench", "10.183.0.0/24", "staging=1,production=9")  # 10 hosts
+# 10 web hosts and production's database host
+FLEET = ("bench", "10.183.0.0/24", "staging=1,production=9,production-db=1")
+DATABASE_PASSWORD = {"PRODUCTION_FLASKTODO_DATABASE_PASSWORD":
+                     "bench-database-password-0123456789-abcdefghij"}
 BARE = ("benchb", "10.184.0.0/24", "staging=1")  # made anew for each fresh deploy
 HOST_COUNTS = (1, 3, 10)
-PHASES = {"apt": "Install nginx, supervisor, python3-venv and logrotate",
+PHASES = {"apt": "Install nginx, supervisor",
           "wheelhouse upload": "Upload the flasktodo",
           "venv build": "as a new release"}
 # What a converge reads, read in one SSH round trip: packages, managed files, the venv.
@@ -87,7 +91,8 @@ class Series:
 
 def run_pyinfra(sandbox: Sandbox, *args: str, secrets_dir: Path) -> Timed:
     """One pyinfra run; time per operation from when pyinfra starts each one."""
-    command, env = deploy_command(sandbox, *args, secrets_dir=secrets_dir)
+    command, env = deploy_command(sandbox, *args, secrets_dir=secrets_dir,
+                                  extra_env=DATABASE_PASSWORD)
     env["PYTHONUNBUFFERED"] = "1"
     busy, started = busy_cpu_seconds(), time.monotonic()
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -110,13 +115,14 @@ def run_pyinfra(sandbox: Sandbox, *args: str, secrets_dir: Path) -> Timed:
 
 
 def limit(sandbox: Sandbox, count: int) -> list[str]:
-    names = [host["name"] for host in sandbox.hosts()][:count]
+    """The first `count` web hosts."""
+    names = [host["name"] for host in sandbox.hosts() if not host["group"].endswith("-db")][:count]
     return [arg for name in names for arg in ("--limit", name)]
 
 
 def baseline(sandbox: Sandbox, count: int) -> Timed:
     """One SSH round trip per host, all hosts at once, reading what a converge reads."""
-    hosts = sandbox.hosts()[:count]
+    hosts = [host for host in sandbox.hosts() if not host["group"].endswith("-db")][:count]
     busy, started = busy_cpu_seconds(), time.monotonic()
     with ThreadPoolExecutor(len(hosts)) as pool:
         list(pool.map(lambda host: sandbox.ssh(host, BASELINE_READ), hosts))
@@ -173,6 +179,13 @@ def main() -> None:
             results[f"baseline-{count}"] = repeat(
                 f"baseline: one SSH round trip per host, {count} host(s)",
                 lambda c=count: baseline(fleet, c))
+        results["noop-database-host"] = repeat(
+            "no-op converge, the database host alone",
+            lambda: run_pyinfra(fleet, "-y", "--limit", fleet.host("production-db1")["name"],
+                                secrets_dir=secrets_dir))
+        results["noop-production"] = repeat(
+            "no-op converge, production: 9 web hosts and its database host",
+            lambda: run_pyinfra(fleet, "-y", "--limit", "production", secrets_dir=secrets_dir))
         sources = [app_release(releases, f"2.0.{n}") for n in range(1, 2 * RUNS + 1)]
         results["build"] = Series("controller: build the wheelhouse of a new version",
                                   [build(source) for source in sources])
@@ -182,7 +195,8 @@ def main() -> None:
                         "--data", apps_data(source), secrets_dir=secrets_dir)
             for source in one_host])
         results["rolling"] = Series("redeploy of a new app version rolled across production"
-                                    " (9 hosts, batch size 1)", [
+                                    " (9 web hosts, batch size 1; its database migrated"
+                                    " once)", [
             run_pyinfra(fleet, "-y", "--limit", "production", "--data", apps_data(source),
                         secrets_dir=secrets_dir)
             for source in rolling])

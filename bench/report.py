@@ -97,6 +97,8 @@ def write_report(results: dict[str, Series], docs: Path) -> str:
         row(results["fresh"]),
         *(row(results[f"{kind}-{count}"]) for kind in ("noop", "dry", "baseline")
           for count in HOST_COUNTS),
+        row(results["noop-database-host"]),
+        row(results["noop-production"]),
         row(results["build"]),
         row(results["redeploy-1"]),
         row(results["rolling"]),

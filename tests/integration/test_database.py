@@ -27,6 +27,7 @@ from tests.integration.helpers import (
     http,
     own_sandbox,
     sandbox_cli,
+    wait_for_http_ok,
 )
 from tests.integration.load import Load
 
@@ -235,6 +236,23 @@ def test_the_daily_dump_restores_into_a_scratch_database(environment: Environmen
     restored = environment.ssh(database, "cd / && runuser -u postgres -- psql -X -A -t -d scratch"
                                          " -c 'SELECT title FROM items'")
     assert "added through one" in restored
+    # ...then over the app's own, its web hosts stopped meanwhile: an item added since the
+    # dump is gone, the dumped one back.
+    one, two = environment.web
+    http(one["address"], "/flasktodo/api/items", "flasktodo.test", method="POST",
+         data=b'{"title": "added after the dump"}', headers={"Content-Type": "application/json"})
+    for host in (one, two):
+        environment.ssh(host, "supervisorctl stop flasktodo")
+    environment.ssh(database, "cd / && runuser -u postgres -- pg_restore --clean --if-exists"
+                              " --no-owner --role=flasktodo -d flasktodo"
+                              f" /var/lib/postgresql/wsgistack-backups/{dump}")
+    for host in (one, two):
+        environment.ssh(host, "supervisorctl start flasktodo")
+        wait_for_http_ok(host["address"], "/flasktodo/api/items", 30,
+                         host_header="flasktodo.test")
+    status, _headers, body = http(two["address"], "/flasktodo/api/items", "flasktodo.test")
+    titles = [item["title"] for item in json.loads(body)["items"]]
+    assert status == 200 and titles == ["added through one"], titles
 
 
 def test_a_database_reboot_is_503_while_down_and_heals_by_itself(
