@@ -224,7 +224,7 @@ class DatabaseView:
     environment: Environment
     apps: tuple[str, ...]
     verifiers: tuple[tuple[str, str], ...]
-    pair: ServerPair | None  # None only when listing paths to read
+    pair: ServerPair  # read when compared: made first by server_pair()
 
     def context(self, version: str, memory: int) -> dict[str, object]:
         return {"settings": self.settings, "environment": self.environment, "apps": self.apps,
@@ -266,7 +266,7 @@ def candidates(view: DatabaseView, version: str, memory: int) -> list[File]:
     context = view.context(version, memory)
     roles = json.dumps({"apps": [{"name": name, "verifier": verifier}
                                  for name, verifier in view.verifiers]}, indent=1) + "\n"
-    pair = view.pair or ServerPair(Path("/dev/null"), Path("/dev/null"))
+    pair = view.pair
     return [
         File(f"Write PostgreSQL {version}'s candidate settings (conf.d/wsgistack.conf)",
              str(candidate(settings)), "root", "root", "644",
@@ -284,12 +284,12 @@ def candidates(view: DatabaseView, version: str, memory: int) -> list[File]:
     ]
 
 
-def view_of(settings: Settings, environment: Environment, pair: ServerPair | None,
-            secrets: dict[str, str]) -> DatabaseView:
+def view_of(settings: Settings, environment: Environment, secrets: dict[str, str]
+            ) -> DatabaseView:
     apps = tuple(app.name for app in database_apps(settings, environment))
     return DatabaseView(settings, environment, apps,
-                        tuple((name, scram_verifier(secrets[name], name)) for name in apps
-                              if name in secrets), pair)
+                        tuple((name, scram_verifier(secrets[name], name)) for name in apps),
+                        ServerPair.of(settings))
 
 
 def managed(view: DatabaseView) -> list[Managed]:
@@ -337,7 +337,8 @@ def deploy_database(settings: Settings, environment: Environment, secrets: dict[
     if installs_packages(seen):
         apt.packages(name=f"Install PostgreSQL {version} and nftables", packages=list(PACKAGES),
                      update=True, cache_time=3600, no_recommends=True)
-    view = view_of(settings, environment, server_pair(settings, environment), secrets)
+    server_pair(settings, environment)
+    view = view_of(settings, environment, secrets)
     ensure_all([*base.tools(), *directories()], seen)
     firewall = ensure(firewall_file(view), seen)
     units = ensure_all(unit_files(view), seen)

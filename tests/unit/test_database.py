@@ -88,7 +88,7 @@ def test_the_server_pair_names_the_database_host_and_follows_it(settings: Settin
 
 
 def rendered(settings: Settings, memory: int = 4096) -> dict[str, str]:
-    view = database.view_of(settings, PRODUCTION, None, {"flasktodo": "x" * 40})
+    view = database.view_of(settings, PRODUCTION, {"flasktodo": "x" * 40})
     files = [*database.candidates(view, "15", memory)[:2], database.firewall_file(view)]
     return {Path(file.path).name: file.content.decode() for file in files}
 
