@@ -1,7 +1,8 @@
 """`make lint`: shellcheck every shell command the deploy sends to a host.
 
 Root-side steps are golive's (Python, unit-tested). What is still shell: the one command
-that reads a host, the release install, and a refusal. They are rendered here exactly as
+that reads a web host (and the one that reads a database host), the release install, and a
+refusal. They are rendered here exactly as
 the deploy renders them, for group data's apps plus one app marked absent (so every
 module's probes are there), and checked as the POSIX sh that pyinfra runs them with.
 
@@ -19,14 +20,18 @@ from pathlib import Path
 from pyinfra.api import StringCommand
 
 from tests.unit.test_settings import group_data
+from wsgistack import database
 from wsgistack.changes import refuse
-from wsgistack.environment import Environment
+from wsgistack.environment import Environment, Member
 from wsgistack.hoststate import Batch
 from wsgistack.paths import AppPaths
 from wsgistack.releases import install_commands
 from wsgistack.settings import load_settings
-from wsgistack.stack import host_read
+from wsgistack.stack import batch, host_read
 from wsgistack.wheelhouse import Wheelhouse
+
+# An environment with a database host, for the database host's read.
+DATABASE = Environment("staging", (Member("web1", "10.9.0.2"),), Member("db1", "10.9.0.6"))
 
 
 def commands(secrets_dir: Path) -> dict[str, str]:
@@ -43,6 +48,9 @@ def commands(secrets_dir: Path) -> dict[str, str]:
     return {
         "the host read": Batch().command(reads=host_read(settings, secrets,
                                                          Environment("staging", ()))),
+        "the database host read": Batch().command(reads=batch(
+            database.managed(database.view_of(settings, DATABASE, {app.name: "x" * 40})),
+            database.probes())),
         "the release install": "\n".join(install_commands(app, AppPaths(app.name), build)),
         "a refusal": refusal.get_raw_value(),
     }

@@ -185,7 +185,8 @@ class DatabaseHost(FactBase[dict[str, str]]):
     default = dict
 
     def command(self) -> str:
-        return (". /etc/os-release; echo \"debian=$VERSION_ID\";"
+        return ("awk -F= '$1 == \"VERSION_ID\" {gsub(/\"/, \"\", $2); print \"debian=\" $2}'"
+                " /etc/os-release;"
                 " awk '/^MemTotal:/ {print \"memory_mb=\" int($2 / 1024)}' /proc/meminfo;"
                 " limit=$(cat /sys/fs/cgroup/memory.max 2>/dev/null);"
                 " case \"$limit\" in ''|max) ;; *) echo \"limit_mb=$((limit / 1048576))\";; esac")
