@@ -2,7 +2,8 @@
 each attack from the review, tried on a real host, and the deploy holding.
 
 A sandbox of its own (one staging host) is deployed with FlaskTODO; the tests then attack it
-in this order, each leaving the host healthy for the next.
+in this order, each leaving the host healthy for the next. Their releases are 9.x, above
+any version the tree has.
 """
 
 from __future__ import annotations
@@ -168,13 +169,13 @@ def test_backup_rotation_is_never_led_by_the_apps_file_names(host: Host) -> None
     crafted = ["precious zzz.sqlite3", "it's.sqlite3"]
     for name in crafted:
         host.as_app(f"cd /var/lib/flasktodo/backups && touch -d 2000-01-01 {shlex.quote(name)}")
-    run = host.deploy("1.1.0", "keep_backups=1")
+    run = host.deploy("9.1.0", "keep_backups=1")
     assert run.returncode == 0, run.output[-3000:]
     assert host.out("cat /root/precious") == "keep"
     listed = host.out("ls -1 /var/lib/flasktodo/backups").splitlines()
     assert all(name in listed for name in crafted), listed
     assert len([name for name in listed if name.startswith("flasktodo-")]) == 1
-    assert host.healthz()["version"] == "1.1.0"
+    assert host.healthz()["version"] == "9.1.0"
 
 
 def test_code_planted_in_the_data_dir_is_never_imported(host: Host) -> None:
@@ -184,12 +185,12 @@ def test_code_planted_in_the_data_dir_is_never_imported(host: Host) -> None:
     host.as_app("mkdir -p /var/lib/flasktodo/flasktodo && cd /var/lib/flasktodo"
                 f" && printf %s {shlex.quote(plant)} > flasktodo/__init__.py"
                 f" && printf %s {shlex.quote(plant)} > flask.py")
-    run = host.deploy("1.2.0")
+    run = host.deploy("9.2.0")
     assert run.returncode == 0, run.output[-3000:]
     host.ssh("supervisorctl restart flasktodo")
     wait_for(lambda: http(host.host["address"], "/flasktodo/healthz", SERVER_NAME)[0] == 200,
                30, "the app after a restart")
-    assert host.healthz()["version"] == "1.2.0"
+    assert host.healthz()["version"] == "9.2.0"
     assert host.ssh("test -e /var/lib/flasktodo/pwned", check=False).returncode != 0
     host.as_app("rm -rf /var/lib/flasktodo/flasktodo /var/lib/flasktodo/flask.py")
 
@@ -207,7 +208,7 @@ def test_a_controller_killed_during_a_reload_leaves_a_consistent_host(host: Host
     """The operator's machine dies while gunicorn is being swapped: the host finishes the
     step on its own, so the live config, `current` and the running gunicorn agree, and the
     next run has nothing to do."""
-    data = apps_data(slow_release(host.releases, "1.3.0"))
+    data = apps_data(slow_release(host.releases, "9.3.0"))
     command, env = deploy_command(host.sandbox, "-y", "--data", data,
                                   secrets_dir=host.secrets_dir)
     deploy_process = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[2],
@@ -222,7 +223,7 @@ def test_a_controller_killed_during_a_reload_leaves_a_consistent_host(host: Host
     assert host.ssh("cmp /etc/flasktodo/config.py /etc/flasktodo/config.py.next"
                     " && cmp /etc/flasktodo/gunicorn.conf.py"
                     " /etc/flasktodo/gunicorn.conf.py.next", check=False).returncode == 0
-    assert host.healthz()["version"] == "1.3.0"
+    assert host.healthz()["version"] == "9.3.0"
     again = deploy(host.sandbox, "-y", "--data", data, secrets_dir=host.secrets_dir)
     assert again.returncode == 0 and again.changed_ops() == [], again.output[-3000:]
 
@@ -238,7 +239,7 @@ def test_release_commands_run_before_the_switch_and_a_failure_switches_nothing(
     """release_commands of a new release run on the host as the app's user, with the new
     release and its environment, before it goes live; one that fails stops the host with
     the app's name and its output, and the old release keeps serving."""
-    entry = json.loads(apps_data(app_release(host.releases, "1.4.0")).split("=", 1)[1])[0]
+    entry = json.loads(apps_data(app_release(host.releases, "9.4.0")).split("=", 1)[1])[0]
     entry["release_commands"] = [["python", "-c", RECORD]]
     run = host.deploy(None, "apps=" + json.dumps([entry]))
     assert run.returncode == 0, run.output[-3000:]
@@ -246,12 +247,12 @@ def test_release_commands_run_before_the_switch_and_a_failure_switches_nothing(
     assert json.loads(host.out(f"cat {record}")) == {
         "current": "releases/1.3.0", "names": SERVER_NAME, "user": "flasktodo"}
     assert host.out(f"stat -c %U {record}") == "flasktodo"
-    assert host.healthz()["version"] == "1.4.0"
-    failing = json.loads(apps_data(app_release(host.releases, "1.5.0")).split("=", 1)[1])[0]
+    assert host.healthz()["version"] == "9.4.0"
+    failing = json.loads(apps_data(app_release(host.releases, "9.5.0")).split("=", 1)[1])[0]
     failing["release_commands"] = [["python", "-c", "raise SystemExit('no such table: items')"]]
     refused = host.deploy(None, "apps=" + json.dumps([failing]))
     assert refused.returncode != 0
     assert "flasktodo 1.5.0: the release command `python -c" in refused.output
     assert "no such table: items" in refused.output
     assert host.out("readlink /opt/flasktodo/current") == "releases/1.4.0"
-    assert host.healthz()["version"] == "1.4.0"
+    assert host.healthz()["version"] == "9.4.0"

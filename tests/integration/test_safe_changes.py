@@ -2,7 +2,7 @@
 
 A sandbox of its own (1 staging, 2 production) is deployed with FlaskTODO as it is; the tests
 then redeploy it under HTTP load, with broken input, interrupted, with a failing host and
-with a host down, in this order.
+with a host down, in this order. Their releases are 9.x, above any version the tree has.
 """
 
 from __future__ import annotations
@@ -94,22 +94,22 @@ def assert_no_failed_request(load: Load) -> None:
 def test_a_new_version_reaches_users_without_one_failed_request(stack: Stack) -> None:
     host = stack.host("staging1")
     supervised = stack.supervised_pid(host)
-    run, load, finished = deploy_under_load(stack, host, "--data", stack.release("1.1.0"))
+    run, load, finished = deploy_under_load(stack, host, "--data", stack.release("9.1.0"))
     assert run.returncode == 0, run.output[-5000:]
     assert_no_failed_request(load)
     versions = sorted(load.result.versions)
     assert versions[0][1] == f"{FLASKTODO_VERSION}", "the load started on the old version"
-    assert {v for when, v in versions if when > finished} == {"1.1.0"}
-    assert stack.healthz(host)["version"] == "1.1.0"
+    assert {v for when, v in versions if when > finished} == {"9.1.0"}
+    assert stack.healthz(host)["version"] == "9.1.0"
     # A graceful swap under the same supervised process, not a supervisor restart.
     assert stack.supervised_pid(host) == supervised
-    assert stack.ssh(host, "readlink /opt/flasktodo/current") == "releases/1.1.0"
+    assert stack.ssh(host, "readlink /opt/flasktodo/current") == "releases/9.1.0"
 
 
 def test_a_gunicorn_setting_reaches_users_without_one_failed_request(stack: Stack) -> None:
     host = stack.host("staging1")
     supervised, master = stack.supervised_pid(host), stack.master_pid(host)
-    run, load, _ = deploy_under_load(stack, host, "--data", stack.release("1.1.0"),
+    run, load, _ = deploy_under_load(stack, host, "--data", stack.release("9.1.0"),
                                      "--data", "gunicorn_workers=3")
     assert run.returncode == 0, run.output[-5000:]
     assert_no_failed_request(load)
@@ -127,7 +127,7 @@ def test_a_broken_nginx_template_never_goes_live(stack: Stack, tmp_path: Path) -
     template = broken / "templates/etc/nginx/sites-available/site.j2"
     template.write_text(template.read_text().replace(
         "    client_max_body_size", "    client_max_body_sise", 1))
-    release = ("--data", stack.release("1.1.0"), "--data", "gunicorn_workers=3")
+    release = ("--data", stack.release("9.1.0"), "--data", "gunicorn_workers=3")
     run = stack.deploy("--limit", host["name"], *release, repo=broken)
     assert run.returncode != 0
     assert f"{site}.next fails nginx -t; the live site is unchanged" in run.output
@@ -144,13 +144,13 @@ def test_a_broken_nginx_template_never_goes_live(stack: Stack, tmp_path: Path) -
 def test_a_broken_release_fails_and_the_old_one_keeps_serving(stack: Stack) -> None:
     host = stack.host("staging1")
     master = stack.master_pid(host)
-    run = stack.deploy("--limit", host["name"], "--data", stack.release("1.2.0", broken=True),
+    run = stack.deploy("--limit", host["name"], "--data", stack.release("9.2.0", broken=True),
                        "--data", "gunicorn_workers=3")
     assert run.returncode != 0
-    assert "flasktodo 1.2.0 failed its load check; nothing was switched" in run.output
+    assert "flasktodo 9.2.0 failed its load check; nothing was switched" in run.output
     assert "RuntimeError: a broken release" in run.output
-    assert stack.ssh(host, "readlink /opt/flasktodo/current") == "releases/1.1.0"
-    assert stack.healthz(host)["version"] == "1.1.0"
+    assert stack.ssh(host, "readlink /opt/flasktodo/current") == "releases/9.1.0"
+    assert stack.healthz(host)["version"] == "9.1.0"
     assert stack.master_pid(host) == master
     assert "RUNNING" in stack.ssh(host, "supervisorctl status flasktodo")
 
@@ -159,7 +159,7 @@ def test_an_interrupted_deploy_is_finished_by_the_next_run(stack: Stack) -> None
     """Killed after the upload and before the reload: the next run still reloads."""
     host = stack.host("staging1")
     master = stack.master_pid(host)
-    change = ("--limit", host["name"], "--data", stack.release("1.1.0"),
+    change = ("--limit", host["name"], "--data", stack.release("9.1.0"),
               "--data", "gunicorn_workers=3", "--data", "gunicorn_timeout=33")
     # Hold the host's deploy lock: the deploy uploads everything, then waits at go-live.
     holder = subprocess.Popen(["ssh", "-F", stack.sandbox.ssh_config, host["name"],
@@ -204,7 +204,7 @@ def test_a_failed_health_check_stops_the_production_rollout(stack: Stack) -> Non
                      " ssl_certificate_key /etc/ssl/wsgistack/private/wsgistack.key;"
                      f" return 503; }}' > {stray} && systemctl reload nginx")
     try:
-        run = stack.deploy("--limit", "production", "--data", stack.release("1.1.0"),
+        run = stack.deploy("--limit", "production", "--data", stack.release("9.1.0"),
                            "--data", "health_timeout=3")
     finally:
         stack.ssh(first, f"rm {stray} && systemctl reload nginx")
@@ -213,9 +213,9 @@ def test_a_failed_health_check_stops_the_production_rollout(stack: Stack) -> Non
     assert f"rollout of production stopped: {first['name']} failed" in run.output
     assert stack.ssh(second, "readlink /opt/flasktodo/current") == f"releases/{FLASKTODO_VERSION}"
     assert stack.healthz(second)["version"] == f"{FLASKTODO_VERSION}", "the rest keeps serving"
-    resumed = stack.deploy("--limit", "production", "--data", stack.release("1.1.0"))
+    resumed = stack.deploy("--limit", "production", "--data", stack.release("9.1.0"))
     assert resumed.returncode == 0, resumed.output[-3000:]
-    assert [stack.healthz(h)["version"] for h in (first, second)] == ["1.1.0", "1.1.0"]
+    assert [stack.healthz(h)["version"] for h in (first, second)] == ["9.1.0", "9.1.0"]
 
 
 def test_a_host_down_is_named_and_the_others_converge(stack: Stack) -> None:
@@ -234,4 +234,4 @@ def test_a_host_down_is_named_and_the_others_converge(stack: Stack) -> None:
         assert f"{host['name']}: {url}  flasktodo 1.3.0  healthy" in summary
         assert stack.healthz(host)["version"] == "1.3.0"
     wait_for_http_ok(down["address"], HEALTHZ, 60, host_header=SERVER_NAMES["production"])
-    assert stack.healthz(down)["version"] == "1.1.0", "untouched while it was down"
+    assert stack.healthz(down)["version"] == "9.1.0", "untouched while it was down"
