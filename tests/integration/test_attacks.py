@@ -219,7 +219,7 @@ def test_a_controller_killed_during_a_reload_leaves_a_consistent_host(host: Host
     deploy_process.wait()
     assert host.processes("golive switch"), "killed while the step was running"
     wait_for(lambda: not host.processes("golive switch"), 60, "the step to finish")
-    assert host.out("readlink /opt/flasktodo/current") == "releases/1.3.0"
+    assert host.out("readlink /opt/flasktodo/current") == "releases/9.3.0"
     assert host.ssh("cmp /etc/flasktodo/config.py /etc/flasktodo/config.py.next"
                     " && cmp /etc/flasktodo/gunicorn.conf.py"
                     " /etc/flasktodo/gunicorn.conf.py.next", check=False).returncode == 0
@@ -245,14 +245,14 @@ def test_release_commands_run_before_the_switch_and_a_failure_switches_nothing(
     assert run.returncode == 0, run.output[-3000:]
     record = "/var/lib/flasktodo/release-command.json"
     assert json.loads(host.out(f"cat {record}")) == {
-        "current": "releases/1.3.0", "names": SERVER_NAME, "user": "flasktodo"}
+        "current": "releases/9.3.0", "names": SERVER_NAME, "user": "flasktodo"}
     assert host.out(f"stat -c %U {record}") == "flasktodo"
     assert host.healthz()["version"] == "9.4.0"
     failing = json.loads(apps_data(app_release(host.releases, "9.5.0")).split("=", 1)[1])[0]
     failing["release_commands"] = [["python", "-c", "raise SystemExit('no such table: items')"]]
     refused = host.deploy(None, "apps=" + json.dumps([failing]))
     assert refused.returncode != 0
-    assert "flasktodo 1.5.0: the release command `python -c" in refused.output
+    assert "flasktodo 9.5.0: the release command `python -c" in refused.output
     assert "no such table: items" in refused.output
-    assert host.out("readlink /opt/flasktodo/current") == "releases/1.4.0"
+    assert host.out("readlink /opt/flasktodo/current") == "releases/9.4.0"
     assert host.healthz()["version"] == "9.4.0"
