@@ -26,8 +26,8 @@ passwords = database.passwords(settings, environment)
 # One command reads all the state the steps below compare against (and on a web host a
 # health reading); each step changes only what differs, so a converged host costs it alone.
 if is_database_host():
-    seen = read_database_host(settings, passwords, environment)
-    database.deploy_database(settings, environment, passwords, seen)
+    view = database.view_of(settings, environment, passwords)
+    database.deploy_database(view, read_database_host(view))
 else:
     secrets = {each.name: {**app_secrets(settings, each),
                            **({database.PASSWORD: passwords[each.name]}

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import ipaddress
 import json
 import subprocess
 import threading
@@ -31,7 +30,7 @@ from pyinfra.operations import apt, server, systemd
 
 from wsgistack import base, health
 from wsgistack.changes import will_change
-from wsgistack.environment import Environment
+from wsgistack.environment import Environment, Member
 from wsgistack.facts import InstalledPackages, ServiceStates
 from wsgistack.hoststate import HostState, Read
 from wsgistack.managed import Directory, File, Managed, ensure, ensure_all
@@ -142,15 +141,17 @@ class ServerPair:
                                 str(self.certificate)], capture_output=True, text=True)
         return shown.stdout if shown.returncode == 0 else ""
 
-    def make(self, address: str) -> None:
-        """Make the pair for `address`, once: again only if the certificate does not name
-        it (the database host moved)."""
-        name = f"IP Address:{address}" if is_ip(address) else f"DNS:{address}"
+    def make(self, server: Member) -> None:
+        """Make the pair for the database host, once: again only if the certificate does
+        not name its address (the host moved)."""
+        address = server.address
+        kind = "DNS" if server.ip_version is None else "IP"
+        shown = f"{'IP Address' if kind == 'IP' else 'DNS'}:{address}"  # as openssl prints it
         with MAKE_LOCK:
-            if self.key.exists() and self.certificate.exists() and name in self.names():
+            if self.key.exists() and self.certificate.exists() and shown in self.names():
                 return
             self.key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            subject = f"{'IP' if is_ip(address) else 'DNS'}:{address}"
+            subject = f"{kind}:{address}"
             subprocess.run(
                 ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                  "ec_paramgen_curve:P-256", "-nodes", "-days", "3650",
@@ -160,19 +161,11 @@ class ServerPair:
             self.key.chmod(0o600)
 
 
-def is_ip(address: str) -> bool:
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return True
-
-
 def server_pair(settings: Settings, environment: Environment) -> ServerPair:
     """The pair for the environment's database host, made first where it is missing."""
     assert environment.database is not None
     pair = ServerPair.of(settings)
-    pair.make(environment.database.address)
+    pair.make(environment.database)
     return pair
 
 
@@ -321,10 +314,10 @@ def installs_packages(seen: HostState) -> bool:
 
 
 @deploy("Database host")
-def deploy_database(settings: Settings, environment: Environment, secrets: dict[str, str],
-                    seen: HostState) -> None:
+def deploy_database(view: DatabaseView, seen: HostState) -> None:
     """PostgreSQL for the environment's apps: everything above, changed only where the
     host differs."""
+    settings, environment = view.settings, view.environment
     found = seen.get(DatabaseHost)
     version = POSTGRESQL.get(found.get("debian", ""))
     if version is None:
@@ -332,14 +325,13 @@ def deploy_database(settings: Settings, environment: Environment, secrets: dict[
                          f" {found.get('debian')!r}: wsgistack knows PostgreSQL for Debian"
                          f" {', '.join(POSTGRESQL)}")
     assert environment.database is not None
-    apps = ", ".join(app.name for app in database_apps(settings, environment)) or "no app"
-    health.note_database_host(
-        host.name, f"PostgreSQL {version} at {environment.database.address} for {apps}")
+    health.note_database_host(host.name, f"PostgreSQL {version} at"
+                              f" {environment.database.address} for"
+                              f" {', '.join(view.apps) or 'no app'}")
     if installs_packages(seen):
         apt.packages(name=f"Install PostgreSQL {version} and nftables", packages=list(PACKAGES),
                      update=True, cache_time=3600, no_recommends=True)
     server_pair(settings, environment)
-    view = view_of(settings, environment, secrets)
     ensure_all([*base.tools(), *directories()], seen)
     firewall = ensure(firewall_file(view), seen)
     units = ensure_all(unit_files(view), seen)

@@ -37,11 +37,16 @@ class Member:
             return self.address
 
     @property
-    def is_ipv6(self) -> bool:
+    def ip_version(self) -> int | None:
+        """4 or 6 for an IP address; None for a name."""
         try:
-            return ipaddress.ip_address(self.address).version == 6
+            return ipaddress.ip_address(self.address).version
         except ValueError:
-            return False
+            return None
+
+    @property
+    def is_ipv6(self) -> bool:
+        return self.ip_version == 6
 
 
 @dataclass(frozen=True)

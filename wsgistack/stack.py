@@ -53,10 +53,8 @@ def read_host_state(settings: Settings, secrets: dict[str, dict[str, str]],
                                                              client_packages(settings, where)))
 
 
-def read_database_host(settings: Settings, passwords: dict[str, str], where: Environment
-                       ) -> HostState:
+def read_database_host(view: database.DatabaseView) -> HostState:
     """The database host's state in one command: PostgreSQL's packages decide whether the
     read may be stale, as the web stack's do on a web host."""
-    view = database.view_of(settings, where, passwords)
     state = HostState.read(batch(database.managed(view), database.probes()))
     return replace(state, settled=not database.installs_packages(state))

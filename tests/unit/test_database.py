@@ -74,14 +74,16 @@ def test_only_an_app_with_database_env_in_an_environment_with_a_database_uses_it
 
 def test_the_server_pair_names_the_database_host_and_follows_it(settings: Settings) -> None:
     pair = database.ServerPair.of(settings)
-    pair.make("10.9.0.10")
+    pair.make(Member("db1", "10.9.0.10"))
     assert "IP Address:10.9.0.10" in pair.names()
     assert oct(pair.key.stat().st_mode & 0o777) == "0o600"
     first = pair.certificate.read_bytes()
-    pair.make("10.9.0.10")
+    pair.make(Member("db1", "10.9.0.10"))
     assert pair.certificate.read_bytes() == first, "made once"
-    pair.make("10.9.0.22")
+    pair.make(Member("db1", "10.9.0.22"))
     assert "IP Address:10.9.0.22" in pair.names(), "made again for a moved host"
+    pair.make(Member("db1", "db1.internal"))
+    assert "DNS:db1.internal" in pair.names(), "a name, where the inventory has one"
     checked = subprocess.run(["openssl", "verify", "-CAfile", str(pair.certificate),
                               str(pair.certificate)], capture_output=True, text=True)
     assert checked.returncode == 0, "self-signed: the certificate is its own anchor"
