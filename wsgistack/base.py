@@ -57,7 +57,12 @@ def probes(extra: tuple[str, ...] = ()) -> list[Read]:
 
 
 def installs_packages(seen: HostState, extra: tuple[str, ...] = ()) -> bool:
-    packages = (*PACKAGES, *extra)
+    return any_missing(seen, (*PACKAGES, *extra))
+
+
+def any_missing(seen: HostState, packages: tuple[str, ...]) -> bool:
+    """Whether the host lacks any of `packages` (read as InstalledPackages of exactly
+    those, in its state)."""
     installed = seen.get(InstalledPackages, packages=packages)
     return any(package not in installed for package in packages)
 

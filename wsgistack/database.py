@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import json
 import subprocess
-import threading
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -45,6 +44,7 @@ from wsgistack.paths import GOLIVE, TEMPLATES
 from wsgistack.secrets import app_secrets
 from wsgistack.settings import AppSettings, Settings
 from wsgistack.staged import StagedState, candidate, expect, expected_digests, golive, is_due
+from wsgistack.tls import MAKE_LOCK, self_signed_pair
 
 # Debian's PostgreSQL, by Debian release (VERSION_ID): what the `postgresql` package brings.
 POSTGRESQL = {"12": "15", "13": "17"}
@@ -119,7 +119,6 @@ def url(app: AppSettings, environment: Environment, password: str) -> str:
 
 # --- the server's TLS pair, on the controller ---------------------------------------------
 
-MAKE_LOCK = threading.Lock()  # hosts are prepared in parallel greenlets: make a pair once
 
 
 @dataclass(frozen=True)
@@ -148,17 +147,10 @@ class ServerPair:
         kind = "DNS" if server.ip_version is None else "IP"
         shown = f"{'IP Address' if kind == 'IP' else 'DNS'}:{address}"  # as openssl prints it
         with MAKE_LOCK:
-            if self.key.exists() and self.certificate.exists() and shown in self.names():
-                return
-            self.key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            subject = f"{kind}:{address}"
-            subprocess.run(
-                ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                 "ec_paramgen_curve:P-256", "-nodes", "-days", "3650",
-                 "-subj", f"/CN={address}", "-addext", f"subjectAltName={subject}",
-                 "-keyout", str(self.key), "-out", str(self.certificate)],
-                check=True, capture_output=True)
-            self.key.chmod(0o600)
+            if not (self.key.exists() and self.certificate.exists()
+                    and shown in self.names()):
+                self_signed_pair(self.certificate, self.key, address, [f"{kind}:{address}"],
+                                 days=3650)
 
 
 def server_pair(settings: Settings, environment: Environment) -> ServerPair:
@@ -309,8 +301,7 @@ def is_on(state: tuple[str, str] | None) -> bool:
 
 
 def installs_packages(seen: HostState) -> bool:
-    installed = seen.get(InstalledPackages, packages=PACKAGES)
-    return any(package not in installed for package in PACKAGES)
+    return base.any_missing(seen, PACKAGES)
 
 
 @deploy("Database host")

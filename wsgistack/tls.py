@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import threading
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from wsgistack.managed import Directory, File, Managed
 from wsgistack.onhost.golive import ROOT, tls_dir, tls_paths
@@ -34,20 +34,26 @@ class TlsPaths:
 
 
 def make_self_signed(settings: Settings) -> None:
-    """Create the self-signed pair on the controller, once; later runs reuse it."""
+    """Create the site's self-signed pair on the controller, once; later runs reuse it."""
     with MAKE_LOCK:
         certificate, key = settings.tls_certificate, settings.tls_certificate_key
-        if certificate.exists() and key.exists():
-            return
-        key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        names = ",".join(f"DNS:{name}" for name in settings.server_names)
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-             "-nodes", "-days", "825", "-subj", f"/CN={settings.url_host}",
-             "-addext", f"subjectAltName={names}", "-keyout", str(key),
-             "-out", str(certificate)],
-            check=True, capture_output=True)
-        key.chmod(0o600)
+        if not (certificate.exists() and key.exists()):
+            self_signed_pair(certificate, key, settings.url_host,
+                             [f"DNS:{name}" for name in settings.server_names], days=825)
+
+
+def self_signed_pair(certificate: Path, key: Path, common_name: str, alt_names: list[str],
+                     days: int) -> None:
+    """Write a self-signed P-256 certificate for `alt_names` ("DNS:x", "IP:y") and its key
+    (0600, in a 0700 dir) on the controller. Callers hold MAKE_LOCK."""
+    key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", str(days), "-subj", f"/CN={common_name}",
+         "-addext", f"subjectAltName={','.join(alt_names)}", "-keyout", str(key),
+         "-out", str(certificate)],
+        check=True, capture_output=True)
+    key.chmod(0o600)
 
 
 def directories() -> list[Managed]:
