@@ -121,6 +121,11 @@ def url(app: AppSettings, environment: Environment, password: str) -> str:
 
 
 
+# Pairs checked (or made) for an address in this run: every host of the environment asks,
+# and one `openssl x509` per run is enough.
+CHECKED: set[tuple[Path, str]] = set()
+
+
 @dataclass(frozen=True)
 class ServerPair:
     """The database server's self-signed certificate and key, kept on the controller in
@@ -147,10 +152,13 @@ class ServerPair:
         kind = "DNS" if server.ip_version is None else "IP"
         shown = f"{'IP Address' if kind == 'IP' else 'DNS'}:{address}"  # as openssl prints it
         with MAKE_LOCK:
+            if (self.certificate, address) in CHECKED:  # by another host of this run
+                return
             if not (self.key.exists() and self.certificate.exists()
                     and shown in self.names()):
                 self_signed_pair(self.certificate, self.key, address, [f"{kind}:{address}"],
                                  days=3650)
+            CHECKED.add((self.certificate, address))
 
 
 def server_pair(settings: Settings, environment: Environment) -> ServerPair:
