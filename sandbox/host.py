@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -93,9 +94,33 @@ def cgroup_dirs(host: HostSpec) -> list[Path]:
     return [h / "wsgistack-sandbox" / host.name for h in hierarchies]
 
 
+def cgroup_pids(top: Path) -> set[int]:
+    """Every process still in a cgroup or one below it."""
+    return {int(pid) for procs in top.rglob("cgroup.procs")
+            for pid in procs.read_text().split()}
+
+
+def empty_cgroup(top: Path, timeout: float = 10) -> None:
+    """Wait out the host's last processes, killing any left.
+
+    The host's processes outlive its systemd-nspawn by a moment while the kernel tears its
+    pid namespace down; until they are gone their cgroups cannot be removed (EBUSY). They
+    are the stopped host's own: nothing else is ever put in its cgroup.
+    """
+    deadline = time.monotonic() + timeout
+    while pids := cgroup_pids(top):
+        if time.monotonic() > deadline:
+            raise SandboxError(f"processes {sorted(pids)} stay in {top} after its host stopped")
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+
+
 def remove_cgroups(host: HostSpec) -> None:
     for top in cgroup_dirs(host):
         if top.exists():
+            empty_cgroup(top)
             for directory in sorted(top.rglob("*/"), key=lambda p: -len(p.parts)):
                 if directory.is_dir():
                     directory.rmdir()

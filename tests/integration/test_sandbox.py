@@ -167,7 +167,7 @@ def test_unreachable_mirror_is_refused(tmp_path: Path) -> None:
     sources = tmp_path / "debian.sources"
     sources.write_text("Types: deb\nURIs: http://127.0.0.1:9/debian\nSuites: bookworm\n"
                        "Components: main\n")
-    message = refused("ibad", "--subnet", "10.182.0.0/24",
+    message = refused("ibad", "--subnet", "10.189.0.0/24",
                       env={**os.environ, "WSGISTACK_SANDBOX_APT_SOURCES": str(sources)})
     assert "mirror is unreachable" in message
 
