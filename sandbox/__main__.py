@@ -1,4 +1,4 @@
-"""python -m sandbox up | down | status | ssh NAME | restart NAME | stop NAME"""
+"""python -m sandbox up | down | status | ssh NAME | restart NAME | stop NAME | dns NAME HOST"""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from sandbox import lifecycle
+from sandbox import ca, lifecycle
 from sandbox.access import AccessFiles, load_spec
 from sandbox.errors import SandboxError
 from sandbox.spec import SandboxSpec
@@ -41,7 +41,8 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--subnet", default=DEFAULT.subnet, help="private IPv4 subnet for the hosts")
     up.add_argument("--hosts", type=parse_groups, default=DEFAULT.groups,
                     help="hosts per inventory group, e.g. staging=1,production=2,production-db=1"
-                         " (an environment's database host)")
+                         " (an environment's database host); ca=1 adds the sandbox's own ACME"
+                         " CA (pebble)")
     commands.add_parser("down", parents=[named],
                         help="remove the hosts and everything the sandbox made")
     commands.add_parser("status", parents=[named], help="list the hosts, their addresses and state")
@@ -52,6 +53,10 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("host", help="host name, e.g. staging1")
         if verb == "ssh":
             command.add_argument("args", nargs=argparse.REMAINDER, help="command to run")
+    dns = commands.add_parser("dns", parents=[named],
+                              help="make the sandbox CA's DNS answer a name with a host's address")
+    dns.add_argument("domain", help="a site name, e.g. staging.flasktodo.test")
+    dns.add_argument("host", help="host name, e.g. staging1")
     return cli
 
 
@@ -77,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             spec = existing(args.name)
             host = spec.host(args.host)
+            if args.command == "dns":
+                ca.point(spec, args.domain, host)
+                print(f"{args.domain} -> {host.name} ({spec.address(host)})")
+                return 0
             if args.command == "ssh":
                 command = [*AccessFiles(spec.state_dir).ssh_command(), host.name, *args.args]
                 os.execvp(command[0], command)

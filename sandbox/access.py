@@ -12,6 +12,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+from sandbox.ca import CaEndpoints
 from sandbox.errors import SandboxError
 from sandbox.spec import STATE_ROOT, SandboxSpec
 from sandbox.system import run
@@ -72,6 +73,9 @@ def save_spec(spec: SandboxSpec) -> None:
             for host in spec.hosts
         ],
     }
+    endpoints = CaEndpoints.of(spec)
+    if endpoints:
+        manifest["ca"] = endpoints.manifest()
     files.manifest.write_text(json.dumps(manifest, indent=2) + "\n")
 
 

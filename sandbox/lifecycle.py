@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 
+from sandbox import ca, network
 from sandbox import host as hosts
-from sandbox import network
 from sandbox.access import AccessFiles, existing_sandboxes, load_spec, save_spec
 from sandbox.errors import SandboxError
 from sandbox.image import check_reachable, controller_mirrors, ensure_image
@@ -72,6 +72,8 @@ def start_all(spec: SandboxSpec, image) -> None:
         network.ensure_link(spec, host)
         hosts.mount_root(disk, image)
         hosts.personalise(disk, host, public_key)
+        if host.group == ca.GROUP:
+            ca.write_config(spec, disk.root)
         host_keys[host.name] = hosts.host_public_keys(disk)
     files.write(spec, host_keys)
     for host in spec.hosts:
@@ -81,6 +83,8 @@ def start_all(spec: SandboxSpec, image) -> None:
     for host in spec.hosts:
         hosts.wait_running(host, files.ssh_command())
         network.bring_up_loopback(host)
+    if ca.ca_host(spec):
+        ca.provision(spec, files.ssh_command())
 
 
 def restart(spec: SandboxSpec, host: HostSpec) -> None:

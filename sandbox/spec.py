@@ -16,8 +16,9 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 # Each host gets a /30 of the sandbox subnet: .1 on the controller, .2 on the host.
 HOST_PREFIX_LENGTH = 30
 # A host group: an environment's web hosts ("production"), or its database host
-# ("production-db", at most one).
+# ("production-db", at most one); "ca" is the sandbox's own ACME CA (sandbox/ca.py).
 GROUP_PATTERN = re.compile(r"^[a-z]+(?P<database>-db)?$")
+SINGLE_HOST_GROUP = re.compile(r"^([a-z]+-db|ca)$")
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,10 @@ class SandboxSpec:
             )
         for group, count in self.groups.items():
             matched = GROUP_PATTERN.match(group)
-            if not matched or count < 0 or (matched["database"] and count > 1):
-                raise SandboxError(f"group {group!r}={count} is invalid: use name=COUNT, or"
-                                   " name-db=1 for an environment's database host")
+            if not matched or count < 0 or (SINGLE_HOST_GROUP.match(group) and count > 1):
+                raise SandboxError(f"group {group!r}={count} is invalid: use name=COUNT,"
+                                   " name-db=1 for an environment's database host, or ca=1"
+                                   " for the sandbox's ACME CA")
         capacity = network.num_addresses // 4
         if not 0 < len(self.hosts) <= capacity:
             raise SandboxError(

@@ -20,6 +20,7 @@ GROUPS = ("staging", "production")
 DATABASES = "databases"  # the group of every environment's database host
 HostEntry = tuple[str, dict[str, Any]]
 SANDBOX_STATE = Path("/var/lib/wsgistack-sandbox")
+SANDBOX_CA = "ca"  # the sandbox's ACME CA host (sandbox/ca.py): no target
 
 
 class TargetsError(Exception):
@@ -41,7 +42,7 @@ def targets_from_sandbox(name: str) -> dict[str, list[HostEntry]]:
             " or point WSGISTACK_TARGETS at a targets file for real servers"
         )
     sandbox = json.loads(manifest.read_text())
-    ssh = {
+    data = {
         "ssh_user": "root",
         "ssh_key": sandbox["ssh_key"],
         "ssh_known_hosts_file": sandbox["known_hosts"],
@@ -49,10 +50,16 @@ def targets_from_sandbox(name: str) -> dict[str, list[HostEntry]]:
         "ssh_paramiko_connect_kwargs": connect_timeouts(CONNECT_TIMEOUT),
         "sandbox": name,
     }
+    if "ca" in sandbox:
+        # The sandbox's own ACME CA: no run against a sandbox asks a real one.
+        data.update(acme_directory=sandbox["ca"]["directory"],
+                    acme_ca_certificate=sandbox["ca"]["certificate"])
     groups: dict[str, list[HostEntry]] = {group: [] for group in (*GROUPS, DATABASES)}
     for host in sandbox["hosts"]:
+        if host["group"] == SANDBOX_CA:
+            continue
         environment, database, _ = host["group"].partition("-db")
-        entry = (host["name"], {"ssh_hostname": host["address"], **ssh})
+        entry = (host["name"], {"ssh_hostname": host["address"], **data})
         groups.setdefault(environment, []).append(entry)
         if database:
             groups[DATABASES].append(entry)

@@ -22,8 +22,9 @@ def test_default_topology_mirrors_the_inventory() -> None:
 
 
 @pytest.mark.parametrize("groups", [{"production-db": 2}, {"production-dbx": 1},
-                                    {"Production": 1}])
-def test_an_environment_has_at_most_one_database_host(groups: dict) -> None:
+                                    {"Production": 1}, {"staging": 1, "ca": 2}])
+def test_an_environment_has_at_most_one_database_host_and_a_sandbox_one_ca(
+        groups: dict) -> None:
     with pytest.raises(SandboxError, match="name-db=1"):
         SandboxSpec(name="t", groups=groups)
 

@@ -66,6 +66,24 @@ def test_a_sandbox_database_host_joins_its_environment_and_the_databases(
     assert groups["staging"] == []
 
 
+def test_a_sandbox_ca_is_no_target_and_every_host_asks_it_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = tmp_path / "sb"
+    state.mkdir()
+    (state / "sandbox.json").write_text(json.dumps({
+        "ssh_key": "k", "known_hosts": "h",
+        "ca": {"directory": "https://10.9.0.6:14000/dir", "certificate": "/s/ca/listener.crt"},
+        "hosts": [{"name": "sb-staging1", "group": "staging", "address": "10.9.0.2"},
+                  {"name": "sb-ca1", "group": "ca", "address": "10.9.0.6"}]}))
+    monkeypatch.setattr(targets, "SANDBOX_STATE", tmp_path)
+    groups = load_targets({"WSGISTACK_SANDBOX": "sb"})
+    assert {group: [name for name, _ in hosts] for group, hosts in groups.items()} == {
+        "staging": ["sb-staging1"], "production": [], "databases": []}
+    data = groups["staging"][0][1]
+    assert data["acme_directory"] == "https://10.9.0.6:14000/dir", "never a real CA"
+    assert data["acme_ca_certificate"] == "/s/ca/listener.crt"
+
+
 def test_missing_sandbox_says_how_to_start_it() -> None:
     with pytest.raises(TargetsError, match="python -m sandbox up"):
         load_targets({"WSGISTACK_SANDBOX": "nosuchsandbox"})
