@@ -6,19 +6,20 @@ nginx -> gunicorn -> the app, with supervisor keeping gunicorn alive; where an e
 has a database host, PostgreSQL there, shared by its web hosts. The logic lives in the
 wsgistack package, one module per concern; this file only puts them in order: the
 database host first, then every web host is prepared at once (packages, new releases,
-candidate config), a shared database is migrated once, and the group goes live batch by
-batch (switch, reload, health check), stopping at the first failure.
+candidate config), a shared database is migrated once, the group goes live batch by
+batch (switch, reload, health check), stopping at the first failure, and last, where an
+ACME CA makes the site's certificate, each host obtains it where due.
 """
 
 from pyinfra import host
 
-from wsgistack import app, base, database, nginx, supervisor
+from wsgistack import acme, app, base, database, nginx, supervisor
 from wsgistack.environment import Environment, is_database_host
 from wsgistack.removal import removal_command
 from wsgistack.rollout import AppStep, Plan, go_live_in_batches
 from wsgistack.secrets import app_secrets
 from wsgistack.settings import host_group, load_settings
-from wsgistack.stack import client_packages, read_database_host, read_host_state
+from wsgistack.stack import extra_packages, read_database_host, read_host_state
 
 settings = load_settings(host.data, host_group(host.groups))
 environment = Environment.of(settings.group)
@@ -34,8 +35,9 @@ else:
                               if each.name in passwords else {})}
                for each in settings.apps}
     seen = read_host_state(settings, secrets, environment)
-    base.install_base(seen, client_packages(settings, environment))
-    site = nginx.prepare_site(settings, seen)
+    base.install_base(seen, extra_packages(settings, environment))
+    site = nginx.prepare_site(settings, seen, environment)
+    certificate = acme.prepare_certificate(settings, seen)
     database.prepare_clients(settings, environment, seen)  # into the site's TLS dir
     steps = []
     for each in settings.apps:
@@ -47,6 +49,7 @@ else:
     plan = Plan(
         apps=steps,
         site=site,
+        certificate=certificate,
         removals=[(gone.name, removal_command(gone, seen)) for gone in settings.removed_apps],
     )
     go_live_in_batches(settings, plan, seen)

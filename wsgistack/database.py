@@ -30,7 +30,7 @@ from pyinfra.operations import apt, server, systemd
 from wsgistack import base, health
 from wsgistack.changes import will_change
 from wsgistack.environment import Environment, Member
-from wsgistack.facts import InstalledPackages, ServiceStates
+from wsgistack.facts import InstalledPackages, ServiceStates, is_on
 from wsgistack.hoststate import HostState, Read
 from wsgistack.managed import Directory, File, Managed, ensure, ensure_all
 from wsgistack.onhost.golive import (
@@ -301,11 +301,6 @@ def probes() -> list[Read]:
             Read.of(RolesDrift), Read.of(ServiceStates, services=SERVICES),
             *(Read.of(StagedState, unit=database_unit(version))
               for version in POSTGRESQL.values())]
-
-
-def is_on(state: tuple[str, str] | None) -> bool:
-    """A oneshot done (or a timer waiting) and enabled at boot."""
-    return state is not None and state[0] in ("exited", "waiting") and state[1] == "enabled"
 
 
 def installs_packages(seen: HostState) -> bool:

@@ -75,6 +75,11 @@ class ServiceStates(FactBase[dict[str, tuple[str, str]]]):
                 for unit in units if "Id" in unit}
 
 
+def is_on(state: tuple[str, str] | None) -> bool:
+    """A oneshot done (or a timer waiting) and enabled at boot, as ServiceStates read it."""
+    return state is not None and state[0] in ("exited", "waiting") and state[1] == "enabled"
+
+
 class SystemAccount(FactBase[dict[str, str]]):
     """A user's primary gid, home and shell, and its same-named group's gid; {} if none."""
 

@@ -136,7 +136,19 @@ class AbsentLink:
         return files.link(name=self.name, path=self.path, present=False)
 
 
-Managed = Directory | File | LogFile | AbsentLink
+@dataclass(frozen=True)
+class AbsentFile:
+    name: str
+    path: str
+
+    def in_place(self, seen: PathState | None) -> bool:
+        return seen is None
+
+    def apply(self) -> OperationMeta:
+        return files.file(name=self.name, path=self.path, present=False)
+
+
+Managed = Directory | File | LogFile | AbsentLink | AbsentFile
 
 
 def ensure(item: Managed, seen: HostState) -> OperationMeta | None:

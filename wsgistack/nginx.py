@@ -10,20 +10,26 @@ from __future__ import annotations
 
 from pyinfra.api import deploy
 
-from wsgistack import tls
+from wsgistack import acme, tls
 from wsgistack.changes import will_change
+from wsgistack.environment import Environment
 from wsgistack.hoststate import HostState, Read
 from wsgistack.managed import AbsentLink, File, LogFile, Managed, ensure_all
-from wsgistack.onhost.golive import site_unit
+from wsgistack.onhost.golive import Unit, site_unit
 from wsgistack.paths import TEMPLATES, AppPaths
 from wsgistack.settings import Settings
 from wsgistack.staged import StagedState, candidate, expect, expected_digests, golive, is_due
 from wsgistack.tls import TlsPaths
 
 
+def unit(settings: Settings) -> Unit:
+    """The site's staged files: the site, and its TLS pair unless certbot makes it."""
+    return site_unit(settings.site_name, acme=settings.acme)
+
+
 def available(settings: Settings) -> str:
     """The site's file in sites-available (its unit's first file, declared in golive)."""
-    return str(site_unit(settings.site_name).files[0])
+    return str(unit(settings).files[0])
 
 
 def site_logs(settings: Settings) -> dict[str, str]:
@@ -42,42 +48,42 @@ def log_files(settings: Settings) -> list[Managed]:
             for log in logs]
 
 
-def candidates(settings: Settings) -> list[File]:
-    """The candidate site file and TLS pair, in site_unit's order."""
+def candidates(settings: Settings, where: Environment) -> list[File]:
+    """The candidate site file and TLS pair (unless certbot makes it), in the unit's order."""
     site = File(f"Write the {settings.site_name} candidate nginx site",
                 str(candidate(available(settings))), "root", "root", "644",
                 template=TEMPLATES / "etc/nginx/sites-available/site.j2",
                 context={"settings": settings, "tls": TlsPaths(settings.site_name),
                          "logs": site_logs(settings),
-                         "apps": [(app, AppPaths(app.name)) for app in settings.apps]})
-    return [site, *tls.candidates(settings)]
+                         "apps": [(app, AppPaths(app.name)) for app in settings.apps],
+                         "acme": acme.site_context(settings, where)})
+    return [site, *([] if settings.acme else tls.candidates(settings))]
 
 
-def managed(settings: Settings) -> list[Managed]:
+def managed(settings: Settings, where: Environment) -> list[Managed]:
     return [
         *tls.directories(),
-        *candidates(settings),
+        *candidates(settings, where),
         *log_files(settings),
-        AbsentLink("Disable Debian's default nginx site",
-                   f"{site_unit(settings.site_name).listing}/default"),
+        AbsentLink("Disable Debian's default nginx site", f"{unit(settings).listing}/default"),
     ]
 
 
 def probes(settings: Settings) -> list[Read]:
-    return [Read.of(StagedState, unit=site_unit(settings.site_name))]
+    return [Read.of(StagedState, unit=unit(settings))]
 
 
 @deploy("nginx site")
-def prepare_site(settings: Settings, seen: HostState) -> str:
+def prepare_site(settings: Settings, seen: HostState, where: Environment) -> str:
     """Write the candidate site and TLS pair; return the go-live command if anything is
     due, else ""."""
     if settings.tls_make_self_signed:
         tls.make_self_signed(settings)
-    items = managed(settings)
+    items = managed(settings, where)
     changes = ensure_all(items, seen)
-    unit = site_unit(settings.site_name)
-    if will_change(*changes) or is_due(seen.get(StagedState, unit=unit)):
+    staged = unit(settings)
+    if will_change(*changes) or is_due(seen.get(StagedState, unit=staged)):
         written = [item for item in items if isinstance(item, File)]
-        return golive("site", settings.site_name, "--expect",
-                      *expect(unit, expected_digests(written)))
+        return golive("site", settings.site_name, *(["--acme"] if settings.acme else []),
+                      "--expect", *expect(staged, expected_digests(written)))
     return ""

@@ -98,11 +98,13 @@ class Plan:
 
     apps: list[AppStep]
     site: str = ""  # the nginx site (nginx.prepare_site)
+    certificate: str = ""  # the site's certificate from an ACME CA (acme.prepare_certificate)
     removals: list[tuple[str, str]] = field(default_factory=list)  # (app, removal command)
 
     @property
     def due(self) -> bool:
-        return any([self.site, *(s.switch or s.program or s.migrate for s in self.apps),
+        return any([self.site, self.certificate,
+                    *(s.switch or s.program or s.migrate for s in self.apps),
                     *(command for _name, command in self.removals)])
 
 
@@ -142,3 +144,9 @@ def go_live_in_batches(settings: Settings, plan: Plan, seen: HostState | None = 
                     commands=mine(command), rollout=rollout)
         for each in plan.apps:
             health.check_app(settings, each.app, active=turn)
+    if not settings.acme:
+        return
+    # Once every host's site is live: the CA may check any host's challenge on any of them.
+    go_live(name=f"Obtain the {settings.site_name} certificate from {settings.acme_directory}"
+                 " where due (certbot, HTTP-01); make it live: nginx -t, reload",
+            commands=[plan.certificate] if plan.certificate else [], rollout=rollout)

@@ -42,6 +42,11 @@ RELEASE_DIR = re.compile(r"^(?!.*(^|/)\.\.?(/|$))[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]
 PACKAGE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(\[[A-Za-z0-9,._-]+\])?"
                      r"==(?P<version>[A-Za-z0-9.+!_-]+)$")
 APP_STATES = ("present", "absent")
+TLS_MODES = ("files", "acme")
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+HTTPS_URL = re.compile(r"^https://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?$")
+EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,18 @@ GROUP_KEYS = (
     Key("http_port", 80, PORT, "nginx's HTTP port, IPv4 and IPv6: redirects to HTTPS only"),
     Key("https_port", 443, PORT, "nginx's HTTPS port, IPv4 and IPv6 (TLS 1.2 and 1.3,"
         " Mozilla \"intermediate\")"),
+    Key("tls_mode", "files", Check(str, lambda v: v in TLS_MODES,
+                                   f"one of {', '.join(TLS_MODES)}"),
+        "where the site's certificate comes from: `files`, the pair below; `acme`, certbot"
+        " on each web host obtains and renews one for `server_names` from `acme_directory`"
+        " (see \"Certificates from an ACME CA\")"),
+    Key("acme_directory", LETS_ENCRYPT, Check(str, HTTPS_URL.match, "an https:// URL"),
+        "with `acme`: the CA's ACME directory (a sandbox with `ca=1` sets its own)"),
+    Key("acme_email", None, Check(str, EMAIL.match, "an email address"),
+        "with `acme`: the account's contact, told of expiring certificates; required"),
+    Key("acme_ca_certificate", None, CONTROLLER_FILE, "with `acme`: the CA certificate that"
+        " signs the ACME directory's HTTPS, if no public CA does (a private CA's; a sandbox"
+        " with `ca=1` sets its own)"),
     Key("tls_certificate", None, CONTROLLER_FILE, "the certificate file on the controller;"
         " unset: `<secrets_dir>/<group>/tls/<site_name>.crt`, made self-signed once if"
         " missing where `generate_secrets` is on (never in production)"),

@@ -98,8 +98,13 @@ class Settings:
     site_name: str
     http_port: int
     https_port: int
-    tls_certificate: Path  # on the controller: the named file, or the kept pair's
-    tls_certificate_key: Path
+    tls_mode: str
+    acme_directory: str
+    acme_email: str | None
+    acme_ca_certificate: Path | None
+    # on the controller: the named file, or the kept pair's; None where tls_mode is acme
+    tls_certificate: Path | None
+    tls_certificate_key: Path | None
     hsts: bool
     hsts_max_age: int
     client_max_body_size: str
@@ -125,6 +130,11 @@ class Settings:
     @property
     def url_host(self) -> str:
         return self.server_names[0]
+
+    @property
+    def acme(self) -> bool:
+        """Whether certbot obtains the site's certificate (wsgistack.acme)."""
+        return self.tls_mode == "acme"
 
 
 class Checker:
@@ -177,18 +187,24 @@ def load_settings(data: Mapping[str, Any], group: str) -> Settings:
             c.fail("apps", f"{app.name}: port {app.port} is one of nginx's ports")
     if c.problems:
         raise SettingsError(c.problems)
+    ca = values["acme_ca_certificate"]
     return Settings(**{
         **values, "group": group, "tls_certificate": certificate, "tls_certificate_key": key,
         "tls_make_self_signed": self_signed, "secrets_dir": Path(values["secrets_dir"])
-        .expanduser(), "apps": apps, "removed_apps": removed})
+        .expanduser(), "acme_ca_certificate": Path(ca).expanduser() if ca else None,
+        "apps": apps, "removed_apps": removed})
 
 
 def load_tls_files(c: Checker, values: dict[str, Any]
                    ) -> tuple[Path | None, Path | None, bool]:
     """The certificate and key: the files named in group data, else the pair kept in
     <secrets_dir>/<group>/tls/<site_name>.{crt,key}, else (where secrets may be generated)
-    a self-signed pair to make there. Returns (certificate, key, make_self_signed)."""
+    a self-signed pair to make there. Returns (certificate, key, make_self_signed); with
+    tls_mode acme, none (certbot makes the pair on each host)."""
     named = {name: values[name] for name in ("tls_certificate", "tls_certificate_key")}
+    if values["tls_mode"] == "acme":
+        check_acme(c, values, named)
+        return None, None, False
     if any(named.values()):
         for name, value in named.items():
             if value is None:
@@ -207,6 +223,20 @@ def load_tls_files(c: Checker, values: dict[str, Any]
         c.fail("tls_certificate", f"is missing: name the certificate and key files, or put"
                f" them at {certificate} and {key} (never self-signed here)")
     return certificate, key, True
+
+
+def check_acme(c: Checker, values: dict[str, Any], named: dict[str, Any]) -> None:
+    """With tls_mode acme: a contact, a CA certificate file if one is named, and no pair of
+    the operator's (certbot makes it)."""
+    for name, value in named.items():
+        if value is not None:
+            c.fail(name, "is set, but tls_mode is acme: certbot obtains the certificate; unset"
+                   " it, or use tls_mode files")
+    if c.data.get("acme_email") is None:
+        c.fail("acme_email", "is missing: tls_mode acme needs the account's contact address")
+    ca = values["acme_ca_certificate"]
+    if ca is not None and not Path(ca).expanduser().is_file():
+        c.fail("acme_ca_certificate", f"{ca} does not exist on the controller")
 
 
 def load_apps(c: Checker, group: dict[str, Any]) -> tuple[list[AppSettings], list[RemovedApp]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from wsgistack import app, base, database, health, nginx, removal, supervisor
+from wsgistack import acme, app, base, database, health, nginx, removal, supervisor
 from wsgistack.environment import Environment
 from wsgistack.hoststate import HostState, Read
 from wsgistack.managed import File, Managed
@@ -16,9 +16,10 @@ from wsgistack.settings import Settings
 def declared(settings: Settings, secrets: dict[str, dict[str, str]], where: Environment
              ) -> tuple[list[Managed], list[Read]]:
     """What every module manages on a web host, and the probes each reads."""
-    managed = [*base.managed(), *nginx.managed(settings),
+    managed = [*base.managed(), *nginx.managed(settings, where), *acme.managed(settings),
                *database.client_managed(settings, where)]
-    probes = [*base.probes(client_packages(settings, where)), *nginx.probes(settings)]
+    probes = [*base.probes(extra_packages(settings, where)), *nginx.probes(settings),
+              *acme.probes(settings)]
     for each in settings.apps:
         managed += [*app.managed(settings, each, secrets[each.name], where),
                     *supervisor.managed(settings, each)]
@@ -28,10 +29,12 @@ def declared(settings: Settings, secrets: dict[str, dict[str, str]], where: Envi
     return managed, probes
 
 
-def client_packages(settings: Settings, where: Environment) -> tuple[str, ...]:
+def extra_packages(settings: Settings, where: Environment) -> tuple[str, ...]:
     """What the web hosts need besides the base packages: PostgreSQL's client, for the
-    dump before a migration, where an app uses the environment's database."""
-    return database.CLIENT_PACKAGES if database.database_apps(settings, where) else ()
+    dump before a migration, where an app uses the environment's database; certbot, where
+    it makes the site's certificate."""
+    client = database.CLIENT_PACKAGES if database.database_apps(settings, where) else ()
+    return (*client, *acme.packages(settings))
 
 
 def host_read(settings: Settings, secrets: dict[str, dict[str, str]], where: Environment
@@ -50,7 +53,7 @@ def read_host_state(settings: Settings, secrets: dict[str, dict[str, str]],
                     where: Environment) -> HostState:
     state = HostState.read(host_read(settings, secrets, where))
     return replace(state, settled=not base.installs_packages(state,
-                                                             client_packages(settings, where)))
+                                                             extra_packages(settings, where)))
 
 
 def read_database_host(view: database.DatabaseView) -> HostState:

@@ -312,3 +312,29 @@ def test_an_app_may_set_its_own_limits(tmp_path: Path) -> None:
     assert (app.max_body_size, app.timeout, app.workers) == ("20m", 120, 3)
     default = load_settings({**data, "apps": [app_entry()]}, "staging").apps[0]
     assert (default.max_body_size, default.timeout, default.workers) == ("1m", 30, 2)
+
+
+def test_acme_needs_a_contact_and_no_pair_of_the_operators(tmp_path: Path) -> None:
+    acme = {**group_data("production"), "tls_mode": "acme"}
+    with pytest.raises(SettingsError) as refused:
+        load_settings({**production_data(tmp_path), "tls_mode": "acme",
+                       "acme_ca_certificate": str(tmp_path / "none.crt")}, "production")
+    assert refused.value.problems == [
+        "group_data (production): tls_certificate: is set, but tls_mode is acme: certbot"
+        " obtains the certificate; unset it, or use tls_mode files",
+        "group_data (production): tls_certificate_key: is set, but tls_mode is acme: certbot"
+        " obtains the certificate; unset it, or use tls_mode files",
+        "group_data (production): acme_email: is missing: tls_mode acme needs the account's"
+        " contact address",
+        f"group_data (production): acme_ca_certificate: {tmp_path}/none.crt does not exist on"
+        " the controller"]
+    settings = load_settings({**acme, "acme_email": "ops@flasktodo.test"}, "production")
+    assert settings.acme and settings.tls_certificate is None
+    assert not settings.tls_make_self_signed, "production never needs its own pair with acme"
+    assert settings.acme_directory == "https://acme-v02.api.letsencrypt.org/directory"
+    staging = load_settings({**group_data("staging"), "secrets_dir": str(tmp_path),
+                             "tls_mode": "acme", "acme_email": "ops@flasktodo.test"}, "staging")
+    assert "acme-staging" in staging.acme_directory, "staging asks Let's Encrypt's staging CA"
+    with pytest.raises(SettingsError, match=r"acme_directory: 'http://ca\.test/dir' is invalid"):
+        load_settings({**acme, "acme_email": "ops@x.test", "acme_directory": "http://ca.test/dir"},
+                      "production")

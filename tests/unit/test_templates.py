@@ -14,7 +14,7 @@ import pytest
 from tests.unit.test_settings import group_data, production_data
 from wsgistack import nginx
 from wsgistack.app import config_files
-from wsgistack.environment import Environment
+from wsgistack.environment import Environment, Member
 from wsgistack.paths import HERDER, TEMPLATES, AppPaths
 from wsgistack.settings import Settings, SettingsError, load_settings
 from wsgistack.supervisor import herder_digest
@@ -121,7 +121,7 @@ def test_supervisor_program(settings: Settings) -> None:
 
 def render_site(settings: Settings) -> str:
     """The candidate site exactly as the deploy renders it."""
-    return nginx.candidates(settings)[0].content.decode()
+    return nginx.candidates(settings, NO_DATABASE)[0].content.decode()
 
 
 def test_nginx_site(settings: Settings) -> None:
@@ -254,3 +254,29 @@ def test_a_config_template_asking_a_secret_the_app_lacks_stops_with_one_line(
         _ = config.content
     assert error.value.problems == [f"apps[flasktodo].config: {app.config} uses"
                                     " secrets.SECRET_KEY, which is not in its secret_env"]
+
+
+def test_acme_challenges_are_answered_on_port_80_for_the_site_names_only(
+        tmp_path: Path) -> None:
+    data = {**group_data("production"), "tls_mode": "acme", "acme_email": "ops@flasktodo.test"}
+    settings = load_settings(data, "production")
+    two = Environment("production", (Member("web1", "10.0.0.2"), Member("web2", "fd00::3")))
+    text = nginx.candidates(settings, two)[0].content.decode()
+    assert "upstream wsgistack_acme_peers {\n    server 10.0.0.2:80;\n    server [fd00::3]:80;\n}" \
+        in text, "every web host of the environment, this one too: one site file for all"
+    plain = text.split("# Plain HTTP", 1)[1].split("\nserver {", 1)[1].split("\n}\n", 1)[0]
+    assert "server_name flasktodo.test www.flasktodo.test;" in plain
+    assert "location ^~ /.well-known/acme-challenge/ {\n        root /var/lib/wsgistack/acme;" \
+        in plain and "try_files $uri @acme_peers;" in plain
+    assert "if ($http_x_wsgistack_acme_peer) {\n            return 404;" in plain, \
+        "a request passed on by a peer is never passed on again"
+    assert "proxy_set_header X-Wsgistack-Acme-Peer 1;" in plain
+    assert "location / {\n        return 301 https://$host$request_uri;" in plain
+    assert text.count("acme-challenge") == 1, "not in the default server, not on HTTPS"
+    alone = nginx.candidates(settings, Environment("production", (Member("web1", "10.0.0.2"),)))
+    single = alone[0].content.decode()
+    assert "try_files $uri =404;" in single and "upstream" not in single
+    assert len(alone) == 1, "no TLS pair uploaded: certbot makes it on the host"
+    files = render_site(load_settings(production_data_for(load_settings(
+        production_data(tmp_path), "production")), "production"))
+    assert "acme-challenge" not in files

@@ -42,6 +42,17 @@ it was.
     golive site SITE --expect FILE=SHA256...
         Make the candidate nginx site and TLS pair live: `nginx -t` on a copy of nginx's
         config in which they replace the live ones, then live, enabled, and nginx reloaded.
+    golive site SITE --acme --expect FILE=SHA256
+        The same where certbot makes the pair: the site file alone, and a self-signed
+        placeholder pair first if certbot has made none yet, so that nginx can start.
+    golive certificate SITE --name NAME... --directory URL --email E [--ca-bundle FILE]
+        Where the site's certificate from certbot is missing, from another CA, for other
+        names or within 30 days of expiring: obtain one (HTTP-01, the webroot nginx serves
+        on port 80); then make it the pair nginx reads, through nginx -t and a reload. A
+        refusal says which name failed and why, in one line; the live pair stays.
+    golive install-certificate SITE
+        certbot's deploy hook, after its timer renewed the site's certificate: make it the
+        pair nginx reads, through nginx -t and a graceful reload.
     golive releases APP
         APP's complete releases, oldest first, one a line (what rollback.py chooses from
         and what `switch` prunes by); a read: it takes no lock.
@@ -73,6 +84,7 @@ import re
 import shutil
 import signal
 import sqlite3
+import ssl
 import stat
 import subprocess
 import sys
@@ -315,12 +327,19 @@ def program_unit(paths: AppPaths) -> Unit:
     return Unit(f"supervisor-{paths.name}", (paths.supervisor_program,), root=paths.root)
 
 
-def site_unit(site: str, root: PurePosixPath = ROOT) -> Unit:
+def site_unit(site: str, root: PurePosixPath = ROOT, acme: bool = False) -> Unit:
     """The site file and TLS pair; which sites are enabled is live state too (a disabled
-    default site needs a reload as much as a changed file)."""
+    default site needs a reload as much as a changed file). Where certbot makes the pair
+    (`acme`), the pair is not the deploy's to write: it is certificate_unit's."""
     nginx = nginx_dir(root)
-    return Unit("nginx-site", (nginx / "sites-available" / site, *tls_paths(site, root)),
+    pair = () if acme else tls_paths(site, root)
+    return Unit("nginx-site", (nginx / "sites-available" / site, *pair),
                 listing=nginx / "sites-enabled", root=root)
+
+
+def certificate_unit(site: str, root: PurePosixPath = ROOT) -> Unit:
+    """The pair nginx reads, made live from certbot's certificate (golive certificate)."""
+    return Unit(f"certificate-{site}", tls_paths(site, root), root=root)
 
 
 def database_unit(version: str, root: PurePosixPath = ROOT) -> Unit:
@@ -479,6 +498,16 @@ class Staged:
                               " changed it since): nothing was made live; run the deploy again")
             write_atomically(staged.new(path), content, info.st_uid, info.st_gid,
                              stat.S_IMODE(info.st_mode))
+        return staged
+
+    @classmethod
+    def of_content(cls, unit: Unit, contents: dict[PurePosixPath, tuple[bytes, int]]
+                   ) -> Staged:
+        """Stage content this step made itself (root's, each with its mode)."""
+        staged = cls(unit)
+        for path in unit.files:
+            content, mode = contents[path]
+            write_atomically(staged.new(path), content, 0, 0, mode)
         return staged
 
     def make_live(self) -> None:
@@ -979,7 +1008,8 @@ def info_state(paths: AppPaths) -> str:
 
 def nginx_test_config(staged: Staged, site: str, test: str) -> str:
     """Write into `test` (a root-only temp dir) a copy of nginx's config in which the staged
-    site and pair replace the live ones; returns the staged site's path there."""
+    files (the site, its pair, or both) replace the live ones; returns the site's path
+    there."""
     nginx = nginx_dir(staged.unit.root)
     enabled = nginx / "sites-enabled"
     with open(nginx / "nginx.conf") as conf:
@@ -994,41 +1024,236 @@ def nginx_test_config(staged: Staged, site: str, test: str) -> str:
             if entry.name != site and os.path.exists(entry.path):
                 os.symlink(os.path.realpath(entry.path),
                            os.path.join(test, "sites-enabled", entry.name))
-    available, certificate, key = staged.unit.files
-    with open(staged.new(available)) as new:
-        content = new.read()
-    for live in (certificate, key):
-        content = content.replace(f" {live};", f" {staged.new(live)};")
+    available = nginx / "sites-available" / site
+    staged_site = available in staged.unit.files
+    with open(staged.new(available) if staged_site else available) as source:
+        content = source.read()
+    for live in staged.unit.files:
+        if live != available:
+            content = content.replace(f" {live};", f" {staged.new(live)};")
     tested = os.path.join(test, "sites-enabled", site)
     with open(tested, "w") as file:
         file.write(content)
     return tested
 
 
-def apply_site(site: str, root: PurePosixPath, expected: dict[PurePosixPath, str]) -> None:
-    unit = site_unit(site, root)
-    available = unit.files[0]
-    staged = Staged.verified(unit, expected)
+def go_live_through_nginx(staged: Staged, site: str, what: str) -> None:
+    """Make `staged` live once nginx takes it: `nginx -t` on a copy of the config with it,
+    then live, the site enabled, and nginx reloaded (requests in flight finish); the
+    previous files are put back if nginx refuses them once live. `what` names them."""
+    root = staged.unit.root
     try:
         with tempfile.TemporaryDirectory(prefix="golive-nginx-") as test:
             tested = nginx_test_config(staged, site, test)
             checked = run(["nginx", "-t", "-q", "-c", os.path.join(test, "nginx.conf")])
         if checked.returncode != 0:
-            raise Refused(f"{candidate(available)} fails nginx -t; the live site is unchanged:\n"
-                          + tail(checked.stderr.replace(tested, str(candidate(available))), 10))
+            raise Refused(f"{what} fails nginx -t; the live site is unchanged:\n"
+                          + tail(checked.stderr.replace(tested, what), 10))
         staged.make_live()
-        link_atomically(unit.listing / site, f"../sites-available/{site}")
+        link_atomically(nginx_dir(root) / "sites-enabled" / site, f"../sites-available/{site}")
         applied = run(["nginx", "-t", "-q"])
         if applied.returncode == 0:
             applied = run(["systemctl", "reload", "nginx"])
         if applied.returncode != 0:
             staged.put_back()
-            raise Refused("nginx refused the site once live; the previous one is back:\n"
+            raise Refused(f"nginx refused {what} once live; the previous one is back:\n"
                           + tail(applied.stderr, 10))
     finally:
         staged.clean_up()
+
+
+def apply_site(site: str, root: PurePosixPath, expected: dict[PurePosixPath, str],
+               acme: bool = False) -> None:
+    unit = site_unit(site, root, acme)
+    staged = Staged.verified(unit, expected)
+    if acme:
+        make_placeholder_pair(site, root)
+    go_live_through_nginx(staged, site, str(candidate(unit.files[0])))
     record(unit)
     say(f"the {site} nginx site is live")
+
+
+# --- the site's certificate from an ACME CA (certbot) -----------------------------------
+
+RENEW_BEFORE = 30 * 86400  # seconds: certbot's own default (renew_before_expiry)
+CERTBOT_TIMEOUT = 300  # seconds one certbot run may take
+
+
+def acme_webroot(root: PurePosixPath) -> PurePosixPath:
+    """Where certbot writes HTTP-01 tokens and nginx serves them on port 80."""
+    return root / "var/lib/wsgistack/acme"
+
+
+def letsencrypt_dir(root: PurePosixPath) -> PurePosixPath:
+    return root / "etc/letsencrypt"
+
+
+def lineage(site: str, root: PurePosixPath) -> tuple[PurePosixPath, PurePosixPath]:
+    """certbot's current certificate (with its chain) and key for the site's name."""
+    live = letsencrypt_dir(root) / "live" / site
+    return live / "fullchain.pem", live / "privkey.pem"
+
+
+def renewal_config(site: str, root: PurePosixPath) -> PurePosixPath:
+    return letsencrypt_dir(root) / "renewal" / f"{site}.conf"
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """The site's certificate from certbot, as found on a host."""
+
+    server: str = ""  # the ACME directory it came from; "" when there is none
+    names: tuple[str, ...] = ()
+    not_after: float = 0.0  # seconds since the epoch
+    installed: bool = False  # the pair nginx reads is this one
+
+
+def parse_certificate(lines: list[str]) -> Certificate:
+    """Read what `certificate_lines` (here) or the deploy's state read (wsgistack.acme)
+    printed: `server=URL`, openssl's `notAfter=...` and subjectAltName, `installed=1`."""
+    server, not_after, installed, names = "", 0.0, False, []
+    for line in lines:
+        text = line.strip()
+        if text.startswith("server="):
+            server = text.removeprefix("server=")
+        elif text.startswith("notAfter="):
+            with contextlib.suppress(ValueError):
+                not_after = float(ssl_time(text.removeprefix("notAfter=")))
+        elif text == "installed=1":
+            installed = True
+        elif text.startswith("DNS:"):
+            names += [name.strip().removeprefix("DNS:") for name in text.split(",")]
+    return Certificate(server, tuple(sorted(names)), not_after, installed)
+
+
+def ssl_time(text: str) -> int:
+    """openssl's `Nov 26 23:19:29 2031 GMT` as seconds since the epoch."""
+    return ssl.cert_time_to_seconds(text)
+
+
+def certificate_lines(site: str, root: PurePosixPath) -> list[str]:
+    """What the deploy's state read prints for the site's certificate, read here."""
+    fullchain, privkey = lineage(site, root)
+    config = content_of(renewal_config(site, root)) or b""
+    lines = [f"server={line.partition('=')[2].strip()}" for line in config.decode().splitlines()
+             if line.partition("=")[0].strip() == "server"]
+    if content_of(fullchain) is not None:
+        lines += run(["openssl", "x509", "-in", str(fullchain), "-noout", "-enddate", "-ext",
+                      "subjectAltName"]).stdout.splitlines()
+    live = tls_paths(site, root)
+    if all(content_of(source) is not None and content_of(source) == content_of(target)
+           for source, target in zip((fullchain, privkey), live, strict=True)):
+        lines.append("installed=1")
+    return lines
+
+
+def certificate_problem(found: Certificate, names: list[str], directory: str,
+                        now: float) -> str:
+    """Why the site needs a new certificate from certbot; "" if the one it has will do."""
+    if not found.server or not found.names:
+        return f"there is no certificate from {directory} yet"
+    if found.server != directory:
+        return f"the certificate is from another CA ({found.server})"
+    if found.names != tuple(sorted(names)):
+        return f"the certificate is for other names ({', '.join(found.names)})"
+    if found.not_after - now < RENEW_BEFORE:
+        return f"the certificate expires {time.strftime('%Y-%m-%d', time.gmtime(found.not_after))}"
+    return ""
+
+
+def certbot_failure(output: str) -> str:
+    """certbot's reason in one line: each name the CA could not validate and why, else the
+    CA's error (e.g. a rate limit), else certbot's last word."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    failed = []
+    for index, line in enumerate(lines):
+        if line.startswith("Domain:"):
+            after = lines[index + 1:index + 4]
+            kind = next((x.removeprefix("Type:").strip() for x in after if x.startswith("Type:")),
+                        "")
+            detail = next((x.removeprefix("Detail:").strip() for x in after
+                           if x.startswith("Detail:")), "")
+            failed.append(f"{line.removeprefix('Domain:').strip()}: {kind}: {detail}")
+    if failed:
+        return "; ".join(failed)
+    said = [line for line in lines if not line.startswith(
+        ("Saving debug log", "Ask for help", "See the logfile", "Some challenges have failed"))]
+    return next((line for line in said if " :: " in line),
+                next((line for line in said if "error" in line.lower()),
+                     said[-1] if said else "certbot failed"))
+
+
+def obtain_certificate(site: str, names: list[str], directory: str, email: str,
+                       ca_bundle: str | None, root: PurePosixPath) -> None:
+    """Ask certbot for a certificate for `names` (HTTP-01, the webroot nginx serves), kept
+    under the site's name; the CA's answer in one line if it fails."""
+    command = [
+        "certbot", "certonly", "--non-interactive", "--agree-tos", "--no-eff-email",
+        "--email", email, "--server", directory, "--cert-name", site, "--force-renewal",
+        "--webroot", "--webroot-path", str(acme_webroot(root)),
+        "--config-dir", str(letsencrypt_dir(root)),
+        "--work-dir", str(root / "var/lib/letsencrypt"),
+        "--logs-dir", str(root / "var/log/letsencrypt"),
+        *(argument for name in names for argument in ("--domain", name))]
+    environment = {**os.environ, "REQUESTS_CA_BUNDLE": ca_bundle} if ca_bundle else None
+    try:
+        result = run(command, env=environment, timeout=CERTBOT_TIMEOUT)
+    except TimeoutError:
+        raise Refused(f"certbot took over {CERTBOT_TIMEOUT}s asking {directory} for"
+                      f" {', '.join(names)}; the current certificate keeps serving") from None
+    if result.returncode != 0:
+        raise Refused(f"no certificate for {', '.join(names)} from {directory}:"
+                      f" {certbot_failure(result.stdout + result.stderr)}; the current"
+                      " certificate keeps serving")
+
+
+def install_certificate(site: str, root: PurePosixPath) -> bool:
+    """Make certbot's certificate and key the pair nginx reads, through nginx -t; False if
+    they already are (or certbot has none)."""
+    unit = certificate_unit(site, root)
+    sources = lineage(site, root)
+    contents = {path: content_of(source) for path, source in zip(unit.files, sources, strict=True)}
+    if None in contents.values() or all(content == content_of(path)
+                                        for path, content in contents.items()):
+        return False
+    certificate, key = unit.files
+    staged = Staged.of_content(unit, {certificate: (contents[certificate], 0o644),
+                                      key: (contents[key], 0o600)})
+    go_live_through_nginx(staged, site, f"certbot's certificate for {site}")
+    return True
+
+
+def make_placeholder_pair(site: str, root: PurePosixPath) -> None:
+    """Where certbot has made no pair yet, a self-signed one, so that nginx can start and
+    answer the CA's challenges on port 80; `golive certificate` replaces it."""
+    certificate, key = tls_paths(site, root)
+    if content_of(certificate) is not None and content_of(key) is not None:
+        return
+    with tempfile.TemporaryDirectory(dir=key.parent) as scratch:  # root's, closed to others
+        made = run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "30", "-subj",
+                    f"/CN={site} placeholder until certbot's certificate", "-keyout",
+                    f"{scratch}/key", "-out", f"{scratch}/crt"])
+        if made.returncode != 0:
+            raise Refused(f"openssl did not make the placeholder pair: {tail(made.stderr, 1)}")
+        os.chmod(f"{scratch}/crt", 0o644)
+        os.replace(f"{scratch}/key", key)
+        os.replace(f"{scratch}/crt", certificate)
+
+
+def certificate(site: str, names: list[str], directory: str, email: str,
+                ca_bundle: str | None, root: PurePosixPath) -> None:
+    """Obtain a certificate where the site's is missing, from another CA, for other names
+    or close to expiring; then make it the live pair."""
+    problem = certificate_problem(parse_certificate(certificate_lines(site, root)), names,
+                                  directory, time.time())
+    if problem:
+        obtain_certificate(site, names, directory, email, ca_bundle, root)
+    install_certificate(site, root)
+    found = parse_certificate(certificate_lines(site, root))
+    expires = time.strftime("%Y-%m-%d", time.gmtime(found.not_after))
+    say(f"the certificate for {', '.join(found.names)} from {found.server} is live (expires"
+        f" {expires}{'; it was new: ' + problem if problem else ''})")
 
 
 def remove(paths: AppPaths, purge: bool) -> None:
@@ -1316,6 +1541,19 @@ def parser() -> argparse.ArgumentParser:
     step = steps.add_parser("site", help="make the nginx site and TLS pair live")
     step.add_argument("site", type=app_name)
     step.add_argument("--expect", nargs="+", required=True, metavar="FILE=SHA256")
+    step.add_argument("--acme", action="store_true",
+                      help="the pair is certbot's (golive certificate), not a candidate")
+    step = steps.add_parser("certificate", help="obtain the site's certificate from an ACME"
+                            " CA where due, and make it live")
+    step.add_argument("site", type=app_name)
+    step.add_argument("--name", action="append", required=True, dest="names",
+                      help="a name the certificate is for (repeated)")
+    step.add_argument("--directory", required=True, help="the CA's ACME directory URL")
+    step.add_argument("--email", required=True, help="the account's contact")
+    step.add_argument("--ca-bundle", help="CA certificates for the directory's HTTPS")
+    step = steps.add_parser("install-certificate", help="make certbot's renewed certificate"
+                            " live (certbot's deploy hook)")
+    step.add_argument("site", type=app_name)
     step = steps.add_parser("releases", help="an app's complete releases, oldest first")
     step.add_argument("app", type=app_name)
     step = steps.add_parser("run", help="run a command as the app, in its live release")
@@ -1374,7 +1612,13 @@ def main(argv: list[str] | None = None) -> int:
             elif args.step == "program":
                 apply_program(AppPaths(args.app, root), parse_expect(args.expect))
             elif args.step == "site":
-                apply_site(args.site, root, parse_expect(args.expect))
+                apply_site(args.site, root, parse_expect(args.expect), args.acme)
+            elif args.step == "certificate":
+                certificate(args.site, args.names, args.directory, args.email, args.ca_bundle,
+                            root)
+            elif args.step == "install-certificate":
+                if install_certificate(args.site, root):
+                    say(f"certbot's renewed certificate for {args.site} is live")
             else:
                 remove(AppPaths(args.app, root), args.purge)
     except Refused as refusal:
