@@ -176,15 +176,16 @@ UNVERIFIED.check_hostname, UNVERIFIED.verify_mode = False, ssl.CERT_NONE
 
 
 def connect(address: str, host_header: str, scheme: str = "https", port: int | None = None,
-            timeout: float = 10) -> HTTPConnection:
-    """A connection to a sandbox host; HTTPS sends `host_header` as SNI, as a browser does."""
+            timeout: float = 10, tls: ssl.SSLContext = UNVERIFIED) -> HTTPConnection:
+    """A connection to a sandbox host; HTTPS sends `host_header` as SNI, as a browser does
+    (checking the certificate against `tls`'s CA, where it has one)."""
     if scheme == "http":
         return HTTPConnection(address, port or 80, timeout=timeout)
 
     class Tls(HTTPConnection):
         def connect(self) -> None:
             super().connect()
-            self.sock = UNVERIFIED.wrap_socket(self.sock, server_hostname=host_header)
+            self.sock = tls.wrap_socket(self.sock, server_hostname=host_header)
 
     return Tls(address, port or 443, timeout=timeout)
 

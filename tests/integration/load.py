@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.client import HTTPException
 
-from tests.integration.helpers import connect
+from tests.integration.helpers import UNVERIFIED, connect
 
 
 @dataclass
@@ -50,8 +51,8 @@ class Load:
     least `minimum` seconds and until stopped. Used as a context manager around a change."""
 
     def __init__(self, address: str, path: str, host_header: str, clients: int = 6,
-                 minimum: float = 15) -> None:
-        self.address, self.path, self.host_header = address, path, host_header
+                 minimum: float = 15, tls: ssl.SSLContext = UNVERIFIED) -> None:
+        self.address, self.path, self.host_header, self.tls = address, path, host_header, tls
         self.clients, self.minimum = clients, minimum
         self.result = LoadResult()
         self.lock = threading.Lock()
@@ -62,7 +63,8 @@ class Load:
     def client(self) -> None:
         while not self.stopping.is_set():
             try:
-                connection = connect(self.address, self.host_header, timeout=30)
+                connection = connect(self.address, self.host_header, timeout=30,
+                                     tls=self.tls)
                 connection.request("GET", self.path, headers={"Host": self.host_header})
                 response = connection.getresponse()
                 body = response.read()

@@ -179,6 +179,7 @@ def test_the_first_certificate_replaces_the_placeholder_and_then_nothing_is_due(
     calls = host.recorded()
     assert [line.split()[0] for line in calls] == ["certbot", "nginx", "nginx", "systemctl"]
     assert "--force-renewal" in calls[0] and "--domain www.example.test" in calls[0]
+    assert "--no-directory-hooks" in calls[0], "its deploy hook would wait for our lock"
     assert calls[-1] == "systemctl reload nginx"
     fullchain, privkey = golive.lineage(SITE, host.posix)
     assert host.pair == (Path(fullchain).read_bytes(), Path(privkey).read_bytes())

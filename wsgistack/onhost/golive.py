@@ -1190,6 +1190,9 @@ def obtain_certificate(site: str, names: list[str], directory: str, email: str,
     command = [
         "certbot", "certonly", "--non-interactive", "--agree-tos", "--no-eff-email",
         "--email", email, "--server", directory, "--cert-name", site, "--force-renewal",
+        # Its deploy hook (install-certificate) would wait for the lock this step holds:
+        # this step makes the certificate live itself.
+        "--no-directory-hooks",
         "--webroot", "--webroot-path", str(acme_webroot(root)),
         "--config-dir", str(letsencrypt_dir(root)),
         "--work-dir", str(root / "var/lib/letsencrypt"),
