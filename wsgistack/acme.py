@@ -19,6 +19,7 @@ from __future__ import annotations
 import shlex
 import time
 from pathlib import PurePosixPath
+from typing import Any
 
 from pyinfra.api import FactBase
 from pyinfra.operations import systemd
@@ -40,6 +41,7 @@ from wsgistack.onhost.golive import (
     tls_paths,
 )
 from wsgistack.paths import GOLIVE, TEMPLATES
+from wsgistack.schema import LETS_ENCRYPT
 from wsgistack.settings import Settings
 from wsgistack.staged import golive
 
@@ -49,6 +51,9 @@ WEBROOT = acme_webroot(ROOT)
 HOOK = PurePosixPath("/etc/letsencrypt/renewal-hooks/deploy/wsgistack")
 CA_BUNDLE = tls_dir(ROOT) / "acme-ca.crt"
 DROP_IN = PurePosixPath("/etc/systemd/system/certbot.service.d/wsgistack.conf")
+# Let's Encrypt issues at most 5 certificates for the same set of names a week, and each
+# web host asks for its own.
+LETS_ENCRYPT_LIMIT = 5
 # Set on a challenge request one web host passes to the others: they answer it from their
 # own webroot only, never passing it on again.
 PEER_HEADER = "X-Wsgistack-Acme-Peer"
@@ -146,3 +151,21 @@ def prepare_certificate(settings: Settings, seen: HostState) -> str:
                   *(argument for name in settings.server_names for argument in ("--name", name)),
                   "--directory", settings.acme_directory, "--email", settings.acme_email,
                   *(("--ca-bundle", CA_BUNDLE) if settings.acme_ca_certificate else ()))
+
+
+def certificate_problems(group: str, data: dict[str, Any],
+                         web: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """An environment whose web hosts would ask Let's Encrypt for more certificates for
+    the same names than it issues in a week. A host's own acme_directory (a sandbox's CA)
+    counts over the group's."""
+    if data.get("tls_mode") != "acme":
+        return []
+    directory = data.get("acme_directory", LETS_ENCRYPT)
+    asking = [name for name, host_data in web
+              if host_data.get("acme_directory", directory) == LETS_ENCRYPT]
+    if len(asking) <= LETS_ENCRYPT_LIMIT:
+        return []
+    return [f"group_data ({group}): tls_mode: acme on {len(asking)} web hosts asks Let's"
+            f" Encrypt for {len(asking)} certificates for the same names, over its limit of"
+            f" {LETS_ENCRYPT_LIMIT} a week: at most {LETS_ENCRYPT_LIMIT} web hosts per"
+            " environment, or tls_mode files with a certificate of your own"]

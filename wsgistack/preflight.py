@@ -21,6 +21,7 @@ from pyinfra_cli.cli import cli
 from pyinfra_cli.inventory import _get_group_data
 from pyinfra_cli.util import parse_cli_arg
 
+from wsgistack.acme import certificate_problems
 from wsgistack.database import PASSWORD
 from wsgistack.paths import REPO_ROOT
 from wsgistack.secrets import check_secrets
@@ -90,7 +91,9 @@ def check_before_connecting(groups: dict[str, list[HostEntry]]) -> None:
         for path, values in group_files(group, options).items():
             problems += [problem for problem in unknown_keys(values, path)
                          if problem not in problems]
-        problems += problems_of(group, group_data(group, options),
-                                has_database=bool(names[group] & databases))
+        data = group_data(group, options)
+        problems += problems_of(group, data, has_database=bool(names[group] & databases))
+        problems += certificate_problems(group, data, [entry for entry in groups[group]
+                                                       if entry[0] not in databases])
     if problems:
         raise SettingsError(problems)
