@@ -1,9 +1,9 @@
 """`make lint`: shellcheck every shell command the deploy sends to a host.
 
 Root-side steps are golive's (Python, unit-tested). What is still shell: the one command
-that reads a web host (and the one that reads a database host), the release install, and a
-refusal. They are rendered here exactly as
-the deploy renders them, for group data's apps plus one app marked absent (so every
+that reads a web host (and the one that reads a database host), the release install, a
+refusal, and certbot's deploy hook. They are rendered here exactly as the deploy renders
+them, for group data's apps plus one app marked absent, with tls_mode acme (so every
 module's probes are there), and checked as the POSIX sh that pyinfra runs them with.
 
     python -m tests.shellcheck      (exit 1 and shellcheck's findings if any)
@@ -20,7 +20,7 @@ from pathlib import Path
 from pyinfra.api import StringCommand
 
 from tests.unit.test_settings import group_data
-from wsgistack import database
+from wsgistack import acme, database
 from wsgistack.changes import refuse
 from wsgistack.environment import Environment, Member
 from wsgistack.hoststate import Batch
@@ -36,7 +36,8 @@ DATABASE = Environment("staging", (Member("web1", "10.9.0.2"),), Member("db1", "
 
 def commands(secrets_dir: Path) -> dict[str, str]:
     """Each shell command the deploy sends, by what it is."""
-    data = {**group_data("staging"), "secrets_dir": str(secrets_dir)}
+    data = {**group_data("staging"), "secrets_dir": str(secrets_dir), "tls_mode": "acme",
+            "acme_email": "ops@flasktodo.test"}  # with the certificate's state
     data["apps"] = [*data["apps"], {"name": "gone", "state": "absent", "purge": True}]
     settings = load_settings(data, "staging")
     secrets = {app.name: {"SECRET_KEY": "not-a-real-secret"} for app in settings.apps}
@@ -53,6 +54,8 @@ def commands(secrets_dir: Path) -> dict[str, str]:
             database.probes())),
         "the release install": "\n".join(install_commands(app, AppPaths(app.name), build)),
         "a refusal": refusal.get_raw_value(),
+        "certbot's deploy hook": next(item for item in acme.managed(settings)
+                                      if item.path == str(acme.HOOK)).content.decode(),
     }
 
 
