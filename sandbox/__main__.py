@@ -9,7 +9,7 @@ import sys
 from sandbox import ca, lifecycle
 from sandbox.access import AccessFiles, load_spec
 from sandbox.errors import SandboxError
-from sandbox.spec import SandboxSpec
+from sandbox.spec import LOGINS, SandboxSpec
 
 DEFAULT = SandboxSpec()
 
@@ -43,6 +43,9 @@ def parser() -> argparse.ArgumentParser:
                     help="hosts per inventory group, e.g. staging=1,production=2,production-db=1"
                          " (an environment's database host); ca=1 adds the sandbox's own ACME"
                          " CA (pebble)")
+    up.add_argument("--login", default=DEFAULT.login, choices=LOGINS,
+                    help="who logs in over SSH: root, or admin with passwordless sudo and"
+                         " root's login refused, as on Debian's cloud images")
     commands.add_parser("down", parents=[named],
                         help="remove the hosts and everything the sandbox made")
     commands.add_parser("status", parents=[named], help="list the hosts, their addresses and state")
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.command == "up":
-            spec = SandboxSpec(args.name, args.suite, args.subnet, args.hosts)
+            spec = SandboxSpec(args.name, args.suite, args.subnet, args.hosts, args.login)
             lifecycle.up(spec)
             print_status(spec)
         elif args.command == "down":

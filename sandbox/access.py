@@ -44,7 +44,7 @@ class AccessFiles:
             known_hosts += [f"{address},{host.name} {key}" for key in host_keys[host.name]]
             config.append(f"Host {host.name}\n  HostName {address}\n")
         config.append(
-            "Host *\n  User root\n"
+            f"Host *\n  User {spec.login}\n"
             f"  IdentityFile {self.key}\n  IdentitiesOnly yes\n"
             f"  UserKnownHostsFile {self.known_hosts}\n  StrictHostKeyChecking yes\n"
             "  ConnectTimeout 5\n  BatchMode yes\n  LogLevel ERROR\n"
@@ -65,6 +65,7 @@ def save_spec(spec: SandboxSpec) -> None:
     files = AccessFiles(spec.state_dir)
     manifest = {
         "spec": asdict(spec),
+        "ssh_user": spec.login,
         "ssh_key": str(files.key),
         "known_hosts": str(files.known_hosts),
         "ssh_config": str(files.ssh_config),

@@ -133,8 +133,8 @@ def provision(spec: SandboxSpec, ssh: list[str]) -> None:
               " DEBIAN_FRONTEND=noninteractive apt-get -qq install -y --no-install-recommends"
               " pebble >/dev/null; };"
               " systemctl enable -q --now pebble-challtestsrv pebble")
-    result = subprocess.run([*ssh, host.name, script], capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run([*ssh, host.name, spec.as_root(script)], capture_output=True,
+                            text=True, check=False)
     if result.returncode != 0:
         raise SandboxError(f"host {host.name}: pebble did not install or start:"
                            f" {(result.stderr or result.stdout).strip()[-500:]}")

@@ -47,8 +47,9 @@ def unmount_root(disk: HostDisk) -> None:
         run(["umount", str(disk.root)])
 
 
-def personalise(disk: HostDisk, host: HostSpec, authorized_key: str) -> None:
-    """Give a new host its name, DNS, root's SSH key and its own SSH host keys."""
+def personalise(disk: HostDisk, host: HostSpec, authorized_key: str, login: str) -> None:
+    """Give a new host its name, DNS, its own SSH host keys, and the SSH key of `login`:
+    root, or a sudo user as on a cloud image (root's SSH login then refused)."""
     root = disk.root
     machine_id = root / "etc/machine-id"
     if not machine_id.read_text().strip():
@@ -60,14 +61,41 @@ def personalise(disk: HostDisk, host: HostSpec, authorized_key: str) -> None:
     resolv = root / "etc/resolv.conf"
     resolv.unlink(missing_ok=True)
     shutil.copyfile("/etc/resolv.conf", resolv)
-    ssh_dir = root / "root/.ssh"
-    ssh_dir.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(ssh_dir, 0o700)
-    keys = ssh_dir / "authorized_keys"
-    keys.write_text(authorized_key)
-    os.chmod(keys, 0o600)
+    if login == "root":
+        authorize(root / "root", authorized_key, 0, 0)
+    else:
+        make_sudo_user(root, login, authorized_key)
     if not list((root / "etc/ssh").glob("ssh_host_*_key")):
         run(["ssh-keygen", "-A", "-f", str(root)])
+
+
+def authorize(home: Path, authorized_key: str, uid: int, gid: int) -> None:
+    """The sandbox's key as the only one in `home`'s authorized_keys."""
+    ssh_dir = home / ".ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    keys = ssh_dir / "authorized_keys"
+    keys.write_text(authorized_key)
+    for path, mode in ((ssh_dir, 0o700), (keys, 0o600)):
+        os.chown(path, uid, gid)
+        os.chmod(path, mode)
+
+
+def make_sudo_user(root: Path, user: str, authorized_key: str) -> None:
+    """As Debian's cloud images come: `user` with passwordless sudo and the SSH key, and
+    root's SSH login refused."""
+    if not (root / "home" / user).is_dir():
+        run(["chroot", str(root), "useradd", "--create-home", "--shell", "/bin/bash",
+             "--groups", "sudo", user])
+    entry = next(line.split(":") for line in (root / "etc/passwd").read_text().splitlines()
+                 if line.startswith(f"{user}:"))
+    authorize(root / "home" / user, authorized_key, int(entry[2]), int(entry[3]))
+    sudoers = root / "etc/sudoers.d" / f"90-{user}"
+    sudoers.write_text(f"{user} ALL=(ALL) NOPASSWD:ALL\n")
+    os.chmod(sudoers, 0o440)
+    (root / "root/.ssh/authorized_keys").unlink(missing_ok=True)
+    (root / "etc/ssh/sshd_config.d/60-wsgistack-sandbox.conf").write_text(
+        "# A cloud image's: no root login over SSH (the sandbox's sudo user logs in)\n"
+        "PermitRootLogin no\n")
 
 
 def host_public_keys(disk: HostDisk) -> list[str]:

@@ -29,6 +29,7 @@ PACKAGES = (
     "python3",
     "ca-certificates",
     "iproute2",
+    "sudo",  # cloud images log in as a sudo user (`up --login admin`)
 )
 # Bump when the customisation below changes, so cached images are rebuilt.
 RECIPE_VERSION = "1"

@@ -71,7 +71,7 @@ def start_all(spec: SandboxSpec, image) -> None:
         disk = hosts.HostDisk(spec, host)
         network.ensure_link(spec, host)
         hosts.mount_root(disk, image)
-        hosts.personalise(disk, host, public_key)
+        hosts.personalise(disk, host, public_key, spec.login)
         if host.group == ca.GROUP:
             ca.write_config(spec, disk.root)
         host_keys[host.name] = hosts.host_public_keys(disk)

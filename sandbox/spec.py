@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from sandbox.errors import SandboxError
 STATE_ROOT = Path("/var/lib/wsgistack-sandbox")
 CACHE_ROOT = Path("/var/cache/wsgistack-sandbox")
 SUITES = ("bookworm", "trixie")
+LOGINS = ("root", "admin")  # admin: Debian's cloud images' sudo user
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 # Each host gets a /30 of the sandbox subnet: .1 on the controller, .2 on the host.
 HOST_PREFIX_LENGTH = 30
@@ -54,6 +56,8 @@ class SandboxSpec:
     subnet: str = "10.177.0.0/24"
     groups: dict[str, int] = field(default_factory=lambda: {
         "staging": 1, "production": 2, "production-db": 1})
+    # Who logs in over SSH: root, or a sudo user as on a cloud image (root's login refused)
+    login: str = "root"
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.match(self.name):
@@ -74,6 +78,8 @@ class SandboxSpec:
                 raise SandboxError(f"group {group!r}={count} is invalid: use name=COUNT,"
                                    " name-db=1 for an environment's database host, or ca=1"
                                    " for the sandbox's ACME CA")
+        if self.login not in LOGINS:
+            raise SandboxError(f"login {self.login!r} is not supported: use one of {LOGINS}")
         capacity = network.num_addresses // 4
         if not 0 < len(self.hosts) <= capacity:
             raise SandboxError(
@@ -111,6 +117,15 @@ class SandboxSpec:
 
     def address(self, host: HostSpec) -> ipaddress.IPv4Address:
         return self.slot(host).network_address + 2
+
+    @property
+    def sudo(self) -> bool:
+        """Whether commands that need root go through sudo."""
+        return self.login != "root"
+
+    def as_root(self, command: str) -> str:
+        """`command` as root on a host, through sudo where the login is not root's."""
+        return f"sudo -n sh -c {shlex.quote(command)}" if self.sudo else command
 
     @property
     def state_dir(self) -> Path:

@@ -5,6 +5,7 @@ the host read and golive ask for a program's state."""
 
 from __future__ import annotations
 
+from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import apt, systemd
 
@@ -19,6 +20,7 @@ from wsgistack.paths import (
     SUPERVISOR_QUERY,
     SUPERVISOR_QUERY_SOURCE,
 )
+from wsgistack.targets import UPLOADS
 
 # logrotate: nginx's per-site logs are rotated by its rule in /etc/logrotate.d/nginx.
 PACKAGES = ("nginx", "supervisor", "python3-venv", "logrotate")
@@ -26,9 +28,28 @@ SERVICES = ("nginx.service", "supervisor.service")
 SUPERVISOR_LOGS = "/var/log/supervisor"
 
 
-def tools() -> list[Managed]:
-    """golive, on every host: a database host's go-live steps are golive's too."""
+def upload_dirs() -> list[Managed]:
+    """Where a sudo user's uploads wait before root copies them into place: its own dir
+    (0700) in root's /var/lib/wsgistack, named in the host's `_temp_dir` (wsgistack.targets),
+    never /tmp, where others could read them or create the file first. None for root, whose
+    uploads go straight to their place."""
+    private, user = host.data.get("_temp_dir"), host.data.get("ssh_user")
+    if not private:
+        return []
     return [
+        Directory(f"Create {UPLOADS.parent}", str(UPLOADS.parent), "root", "root", "755"),
+        Directory(f"Create {UPLOADS} (each sudo user's uploads)", str(UPLOADS), "root", "root",
+                  "755"),
+        Directory(f"Create {private} ({user}'s uploads, before root copies them into place)",
+                  private, user, "root", "700"),
+    ]
+
+
+def tools() -> list[Managed]:
+    """golive, on every host: a database host's go-live steps are golive's too. First the
+    sudo user's upload dir, before anything is uploaded."""
+    return [
+        *upload_dirs(),
         Directory(f"Create {HERDER.parent} (this project's helpers)", str(HERDER.parent),
                   "root", "root", "755"),
         File(f"Install golive, the deploy's go-live steps ({GOLIVE})", str(GOLIVE), "root",

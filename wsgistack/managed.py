@@ -99,7 +99,12 @@ def put_secret(content: BytesIO, dest: str, user: str, group: str, mode: str):
     if state.config.DIFF:
         host.log(f"Will {'modify' if present else 'create'} {dest} (it holds a secret: its"
                  " content is not shown)")
-    yield FileUploadCommand(content, dest)
+    # Through sudo, the upload waits in the SSH user's own dir (_temp_dir, base.upload_dirs)
+    # before root copies it into place: never in /tmp, where pyinfra would put it.
+    private = host.current_op_global_arguments.get("_temp_dir") \
+        if host.current_op_global_arguments else None
+    yield FileUploadCommand(content, dest, remote_temp_filename=host.get_temp_filename(
+        dest, temp_directory=private) if private else None)
     yield StringCommand("chown", f"{user}:{group}", dest)
     yield StringCommand("chmod", mode, dest)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 GROUPS = ("staging", "production")
@@ -21,6 +21,8 @@ DATABASES = "databases"  # the group of every environment's database host
 HostEntry = tuple[str, dict[str, Any]]
 SANDBOX_STATE = Path("/var/lib/wsgistack-sandbox")
 SANDBOX_CA = "ca"  # the sandbox's ACME CA host (sandbox/ca.py): no target
+# Where a sudo user's uploads wait, each user's in its own 0700 dir (wsgistack.base)
+UPLOADS = PurePosixPath("/var/lib/wsgistack/uploads")
 
 
 class TargetsError(Exception):
@@ -43,7 +45,7 @@ def targets_from_sandbox(name: str) -> dict[str, list[HostEntry]]:
         )
     sandbox = json.loads(manifest.read_text())
     data = {
-        "ssh_user": "root",
+        **login_data(sandbox.get("ssh_user", "root"), sudo=True),
         "ssh_key": sandbox["ssh_key"],
         "ssh_known_hosts_file": sandbox["known_hosts"],
         "ssh_strict_host_key_checking": "yes",
@@ -91,7 +93,8 @@ def targets_from_file(path: Path) -> dict[str, list[HostEntry]]:
                                      or database in hosts):
             raise TargetsError(f"targets file {path}: [{group}] database must be one host's"
                                " name, not one of its web hosts")
-        group_ssh = {**ssh, **ssh_data(table.get("ssh", {}), path)}
+        group_ssh = with_login({**ssh, **ssh_data(table.get("ssh", {}), path)},
+                               f"targets file {path}: [{group}]")
         groups[group] = [(name, dict(group_ssh)) for name in [*hosts, *filter(None, [database])]]
         if database:
             groups[DATABASES].append((database, dict(group_ssh)))
@@ -112,6 +115,23 @@ CONNECT_TIMEOUT = 10
 
 def connect_timeouts(seconds: int) -> dict[str, int]:
     return {"timeout": seconds, "banner_timeout": seconds, "auth_timeout": seconds}
+
+
+def login_data(user: str, sudo: bool) -> dict[str, Any]:
+    """pyinfra's data for logging in as `user`: root as it is; anyone else through sudo
+    (where `sudo`), its uploads waiting in a dir of its own."""
+    if user == "root" or not sudo:
+        return {"ssh_user": user}
+    return {"ssh_user": user, "_sudo": True, "_temp_dir": str(UPLOADS / user)}
+
+
+def with_login(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """A targets file's merged ssh data, its sudo user's upload dir added."""
+    if not data.get("_sudo"):
+        return data
+    if not data.get("ssh_user"):
+        raise TargetsError(f"{where}: sudo = true needs user (the account that logs in)")
+    return {**data, **login_data(data["ssh_user"], sudo=True)}
 
 
 def ssh_data(table: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import ipaddress
 import json
 import os
 import re
+import shlex
 import shutil
 import ssl
 import subprocess
@@ -54,9 +55,12 @@ class Sandbox:
     name: str
 
     @classmethod
-    def up(cls, name: str, subnet: str, hosts: str, suite: str = "bookworm") -> Sandbox:
+    def up(cls, name: str, subnet: str, hosts: str, suite: str = "bookworm",
+           options: tuple[str, ...] = ()) -> Sandbox:
+        """`options`: more of `sandbox up`'s, e.g. ("--login", "admin")."""
         sandbox_cli(name, "down", check=False)  # a leftover from an interrupted run
-        sandbox_cli(name, "up", "--suite", suite, "--subnet", subnet, "--hosts", hosts)
+        sandbox_cli(name, "up", "--suite", suite, "--subnet", subnet, "--hosts", hosts,
+                    *options)
         return cls(name)
 
     def down(self) -> None:
@@ -76,7 +80,15 @@ class Sandbox:
     def host(self, short_name: str) -> dict:
         return next(h for h in self.hosts() if h["name"] == f"{self.name}-{short_name}")
 
+    @property
+    def sudo(self) -> bool:
+        """Whether its hosts are logged in to as a sudo user, as cloud images are."""
+        return self.manifest.get("ssh_user", "root") != "root"
+
     def ssh(self, host: dict, command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """`command` as root on the host (through sudo where the login is a sudo user's)."""
+        if self.sudo:
+            command = f"sudo -n sh -c {shlex.quote(command)}"
         result = subprocess.run(["ssh", "-F", self.ssh_config, host["name"], command],
                                 capture_output=True, text=True, timeout=120, check=False)
         if check and result.returncode != 0:
@@ -84,7 +96,8 @@ class Sandbox:
         return result
 
     def testinfra(self, host: dict):
-        return testinfra.get_host(f"ssh://{host['name']}", ssh_config=self.ssh_config)
+        return testinfra.get_host(f"ssh://{host['name']}", ssh_config=self.ssh_config,
+                                  sudo=self.sudo)
 
     def controller_address(self, host: dict) -> str:
         """This machine's address on the host's link: where the tests' requests come from."""
@@ -95,9 +108,10 @@ class Sandbox:
 
 
 @contextlib.contextmanager
-def own_sandbox(name: str, subnet: str, hosts: str) -> Iterator[Sandbox]:
+def own_sandbox(name: str, subnet: str, hosts: str, options: tuple[str, ...] = ()
+                ) -> Iterator[Sandbox]:
     """A sandbox of a test module's own: up for the module, down after it, failed or not."""
-    sandbox = Sandbox.up(name, subnet, hosts)
+    sandbox = Sandbox.up(name, subnet, hosts, options=options)
     try:
         yield sandbox
     finally:
