@@ -27,6 +27,8 @@ def test_targets_file_for_real_servers(tmp_path: Path) -> None:
     assert groups["databases"][0][1]["ssh_port"] == 2222
     stage_data = groups["staging"][0][1]
     assert stage_data["ssh_user"] == "deploy" and stage_data["_sudo"] is True
+    assert stage_data["_temp_dir"] == "/var/lib/wsgistack/uploads/deploy", \
+        "a sudo user's uploads wait in its own dir, never /tmp"
     assert stage_data["ssh_key"] == str(Path("~/.ssh/deploy").expanduser())
     assert stage_data["ssh_strict_host_key_checking"] == "yes"
     assert stage_data["ssh_paramiko_connect_kwargs"] == {
@@ -43,6 +45,7 @@ def test_targets_file_for_real_servers(tmp_path: Path) -> None:
     ("[staging\n", "targets file"),
     ("[production]\nhosts = [\"web1\"]\ndatabase = \"web1\"\n", "not one of its web hosts"),
     ("[production]\nhosts = [\"web1\"]\ndatabases = [\"db\"]\n", "unknown keys"),
+    ("[ssh]\nsudo = true\n[staging]\nhosts = [\"s1\"]\n", "sudo = true needs user"),
 ])
 def test_bad_targets_files(tmp_path: Path, text: str, message: str) -> None:
     targets = tmp_path / "targets.toml"
