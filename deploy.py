@@ -16,7 +16,13 @@ from pyinfra import host
 from wsgistack import acme, app, base, database, nginx, supervisor
 from wsgistack.environment import Environment, is_database_host
 from wsgistack.removal import removal_command
-from wsgistack.rollout import AppStep, Plan, go_live_in_batches
+from wsgistack.rollout import (
+    DATABASE_FIRST,
+    AppStep,
+    Plan,
+    database_host_first,
+    go_live_in_batches,
+)
 from wsgistack.secrets import app_secrets
 from wsgistack.settings import host_group, load_settings
 from wsgistack.stack import extra_packages, read_database_host, read_host_state
@@ -52,4 +58,7 @@ else:
         certificate=certificate,
         removals=[(gone.name, removal_command(gone, seen)) for gone in settings.removed_apps],
     )
+if environment.database:  # from this one line on every host: see database_host_first
+    database_host_first(name=DATABASE_FIRST)
+if not is_database_host():
     go_live_in_batches(settings, plan, seen)

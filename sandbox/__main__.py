@@ -25,6 +25,14 @@ def parse_groups(text: str) -> dict[str, int]:
     return groups
 
 
+def parse_jumps(text: str) -> dict[str, str]:
+    """`production-db1=production1` -> {"production-db1": "production1"}"""
+    pairs = [item.partition("=") for item in text.split(",") if item]
+    if not all(hidden and sign and jump for hidden, sign, jump in pairs):
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST=JUMP,...")
+    return {hidden.strip(): jump.strip() for hidden, _sign, jump in pairs}
+
+
 def parser() -> argparse.ArgumentParser:
     """`--name` goes before or after the command (`--name x up` or `up --name x`)."""
     name = os.environ.get("WSGISTACK_SANDBOX", DEFAULT.name)
@@ -43,6 +51,9 @@ def parser() -> argparse.ArgumentParser:
                     help="hosts per inventory group, e.g. staging=1,production=2,production-db=1"
                          " (an environment's database host); ca=1 adds the sandbox's own ACME"
                          " CA (pebble)")
+    up.add_argument("--behind", type=parse_jumps, default={}, metavar="HOST=JUMP,...",
+                    help="hosts the controller cannot reach, only through another, e.g."
+                         " production-db1=production1")
     up.add_argument("--login", default=DEFAULT.login, choices=LOGINS,
                     help="who logs in over SSH: root, or admin with passwordless sudo and"
                          " root's login refused, as on Debian's cloud images")
@@ -74,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.command == "up":
-            spec = SandboxSpec(args.name, args.suite, args.subnet, args.hosts, args.login)
+            spec = SandboxSpec(args.name, args.suite, args.subnet, args.hosts, args.login,
+                               args.behind)
             lifecycle.up(spec)
             print_status(spec)
         elif args.command == "down":
@@ -105,7 +117,9 @@ def print_status(spec: SandboxSpec) -> None:
     print(f"sandbox {spec.name!r}: Debian {spec.suite}, subnet {spec.subnet}")
     for host, address, running in lifecycle.status(spec):
         state = "running" if running else "stopped"
-        print(f"  {host.name:<24} {host.group:<12} {address:<16} {state}")
+        jump = spec.jump_of(host)
+        behind = f"  (through {jump.name})" if jump else ""
+        print(f"  {host.name:<24} {host.group:<12} {address:<16} {state}{behind}")
 
 
 if __name__ == "__main__":

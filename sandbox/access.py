@@ -42,7 +42,9 @@ class AccessFiles:
         for host in spec.hosts:
             address = spec.address(host)
             known_hosts += [f"{address},{host.name} {key}" for key in host_keys[host.name]]
-            config.append(f"Host {host.name}\n  HostName {address}\n")
+            jump = spec.jump_of(host)
+            config.append(f"Host {host.name}\n  HostName {address}\n"
+                          + (f"  ProxyJump {jump.name}\n" if jump else ""))
         config.append(
             f"Host *\n  User {spec.login}\n"
             f"  IdentityFile {self.key}\n  IdentitiesOnly yes\n"
@@ -70,7 +72,8 @@ def save_spec(spec: SandboxSpec) -> None:
         "known_hosts": str(files.known_hosts),
         "ssh_config": str(files.ssh_config),
         "hosts": [
-            {"name": host.name, "group": host.group, "address": str(spec.address(host))}
+            {"name": host.name, "group": host.group, "address": str(spec.address(host)),
+             **({"jump": jump.name} if (jump := spec.jump_of(host)) else {})}
             for host in spec.hosts
         ],
     }

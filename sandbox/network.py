@@ -75,12 +75,20 @@ def ensure_nat(spec: SandboxSpec) -> None:
     enable_forwarding()
     if nat_present(spec):
         return
+    hidden = ", ".join(str(spec.address(host)) for host in spec.hidden)
+    # A host behind a jump host: nothing this machine sends reaches it; its jump host's
+    # packets, which this machine forwards, do.
+    output = ("  chain output {\n"
+              "    type filter hook output priority filter; policy accept;\n"
+              f"    ip daddr {{ {hidden} }} drop\n"
+              "  }\n") if hidden else ""
     run(["nft", "-f", "-"], input=(
         f"table ip {spec.nft_table} {{\n"
         "  chain postrouting {\n"
         "    type nat hook postrouting priority srcnat; policy accept;\n"
         f"    ip saddr {spec.subnet} ip daddr != {spec.subnet} masquerade\n"
         "  }\n"
+        f"{output}"
         "}\n"
     ))
 

@@ -58,6 +58,9 @@ class SandboxSpec:
         "staging": 1, "production": 2, "production-db": 1})
     # Who logs in over SSH: root, or a sudo user as on a cloud image (root's login refused)
     login: str = "root"
+    # Hosts the controller cannot reach, only through another host: {"production-db1":
+    # "production1"}, by short name
+    jumps: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.match(self.name):
@@ -80,6 +83,12 @@ class SandboxSpec:
                                    " for the sandbox's ACME CA")
         if self.login not in LOGINS:
             raise SandboxError(f"login {self.login!r} is not supported: use one of {LOGINS}")
+        names = {host.short_name for host in self.hosts}
+        for hidden, jump in self.jumps.items():
+            if hidden not in names or jump not in names or jump in self.jumps:
+                raise SandboxError(f"--behind {hidden}={jump} is invalid: name two of the"
+                                   f" sandbox's hosts ({', '.join(sorted(names))}), the jump"
+                                   " host reachable itself")
         capacity = network.num_addresses // 4
         if not 0 < len(self.hosts) <= capacity:
             raise SandboxError(
@@ -107,6 +116,15 @@ class SandboxSpec:
                 return host
         known = ", ".join(host.short_name for host in self.hosts)
         raise SandboxError(f"no host {name!r} in sandbox {self.name!r}: hosts are {known}")
+
+    def jump_of(self, host: HostSpec) -> HostSpec | None:
+        """The host that `host` is reached through, if the controller cannot reach it."""
+        jump = self.jumps.get(host.short_name)
+        return self.host(jump) if jump else None
+
+    @property
+    def hidden(self) -> list[HostSpec]:
+        return [host for host in self.hosts if self.jump_of(host)]
 
     def slot(self, host: HostSpec) -> ipaddress.IPv4Network:
         return list(self.network.subnets(new_prefix=HOST_PREFIX_LENGTH))[host.index]

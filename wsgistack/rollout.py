@@ -81,6 +81,25 @@ def go_live(commands: list[str], rollout: Rollout, shared: bool = False):
         yield StringCommand(command)
 
 
+DATABASE_FIRST = "The environment's database host first: its operations before any go-live"
+
+
+@operation()
+def database_host_first():
+    """Changes nothing. Every host of an environment with a database host calls it from the
+    same line (deploy.py), so it is one operation they share, which pyinfra orders after
+    each host's earlier operations and before its later ones: the database host is
+    converged before any web host goes live (a shared database's migration first), however
+    few operations the web hosts have left."""
+    yield from ()
+
+
+def only_waits() -> bool:
+    """Whether every operation this run calls on the host is database_host_first."""
+    return all(state.get_op_meta(op_hash).names <= {DATABASE_FIRST}
+               for op_hash in host.op_hash_order)
+
+
 @dataclass(frozen=True)
 class AppStep:
     """What going live means for one app on this host: golive commands, "" for nothing."""
@@ -112,9 +131,10 @@ def go_live_in_batches(settings: Settings, plan: Plan, seen: HostState | None = 
     """Every batch of the host's group in order; the host acts in its own batch, then its
     apps are health-checked. A host with nothing due is checked at once, with all like it:
     it has nothing to order against the batches, so it calls no go-live operation. If this
-    run calls no operation on it at all, the health reading taken with `seen` may stand."""
+    run calls no operation on it that may change it, the health reading taken with `seen`
+    may stand."""
     if not plan.due:
-        untouched = seen if state.get_meta_for_host(host).ops == 0 else None
+        untouched = seen if only_waits() else None
         for each in plan.apps:
             health.check_app(settings, each.app, active=True, untouched=untouched)
         return

@@ -10,9 +10,11 @@ Two sources, one shape:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -57,11 +59,15 @@ def targets_from_sandbox(name: str) -> dict[str, list[HostEntry]]:
         data.update(acme_directory=sandbox["ca"]["directory"],
                     acme_ca_certificate=sandbox["ca"]["certificate"])
     groups: dict[str, list[HostEntry]] = {group: [] for group in (*GROUPS, DATABASES)}
+    hosts = {host["name"]: {"ssh_hostname": host["address"], **data,
+                            **({"jump": host["jump"]} if "jump" in host else {})}
+             for host in sandbox["hosts"] if host["group"] != SANDBOX_CA}
+    add_jumps(hosts)
     for host in sandbox["hosts"]:
         if host["group"] == SANDBOX_CA:
             continue
         environment, database, _ = host["group"].partition("-db")
-        entry = (host["name"], {"ssh_hostname": host["address"], **data})
+        entry = (host["name"], hosts[host["name"]])
         groups.setdefault(environment, []).append(entry)
         if database:
             groups[DATABASES].append(entry)
@@ -69,39 +75,143 @@ def targets_from_sandbox(name: str) -> dict[str, list[HostEntry]]:
 
 
 def targets_from_file(path: Path) -> dict[str, list[HostEntry]]:
-    """Read a targets file: an optional [ssh] table for all hosts, then one table per group:
-    its web `hosts` and, optionally, its `database` host."""
+    """Read a targets file: an optional [ssh] table for all hosts, one table per group (its
+    web `hosts` and, optionally, its `database` host, with its own [<group>.ssh]), and
+    optional [host."<name>"] tables of one host's own ssh keys (e.g. its `jump` host)."""
     try:
         config = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise TargetsError(f"targets file {path}: {error}") from None
-    unknown = set(config) - {"ssh", *GROUPS}
+    where = f"targets file {path}"
+    unknown = set(config) - {"ssh", "host", *GROUPS}
     if unknown:
-        raise TargetsError(f"targets file {path}: unknown tables {sorted(unknown)}")
-    ssh = ssh_data(config.get("ssh", {}), path)
-    groups: dict[str, list[HostEntry]] = {DATABASES: []}
+        raise TargetsError(f"{where}: unknown tables {sorted(unknown)}")
+    ssh = {"ssh_paramiko_connect_kwargs": connect_timeouts(CONNECT_TIMEOUT),
+           **ssh_data(config.get("ssh", {}), path)}
+    data: dict[str, dict[str, Any]] = {}  # each host's, shared by every group it is in
+    members: dict[str, list[str]] = {DATABASES: []}
     for group in GROUPS:
         table = config.get(group, {})
-        unknown = set(table) - {"hosts", "database", "ssh"}
-        if unknown:
-            raise TargetsError(f"targets file {path}: [{group}] has unknown keys {sorted(unknown)}")
-        hosts = table.get("hosts", [])
-        if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
-            raise TargetsError(f"targets file {path}: [{group}] hosts must be a list of names")
-        database = table.get("database")
-        if database is not None and (not isinstance(database, str) or not database
-                                     or database in hosts):
-            raise TargetsError(f"targets file {path}: [{group}] database must be one host's"
-                               " name, not one of its web hosts")
-        group_ssh = with_login({**ssh, **ssh_data(table.get("ssh", {}), path)},
-                               f"targets file {path}: [{group}]")
-        groups[group] = [(name, dict(group_ssh)) for name in [*hosts, *filter(None, [database])]]
-        if database:
-            groups[DATABASES].append((database, dict(group_ssh)))
-    return groups
+        hosts, database = group_hosts(table, f"{where}: [{group}]")
+        group_ssh = {**ssh, **ssh_data(table.get("ssh", {}), path)}
+        members[group] = [*hosts, *filter(None, [database])]
+        members[DATABASES] += filter(None, [database])
+        data.update((name, dict(group_ssh)) for name in members[group])
+    for name, table in config.get("host", {}).items():
+        if name not in data:
+            raise TargetsError(f"{where}: [host.\"{name}\"] is no host of staging or production")
+        data[name].update(ssh_data(table, path))
+    for name in data:
+        data[name] = with_login(data[name], f"{where}: {name}")
+    add_jumps(data)
+    return {group: [(name, data[name]) for name in names] for group, names in members.items()}
+
+
+def group_hosts(table: dict[str, Any], where: str) -> tuple[list[str], str | None]:
+    """A group table's web hosts and database host, checked."""
+    unknown = set(table) - {"hosts", "database", "ssh"}
+    if unknown:
+        raise TargetsError(f"{where} has unknown keys {sorted(unknown)}")
+    hosts = table.get("hosts", [])
+    if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
+        raise TargetsError(f"{where} hosts must be a list of names")
+    database = table.get("database")
+    if database is not None and (not isinstance(database, str) or not database
+                                 or database in hosts):
+        raise TargetsError(f"{where} database must be one host's name, not one of its web"
+                           " hosts")
+    return hosts, database
+
+
+# --- hosts behind a jump host -----------------------------------------------------------
+
+JUMP_CONFIGS = Path("~/.cache/wsgistack/ssh")  # the ssh configs made for pyinfra, by digest
+
+
+@dataclass(frozen=True)
+class JumpHost:
+    """How to log in to a jump host: as OpenSSH's ProxyJump does, with its own host key
+    checked against the same known_hosts as the hosts behind it."""
+
+    alias: str  # the host's name in ProxyJump (its `Host` block here)
+    hostname: str  # where it is
+    user: str | None
+    port: int
+    key: str | None
+    known_hosts: str | None
+    timeout: int
+
+    def config(self) -> list[str]:
+        lines = [f"Host {self.alias}", f"  HostName {self.hostname}",
+                 "  StrictHostKeyChecking yes", f"  ConnectTimeout {self.timeout}"]
+        # Only another port than 22: pyinfra passes a configured port on as text, and
+        # paramiko then looks up "[host]:22" in known_hosts, where a key for port 22 is
+        # recorded as "host".
+        lines += [f"  Port {self.port}"] if self.port != 22 else []
+        lines += [f"  User {self.user}"] if self.user else []
+        lines += [f"  IdentityFile {self.key}", "  IdentitiesOnly yes"] if self.key else []
+        lines += [f"  UserKnownHostsFile {self.known_hosts}"] if self.known_hosts else []
+        return lines
+
+
+def jump_host(jump: str, data: dict[str, dict[str, Any]], behind: dict[str, Any]) -> JumpHost:
+    """The jump host `[user@]host[:port]`: a host of the targets logs in as it does; any
+    other (a bastion) as the host behind it does, but for the user and port it names."""
+    user, _, address = jump.rpartition("@")
+    name, _, port = address.partition(":")
+    login = data.get(name, behind)
+    return JumpHost(name, str(login.get("ssh_hostname") or name), user or login.get("ssh_user"),
+                    int(port or login.get("ssh_port", 22)), login.get("ssh_key"),
+                    login.get("ssh_known_hosts_file"),
+                    login["ssh_paramiko_connect_kwargs"]["timeout"])
+
+
+def add_jumps(data: dict[str, dict[str, Any]]) -> None:
+    """Give each host with a `jump` an ssh config (pyinfra's ssh_config_file) that reaches it
+    through its jump host: `ProxyJump`, with host key checking on both hops."""
+    behind = {name: host.pop("jump") for name, host in data.items() if host.get("jump")}
+    if not behind:
+        return
+    lines = ["# Made by wsgistack.targets for pyinfra: the hosts reached through a jump host,"
+             " and how to log in to each jump host."]
+    jumps = {}
+    for name, jump in behind.items():
+        lines += [f"Host {data[name].get('ssh_hostname') or name}", f"  ProxyJump {jump}"]
+        jumps[jump] = jump_host(jump, data, data[name])
+    for jump in jumps.values():
+        lines += jump.config()
+    path = write_ssh_config("\n".join(lines) + "\n")
+    for name in behind:
+        data[name]["ssh_config_file"] = str(path)
+    report_jump_host_key_errors()
+
+
+def report_jump_host_key_errors() -> None:
+    """pyinfra 3.10 reports a changed host key of a host as one line, but crashes the whole
+    run (AttributeError: no `_ssh_config`) when the changed key is its jump host's: the
+    handler reads the client's config, which is set only once every hop has connected. A
+    default lets it report it for the host behind the jump host, as one line naming the
+    jump host's address, and the other hosts go on."""
+    from pyinfra.connectors.sshuserclient.client import SSHClient
+    if not hasattr(SSHClient, "_ssh_config"):
+        SSHClient._ssh_config = {}  # type: ignore[attr-defined]
+
+
+def write_ssh_config(text: str) -> Path:
+    """The config in the controller's cache, named by its digest (0600, in a 0700 dir)."""
+    directory = JUMP_CONFIGS.expanduser()
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.conf"
+    if not path.exists():
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(text)
+        temporary.chmod(0o600)
+        temporary.replace(path)
+    return path
 
 
 SSH_KEYS = {
+    "jump": "jump",  # [user@]host[:port] it is reached through (add_jumps)
     "user": "ssh_user",
     "port": "ssh_port",
     "key": "ssh_key",
@@ -135,15 +245,17 @@ def with_login(data: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def ssh_data(table: dict[str, Any], path: Path) -> dict[str, Any]:
-    """Map the [ssh] table to pyinfra host data. Host key checking is always on."""
+    """Map an ssh table to pyinfra host data (what it sets, over the tables above it). Host
+    key checking is always on."""
     unknown = set(table) - set(SSH_KEYS)
     if unknown:
         raise TargetsError(f"targets file {path}: unknown ssh keys {sorted(unknown)}")
     data = {SSH_KEYS[key]: value for key, value in table.items()}
-    timeout = table.get("connect_timeout", CONNECT_TIMEOUT)
-    if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= 300:
-        raise TargetsError(f"targets file {path}: ssh connect_timeout must be 1-300 seconds")
-    data["ssh_paramiko_connect_kwargs"] = connect_timeouts(timeout)
+    if "connect_timeout" in table:
+        timeout = table["connect_timeout"]
+        if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= 300:
+            raise TargetsError(f"targets file {path}: ssh connect_timeout must be 1-300 seconds")
+        data["ssh_paramiko_connect_kwargs"] = connect_timeouts(timeout)
     for key in ("ssh_key", "ssh_known_hosts_file"):
         if key in data:
             data[key] = str(Path(data[key]).expanduser())

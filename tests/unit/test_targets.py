@@ -90,3 +90,45 @@ def test_a_sandbox_ca_is_no_target_and_every_host_asks_it_alone(
 def test_missing_sandbox_says_how_to_start_it() -> None:
     with pytest.raises(TargetsError, match="python -m sandbox up"):
         load_targets({"WSGISTACK_SANDBOX": "nosuchsandbox"})
+
+
+def test_a_host_behind_a_jump_host_gets_an_ssh_config_with_both_hops_checked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(targets, "JUMP_CONFIGS", tmp_path / "cache")
+    path = tmp_path / "targets.toml"
+    path.write_text(
+        '[ssh]\nuser = "admin"\nkey = "/k/id"\nknown_hosts = "/k/known"\nsudo = true\n'
+        'connect_timeout = 20\n\n'
+        '[production]\nhosts = ["web1.example.com"]\ndatabase = "db1.internal"\n'
+        '[production.ssh]\nport = 2222\n\n'
+        '[staging]\nhosts = ["stage1.internal"]\n\n'
+        '[host."db1.internal"]\njump = "web1.example.com"\n\n'
+        '[host."stage1.internal"]\njump = "ops@bastion.example.com:2200"\n')
+    groups = load_targets({"WSGISTACK_TARGETS": str(path)})
+    database = dict(groups["databases"])["db1.internal"]
+    assert database is dict(groups["production"])["db1.internal"], "one host, one data"
+    assert "jump" not in database and "ssh_config_file" not in dict(groups["production"])[
+        "web1.example.com"]
+    config = Path(database["ssh_config_file"])
+    assert config == Path(dict(groups["staging"])["stage1.internal"]["ssh_config_file"])
+    assert oct(config.stat().st_mode & 0o777) == "0o600"
+    assert oct(config.parent.stat().st_mode & 0o777) == "0o700"
+    text = config.read_text()
+    assert "Host db1.internal\n  ProxyJump web1.example.com\n" in text
+    assert ("Host web1.example.com\n  HostName web1.example.com\n"
+            "  StrictHostKeyChecking yes\n  ConnectTimeout 20\n  Port 2222\n  User admin\n"
+            "  IdentityFile /k/id\n  IdentitiesOnly yes\n  UserKnownHostsFile /k/known\n"
+            ) in text, "a target as jump host logs in as it does"
+    assert "Host stage1.internal\n  ProxyJump ops@bastion.example.com:2200\n" in text
+    assert ("Host bastion.example.com\n  HostName bastion.example.com\n"
+            "  StrictHostKeyChecking yes\n  ConnectTimeout 20\n  Port 2200\n  User ops\n"
+            ) in text
+    assert database["ssh_paramiko_connect_kwargs"]["timeout"] == 20, "a group's ssh table"\
+        " keeps the timeout set above it"
+
+
+def test_a_host_table_must_name_a_host(tmp_path: Path) -> None:
+    path = tmp_path / "targets.toml"
+    path.write_text('[staging]\nhosts = ["s1"]\n[host."s2"]\njump = "s1"\n')
+    with pytest.raises(TargetsError, match=r'host\."s2"\] is no host of staging or production'):
+        load_targets({"WSGISTACK_TARGETS": str(path)})
