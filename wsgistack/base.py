@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.api import deploy
+from pyinfra.context import ctx_host
 from pyinfra.operations import apt, systemd
 
 from wsgistack.facts import InstalledPackages, ServiceStates
@@ -33,6 +34,8 @@ def upload_dirs() -> list[Managed]:
     (0700) in root's /var/lib/wsgistack, named in the host's `_temp_dir` (wsgistack.targets),
     never /tmp, where others could read them or create the file first. None for root, whose
     uploads go straight to their place."""
+    if not ctx_host.isset():  # read outside a deploy (make lint): no host, no login
+        return []
     private, user = host.data.get("_temp_dir"), host.data.get("ssh_user")
     if not private:
         return []
