@@ -28,7 +28,7 @@ from wsgistack.changes import will_change
 from wsgistack.environment import Environment, Member
 from wsgistack.facts import ServiceStates, is_on
 from wsgistack.hoststate import HostState, Read
-from wsgistack.managed import AbsentFile, Directory, File, Managed, ensure_all
+from wsgistack.managed import Absent, Directory, File, Managed, ensure_all
 from wsgistack.onhost.golive import (
     ROOT,
     Certificate,
@@ -98,7 +98,7 @@ def managed(settings: Settings) -> list[Managed]:
     if not settings.acme:
         # certbot's timer may still renew a certificate from before: it must not replace
         # the operator's pair.
-        return [AbsentFile("Remove certbot's deploy hook (tls_mode is not acme)", str(HOOK))]
+        return [Absent("Remove certbot's deploy hook (tls_mode is not acme)", str(HOOK))]
     ca = settings.acme_ca_certificate
     context = {"path": DROP_IN, "directory": settings.acme_directory,
                "ca_bundle": CA_BUNDLE if ca else None}

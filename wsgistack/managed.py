@@ -1,4 +1,4 @@
-"""What the deploy manages on a host, as data: directories, files, logs and absent links.
+"""What the deploy manages on a host, as data: directories, files, logs and absent files.
 
 Each item names its path (read in the host state), says whether the host already has it
 as declared, and applies itself with pyinfra's own operation. `ensure` applies an item
@@ -130,30 +130,22 @@ class LogFile:
 
 
 @dataclass(frozen=True)
-class AbsentLink:
+class Absent:
+    """A file, or a link (`link`), the host must not have."""
+
     name: str
     path: str
+    link: bool = False
 
     def in_place(self, seen: PathState | None) -> bool:
         return seen is None
 
     def apply(self) -> OperationMeta:
-        return files.link(name=self.name, path=self.path, present=False)
+        remove = files.link if self.link else files.file
+        return remove(name=self.name, path=self.path, present=False)
 
 
-@dataclass(frozen=True)
-class AbsentFile:
-    name: str
-    path: str
-
-    def in_place(self, seen: PathState | None) -> bool:
-        return seen is None
-
-    def apply(self) -> OperationMeta:
-        return files.file(name=self.name, path=self.path, present=False)
-
-
-Managed = Directory | File | LogFile | AbsentLink | AbsentFile
+Managed = Directory | File | LogFile | Absent
 
 
 def ensure(item: Managed, seen: HostState) -> OperationMeta | None:

@@ -14,7 +14,7 @@ from wsgistack import acme, tls
 from wsgistack.changes import will_change
 from wsgistack.environment import Environment
 from wsgistack.hoststate import HostState, Read
-from wsgistack.managed import AbsentLink, File, LogFile, Managed, ensure_all
+from wsgistack.managed import Absent, File, LogFile, Managed, ensure_all
 from wsgistack.onhost.golive import Unit, site_unit
 from wsgistack.paths import TEMPLATES, AppPaths
 from wsgistack.settings import Settings
@@ -65,7 +65,8 @@ def managed(settings: Settings, where: Environment) -> list[Managed]:
         *tls.directories(),
         *candidates(settings, where),
         *log_files(settings),
-        AbsentLink("Disable Debian's default nginx site", f"{unit(settings).listing}/default"),
+        Absent("Disable Debian's default nginx site", f"{unit(settings).listing}/default",
+               link=True),
     ]
 
 

@@ -168,6 +168,35 @@ def deploy(sandbox: Sandbox, *args: str, secrets_dir: Path, extra_env: dict | No
     return Run(result.returncode, result.stdout + result.stderr)
 
 
+# Production's database password in the tests' deploys (strong enough to be accepted).
+DATABASE_PASSWORD = "production-database-password-for-tests-0123456789"
+
+
+def deploy_environment(sandbox: Sandbox, secrets_dir: Path, *args: str,
+                       entry: str = "deploy.py") -> Run:
+    """A deploy (or `entry`) of a sandbox whose production may have a database host."""
+    return deploy(sandbox, *args, secrets_dir=secrets_dir, entry=entry,
+                  extra_env={"PRODUCTION_FLASKTODO_DATABASE_PASSWORD": DATABASE_PASSWORD})
+
+
+@dataclass
+class Deployed:
+    """A test module's own sandbox, first deployed: further deploys, and root's shell."""
+
+    sandbox: Sandbox
+    secrets_dir: Path
+    first: Run
+
+    def deploy(self, *args: str, entry: str = "deploy.py") -> Run:
+        return deploy_environment(self.sandbox, self.secrets_dir, *args, entry=entry)
+
+    def ssh(self, host: dict, command: str, check: bool = True) -> str:
+        """`command`'s output as root on the host (its stderr too)."""
+        result = self.sandbox.ssh(host, command, check=False)
+        assert not check or result.returncode == 0, f"{host['name']}: {result.stderr}"
+        return result.stdout + result.stderr
+
+
 def repo_copy(parent: Path) -> Path:
     """A copy of this repo's files (sharing its wheelhouse cache), to deploy a deliberately
     changed version of the deploy itself."""

@@ -14,12 +14,20 @@ import ssl
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import Run, Sandbox, connect, deploy, own_sandbox, sandbox_cli
+from tests.integration.helpers import (
+    Deployed,
+    Run,
+    Sandbox,
+    connect,
+    deploy,
+    own_sandbox,
+    sandbox_cli,
+)
 from tests.integration.load import Load
 
 NAME, SUBNET = "iacme", "10.191.0.0/24"
@@ -34,20 +42,15 @@ FORCED_RENEWAL = ("env $(systemctl show -p Environment --value certbot.service)"
 
 
 @dataclass
-class Acme:
-    sandbox: Sandbox
-    secrets_dir: Path
-    first: Run
-    trusted: ssl.SSLContext  # trusts pebble's root only, as a client of this CA would
+class Acme(Deployed):
+    # trusts pebble's root only, as a client of this CA would (made by the fixture)
+    trusted: ssl.SSLContext = field(default_factory=ssl.create_default_context)
 
-    def deploy(self, *args: str) -> Run:
-        return deploy(self.sandbox, *ACME, *args, secrets_dir=self.secrets_dir)
+    def deploy(self, *args: str, entry: str = "deploy.py") -> Run:
+        return super().deploy(*ACME, *args, entry=entry)
 
     def web(self) -> list[dict]:
         return [h for h in self.sandbox.hosts() if h["group"] in NAMES]
-
-    def ssh(self, host: dict, command: str) -> str:
-        return self.sandbox.ssh(host, command).stdout
 
     def served(self, host: dict, name: str) -> dict:
         """The certificate the host serves for `name`, verified against pebble's root."""

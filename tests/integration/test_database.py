@@ -12,18 +12,17 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.integration.helpers import (
+    DATABASE_PASSWORD,
     FLASKTODO_VERSION,
-    Run,
-    Sandbox,
+    Deployed,
     app_release,
     apps_data,
-    deploy,
+    deploy_environment,
     http,
     own_sandbox,
     sandbox_cli,
@@ -32,7 +31,7 @@ from tests.integration.helpers import (
 from tests.integration.load import Load
 
 NAME, SUBNET = "idb", "10.188.0.0/24"
-PASSWORD = "production-database-password-for-tests-0123456789"
+PASSWORD = DATABASE_PASSWORD
 SERVER_NAME = {"staging": "staging.flasktodo.test", "production": "flasktodo.test"}
 PSQL = ("psql -X -A -t -v ON_ERROR_STOP=1 \"host={host} dbname=flasktodo user=flasktodo"
         " sslmode={sslmode} sslrootcert=/etc/ssl/wsgistack/database.crt connect_timeout=5\"")
@@ -44,16 +43,7 @@ BROKEN = ('(3, "a broken migration", {"sqlite": "SELECT no_such_function()",'
           ' "postgresql": "SELECT no_such_function()"}),')
 
 
-@dataclass
-class Environment:
-    sandbox: Sandbox
-    secrets_dir: Path
-    first: Run
-
-    def deploy(self, *args: str, entry: str = "deploy.py") -> Run:
-        return deploy(self.sandbox, *args, secrets_dir=self.secrets_dir, entry=entry,
-                      extra_env={"PRODUCTION_FLASKTODO_DATABASE_PASSWORD": PASSWORD})
-
+class Environment(Deployed):
     @property
     def web(self) -> list[dict]:
         return self.sandbox.hosts("production")[:2]
@@ -61,11 +51,6 @@ class Environment:
     @property
     def database(self) -> dict:
         return self.sandbox.host("production-db1")
-
-    def ssh(self, host: dict, command: str, check: bool = True) -> str:
-        result = self.sandbox.ssh(host, command, check=False)
-        assert not check or result.returncode == 0, result.stderr
-        return result.stdout + result.stderr
 
     def sql(self, query: str) -> str:
         """A query in FlaskTODO's database, as postgres on the database host."""
@@ -88,8 +73,7 @@ def with_migration(parent: Path, version: str, migration: str) -> Path:
 @pytest.fixture(scope="module")
 def environment(secrets_dir: Path) -> Iterator[Environment]:
     with own_sandbox(NAME, SUBNET, "staging=1,production=2,production-db=1") as sandbox:
-        first = deploy(sandbox, "-y", secrets_dir=secrets_dir,
-                       extra_env={"PRODUCTION_FLASKTODO_DATABASE_PASSWORD": PASSWORD})
+        first = deploy_environment(sandbox, secrets_dir, "-y")
         yield Environment(sandbox, secrets_dir, first)
 
 

@@ -11,25 +11,18 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import Run, Sandbox, deploy, own_sandbox
+from tests.integration.helpers import Deployed, Run, deploy_environment, own_sandbox
 
 NAME, SUBNET = "ijump", "10.193.0.0/24"
-PASSWORD = "production-database-password-for-tests-0123456789"
 
 
-@dataclass
-class Hidden:
-    sandbox: Sandbox
-    secrets_dir: Path
-    first: Run
-
-    def deploy(self, *args: str) -> Run:
-        return deploy_production(self.sandbox, self.secrets_dir, *args)
+class Hidden(Deployed):
+    def production(self) -> Run:
+        return self.deploy("--limit", "production", "-y")
 
     @property
     def known_hosts(self) -> Path:
@@ -48,16 +41,12 @@ class Hidden:
         return kept
 
 
-def deploy_production(sandbox: Sandbox, secrets_dir: Path, *args: str) -> Run:
-    return deploy(sandbox, "--limit", "production", *args, "-y", secrets_dir=secrets_dir,
-                  extra_env={"PRODUCTION_FLASKTODO_DATABASE_PASSWORD": PASSWORD})
-
-
 @pytest.fixture(scope="module")
 def hidden(secrets_dir: Path) -> Iterator[Hidden]:
     with own_sandbox(NAME, SUBNET, "production=2,production-db=1",
                      options=("--behind", "production-db1=production1")) as sandbox:
-        yield Hidden(sandbox, secrets_dir, deploy_production(sandbox, secrets_dir))
+        yield Hidden(sandbox, secrets_dir,
+                     deploy_environment(sandbox, secrets_dir, "--limit", "production", "-y"))
 
 
 def test_the_controller_cannot_reach_the_database_host(hidden: Hidden) -> None:
@@ -79,7 +68,7 @@ def test_it_is_deployed_through_its_jump_host_before_any_web_host_goes_live(
 
     assert first("Make PostgreSQL 15's settings") < first("Migrate flasktodo") \
         < first("Switch flasktodo")
-    assert hidden.deploy().succeeded().changed_ops() == []
+    assert hidden.production().succeeded().changed_ops() == []
     database = hidden.sandbox.host("production-db1")
     assert hidden.sandbox.ssh(database, "hostname").stdout.strip() == database["name"], \
         "the tests reach it as the deploy does: through production1"
@@ -91,7 +80,7 @@ def test_a_changed_host_key_on_either_hop_stops_the_host_behind_with_one_line(
     changed = hidden.sandbox.host(hop)
     kept = hidden.with_wrong_key_for(changed)
     try:
-        run = hidden.deploy()
+        run = hidden.production()
     finally:
         hidden.known_hosts.write_text(kept)
     assert run.returncode != 0
@@ -100,4 +89,4 @@ def test_a_changed_host_key_on_either_hop_stops_the_host_behind_with_one_line(
             " does not match.)") in run.output
     assert f"{NAME}-production-db1: UNREACHABLE: not deployed" in run.output
     assert f"{NAME}-production2: https://" in run.output, "the other hosts go on"
-    assert hidden.deploy().succeeded().changed_ops() == []
+    assert hidden.production().succeeded().changed_ops() == []

@@ -18,25 +18,22 @@ import json
 import re
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.integration.helpers import (
     FLASKTODO_VERSION,
-    Run,
-    Sandbox,
+    Deployed,
     app_release,
     apps_data,
-    deploy,
+    deploy_environment,
     http,
     own_sandbox,
 )
 
 NAME, SUBNET = "isudo", "10.192.0.0/24"
 HOSTS = "staging=1,production=2,production-db=1"
-PASSWORD = "production-database-password-for-tests-0123456789"
 UPLOADS = "/var/lib/wsgistack/uploads/admin"
 # The files a secret change uploads, each holding the secret
 SECRET_FILES = ("/etc/flasktodo/config.py.next", "/etc/flasktodo/env.next")
@@ -47,22 +44,10 @@ POLL = ("while [ ! -e ~/stop ]; do find /tmp /var/tmp /var/lib/wsgistack -xdev -
         " -readable -exec cat {} + >> ~/seen 2>/dev/null; done")
 
 
-@dataclass
-class Cloud:
-    sandbox: Sandbox
-    secrets_dir: Path
-    first: Run
-
-    def deploy(self, *args: str, entry: str = "deploy.py") -> Run:
-        return deploy(self.sandbox, *args, secrets_dir=self.secrets_dir, entry=entry,
-                      extra_env={"PRODUCTION_FLASKTODO_DATABASE_PASSWORD": PASSWORD})
-
+class Cloud(Deployed):
     @property
     def staging(self) -> dict:
         return self.sandbox.host("staging1")
-
-    def ssh(self, host: dict, command: str) -> str:
-        return self.sandbox.ssh(host, command).stdout
 
     def version(self, host: dict) -> str:
         status, _headers, body = http(host["address"], "/flasktodo/healthz",
@@ -74,9 +59,7 @@ class Cloud:
 @pytest.fixture(scope="module")
 def cloud(secrets_dir: Path) -> Iterator[Cloud]:
     with own_sandbox(NAME, SUBNET, HOSTS, options=("--login", "admin")) as sandbox:
-        first = deploy(sandbox, "-y", secrets_dir=secrets_dir,
-                       extra_env={"PRODUCTION_FLASKTODO_DATABASE_PASSWORD": PASSWORD})
-        yield Cloud(sandbox, secrets_dir, first)
+        yield Cloud(sandbox, secrets_dir, deploy_environment(sandbox, secrets_dir, "-y"))
 
 
 def test_root_may_not_log_in_and_the_first_deploy_goes_through_sudo(cloud: Cloud) -> None:

@@ -19,7 +19,7 @@ from wsgistack.facts import (
     SystemAccount,
 )
 from wsgistack.hoststate import Batch, HostState, PathState, PathStates, Read
-from wsgistack.managed import AbsentLink, Directory, File
+from wsgistack.managed import Absent, Directory, File
 from wsgistack.wheelhouse import Target
 
 USER = os.environ.get("USER") or subprocess.run(["id", "-un"], capture_output=True, text=True,
@@ -118,7 +118,7 @@ def test_directories_and_absent_links() -> None:
     assert directory.in_place(PathState("directory", 750, "root", "app"))
     assert not directory.in_place(PathState("directory", 755, "root", "app"))
     assert not directory.in_place(PathState("regular file", 750, "root", "app", "x"))
-    link = AbsentLink("Disable it", "/etc/nginx/sites-enabled/default")
+    link = Absent("Disable it", "/etc/nginx/sites-enabled/default", link=True)
     assert link.in_place(None)
     assert not link.in_place(PathState("symbolic link", 777, "root", "root"))
 
