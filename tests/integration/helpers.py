@@ -135,6 +135,16 @@ class Run:
         assert self.returncode == 0, self.output[-5000:]
         return self
 
+    def planned_operations(self) -> list[str]:
+        """The names of the operations a dry run plans to change some host with."""
+        return [re.split(r"\s{2,}", row.strip())[0] for row in self.planned_changes()]
+
+    def changed_operations(self) -> list[str]:
+        """The names of the operations that changed some host, from the results table."""
+        table = self.output.split("--> Results:", 1)[-1].split("Grand total", 1)[0]
+        rows = [re.split(r"\s{2,}", row.strip()) for row in table.strip().splitlines()[1:]]
+        return [row[0] for row in rows if len(row) == 5 and row[2] != "-"]
+
     def planned_changes(self) -> list[str]:
         """Rows of the dry run's "Detected changes" table that name any host."""
         table = self.output.split("--> Detected changes:", 1)[-1]

@@ -135,10 +135,11 @@ def test_drift_is_repaired_through_sudo(cloud: Cloud) -> None:
     host = cloud.staging
     cloud.ssh(host, "chmod 644 /etc/flasktodo/env.next"
                     " && echo '# drift' >> /usr/local/lib/wsgistack/golive")
+    planned = cloud.deploy("--limit", "staging", "--dry").succeeded().planned_operations()
     repaired = cloud.deploy("--limit", "staging", "-y").succeeded()
-    started = re.findall(r"--> Starting operation: (.*)", repaired.output)
-    assert any("Install golive" in name for name in started), started
-    assert any("candidate environment" in name for name in started), started
+    assert repaired.changed_operations() == planned, "the dry run said exactly this"
+    assert any("Install golive" in name for name in planned), planned
+    assert any("candidate environment" in name for name in planned), planned
     state = cloud.sandbox.testinfra(host)
     assert state.file("/etc/flasktodo/env.next").mode == 0o640
     assert "# drift" not in state.file("/usr/local/lib/wsgistack/golive").content_string
