@@ -153,7 +153,7 @@ def prepare_certificate(settings: Settings, seen: HostState) -> str:
                   *(("--ca-bundle", CA_BUNDLE) if settings.acme_ca_certificate else ()))
 
 
-def certificate_problems(group: str, data: dict[str, Any],
+def lets_encrypt_limit_problems(group: str, data: dict[str, Any],
                          web: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """An environment whose web hosts would ask Let's Encrypt for more certificates for
     the same names than it issues in a week. A host's own acme_directory (a sandbox's CA)

@@ -21,7 +21,7 @@ from pyinfra_cli.cli import cli
 from pyinfra_cli.inventory import _get_group_data
 from pyinfra_cli.util import parse_cli_arg
 
-from wsgistack.acme import certificate_problems
+from wsgistack.acme import lets_encrypt_limit_problems
 from wsgistack.database import PASSWORD
 from wsgistack.paths import REPO_ROOT
 from wsgistack.secrets import check_secrets
@@ -93,7 +93,7 @@ def check_before_connecting(groups: dict[str, list[HostEntry]]) -> None:
                          if problem not in problems]
         data = group_data(group, options)
         problems += problems_of(group, data, has_database=bool(names[group] & databases))
-        problems += certificate_problems(group, data, [entry for entry in groups[group]
-                                                       if entry[0] not in databases])
+        web = [entry for entry in groups[group] if entry[0] not in databases]
+        problems += lets_encrypt_limit_problems(group, data, web)
     if problems:
         raise SettingsError(problems)

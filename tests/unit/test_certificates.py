@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from tests.unit.onhost_stubs import install_commands
-from wsgistack.acme import CertificateState, certificate_problems
+from wsgistack.acme import CertificateState, lets_encrypt_limit_problems
 from wsgistack.onhost import golive
 from wsgistack.onhost.golive import Certificate, certbot_failure, certificate_problem
 from wsgistack.paths import GOLIVE_SOURCE
@@ -266,13 +266,13 @@ def test_a_site_with_acme_goes_live_on_a_placeholder_pair(host: Host) -> None:
 def test_more_web_hosts_than_lets_encrypt_certifies_a_week_are_refused() -> None:
     data = {"tls_mode": "acme"}
     six = [(f"web{n}", {}) for n in range(6)]
-    assert certificate_problems("production", data, six[:5]) == []
-    assert certificate_problems("production", data, six) == [
+    assert lets_encrypt_limit_problems("production", data, six[:5]) == []
+    assert lets_encrypt_limit_problems("production", data, six) == [
         "group_data (production): tls_mode: acme on 6 web hosts asks Let's Encrypt for 6"
         " certificates for the same names, over its limit of 5 a week: at most 5 web hosts per"
         " environment, or tls_mode files with a certificate of your own"]
-    assert certificate_problems("production", {}, six) == [], "tls_mode files"
+    assert lets_encrypt_limit_problems("production", {}, six) == [], "tls_mode files"
     sandbox = [(name, {"acme_directory": "https://10.9.0.6:14000/dir"}) for name, _ in six]
-    assert certificate_problems("production", data, sandbox) == [], "the sandbox's own CA"
-    assert certificate_problems("production", {**data, "acme_directory": "https://ca.test/d"},
-                                six) == []
+    assert lets_encrypt_limit_problems("production", data, sandbox) == [], "the sandbox's own CA"
+    private = {**data, "acme_directory": "https://ca.test/d"}
+    assert lets_encrypt_limit_problems("production", private, six) == []
