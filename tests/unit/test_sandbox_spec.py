@@ -48,6 +48,10 @@ def test_each_host_gets_its_own_slash_30() -> None:
     ({"subnet": "10.0.0.0/30"}, "/28 or larger"),
     ({"groups": {"staging": 0}}, "do not fit"),
     ({"subnet": "10.0.0.0/28", "groups": {"production": 5}}, "do not fit"),
+    ({"login": "ubuntu"}, "login 'ubuntu' is not supported"),
+    ({"jumps": {"production-db1": "production9"}}, "--behind production-db1=production9"),
+    ({"jumps": {"production1": "production2", "production2": "staging1"}},
+     "the jump host reachable itself"),
 ])
 def test_bad_specs_are_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(SandboxError, match=message):
@@ -78,6 +82,20 @@ def test_hosts_use_the_same_mirrors_for_their_suite() -> None:
     sources = host_sources(Mirrors("http://m/debian", "http://s/sec"), "trixie")
     assert "URIs: http://m/debian\nSuites: trixie trixie-updates" in sources
     assert "URIs: http://s/sec\nSuites: trixie-security" in sources
+
+
+def test_a_host_behind_another_and_a_sudo_login() -> None:
+    spec = SandboxSpec(jumps={"production-db1": "production1"}, login="admin")
+    hidden = spec.host("production-db1")
+    assert spec.jump_of(hidden) == spec.host("production1") and spec.hidden == [hidden]
+    assert spec.jump_of(spec.host("production1")) is None
+    assert spec.as_root("id -u") == "sudo -n sh -c 'id -u'"
+    assert SandboxSpec().as_root("id -u") == "id -u", "root needs no sudo"
+    args = sandbox_cli.parser().parse_args(["up", "--behind", "production-db1=production1",
+                                            "--login", "admin"])
+    assert args.behind == {"production-db1": "production1"} and args.login == "admin"
+    with pytest.raises(argparse.ArgumentTypeError):
+        sandbox_cli.parse_jumps("production-db1")
 
 
 def test_group_option() -> None:
