@@ -154,7 +154,7 @@ GROUP_KEYS = (
     Key("acme_directory", LETS_ENCRYPT, Check(str, HTTPS_URL.match, "an https:// URL"),
         "with `acme`: the CA's ACME directory (a sandbox with `ca=1` sets its own)"),
     Key("acme_email", None, Check(str, EMAIL.match, "an email address"),
-        "with `acme`: the account's contact, told of expiring certificates; required"),
+        "with `acme`: the ACME account's contact address, for the CA's notices; required"),
     Key("acme_ca_certificate", None, CONTROLLER_FILE, "with `acme`: the CA certificate that"
         " signs the ACME directory's HTTPS, if no public CA does (a private CA's; a sandbox"
         " with `ca=1` sets its own)"),
