@@ -69,6 +69,11 @@ def test_it_is_deployed_through_its_jump_host_before_any_web_host_goes_live(
     assert first("Make PostgreSQL 15's settings") < first("Migrate flasktodo") \
         < first("Switch flasktodo")
     assert hidden.production().succeeded().changed_ops() == []
+    dry = hidden.deploy("--limit", "production", "--dry", "--debug").succeeded()
+    assert dry.planned_changes() == []
+    reads = re.findall(r"Running command on ([^:\s]+)", dry.output)
+    assert sorted(reads) == sorted(host["name"] for host in hidden.sandbox.hosts()), \
+        "one command per host (the hidden one too): its state read"
     database = hidden.sandbox.host("production-db1")
     assert hidden.sandbox.ssh(database, "hostname").stdout.strip() == database["name"], \
         "the tests reach it as the deploy does: through production1"
