@@ -34,6 +34,7 @@ from wsgistack.onhost.golive import (
     Certificate,
     acme_webroot,
     certificate_problem,
+    letsencrypt_dir,
     lineage,
     parse_certificate,
     renewal_config,
@@ -48,7 +49,7 @@ from wsgistack.staged import golive
 PACKAGES = ("certbot",)
 TIMER = "certbot.timer"
 WEBROOT = acme_webroot(ROOT)
-HOOK = PurePosixPath("/etc/letsencrypt/renewal-hooks/deploy/wsgistack")
+HOOK = letsencrypt_dir(ROOT) / "renewal-hooks/deploy/wsgistack"
 CA_BUNDLE = tls_dir(ROOT) / "acme-ca.crt"
 DROP_IN = PurePosixPath("/etc/systemd/system/certbot.service.d/wsgistack.conf")
 # Let's Encrypt issues at most 5 certificates for the same set of names a week, and each
