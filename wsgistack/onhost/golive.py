@@ -1118,17 +1118,12 @@ def parse_certificate(lines: list[str]) -> Certificate:
             server = text.removeprefix("server=")
         elif text.startswith("notAfter="):
             with contextlib.suppress(ValueError):
-                not_after = float(ssl_time(text.removeprefix("notAfter=")))
+                not_after = float(ssl.cert_time_to_seconds(text.removeprefix("notAfter=")))
         elif text == "installed=1":
             installed = True
         elif text.startswith("DNS:"):
             names += [name.strip().removeprefix("DNS:") for name in text.split(",")]
     return Certificate(server, tuple(sorted(names)), not_after, installed)
-
-
-def ssl_time(text: str) -> int:
-    """openssl's `Nov 26 23:19:29 2031 GMT` as seconds since the epoch."""
-    return ssl.cert_time_to_seconds(text)
 
 
 def certificate_lines(site: str, root: PurePosixPath) -> list[str]:
@@ -1137,12 +1132,12 @@ def certificate_lines(site: str, root: PurePosixPath) -> list[str]:
     config = content_of(renewal_config(site, root)) or b""
     lines = [f"server={line.partition('=')[2].strip()}" for line in config.decode().splitlines()
              if line.partition("=")[0].strip() == "server"]
-    if content_of(fullchain) is not None:
+    certbots = [content_of(fullchain), content_of(privkey)]
+    if certbots[0] is not None:
         lines += run(["openssl", "x509", "-in", str(fullchain), "-noout", "-enddate", "-ext",
                       "subjectAltName"]).stdout.splitlines()
-    live = tls_paths(site, root)
-    if all(content_of(source) is not None and content_of(source) == content_of(target)
-           for source, target in zip((fullchain, privkey), live, strict=True)):
+    live = [content_of(path) for path in tls_paths(site, root)]
+    if None not in certbots and certbots == live:
         lines.append("installed=1")
     return lines
 
