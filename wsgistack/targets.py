@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -113,10 +115,11 @@ def group_hosts(table: dict[str, Any], where: str) -> tuple[list[str], str | Non
     if unknown:
         raise TargetsError(f"{where} has unknown keys {sorted(unknown)}")
     hosts = table.get("hosts", [])
-    if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
-        raise TargetsError(f"{where} hosts must be a list of names")
+    if not isinstance(hosts, list) or not all(isinstance(h, str) and is_host(h) for h in hosts):
+        raise TargetsError(f"{where} hosts must be a list of host names or addresses"
+                           f" ({HOST_FORM})")
     database = table.get("database")
-    if database is not None and (not isinstance(database, str) or not database
+    if database is not None and (not isinstance(database, str) or not is_host(database)
                                  or database in hosts):
         raise TargetsError(f"{where} database must be one host's name, not one of its web"
                            " hosts")
@@ -210,6 +213,45 @@ def write_ssh_config(text: str) -> Path:
     return path
 
 
+# What reaches the ssh config pyinfra reads (and OpenSSH's ProxyJump): never whitespace or a
+# control character, which would start a directive of its own (e.g. a ProxyCommand that
+# runs on the controller, even with --dry).
+HOST = re.compile(r"^(?!-)[A-Za-z0-9._:%-]{1,253}$")  # a name, an IPv4 or an IPv6 address
+HOST_FORM = "a name or an address: letters, digits, '.', '-', ':'"
+USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+PATH = re.compile(r"^[^\x00-\x20\x7f]+$")  # no whitespace, no control characters
+JUMP = re.compile(r"^(?:(?P<user>[^@]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^:@\[\]]+)"
+                  r"(?::(?P<port>[0-9]{1,5}))?$")
+
+
+def is_host(text: str) -> bool:
+    return bool(HOST.match(text))
+
+
+def is_port(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535
+
+
+def is_jump(value: object) -> bool:
+    found = JUMP.match(value) if isinstance(value, str) else None
+    return bool(found and is_host(found["host"].strip("[]"))
+                and (found["user"] is None or USER.match(found["user"]))
+                and (found["port"] is None or is_port(int(found["port"]))))
+
+
+# Each ssh key's check, and what it must be (said in the refusal).
+SSH_CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
+    "jump": (is_jump, "[user@]host[:port]"),
+    "user": (lambda v: isinstance(v, str) and bool(USER.match(v)), "a login name"),
+    "port": (is_port, "a port, 1-65535"),
+    "key": (lambda v: isinstance(v, str) and bool(PATH.match(v)),
+            "a file's path without spaces or control characters"),
+    "known_hosts": (lambda v: isinstance(v, str) and bool(PATH.match(v)),
+                    "a file's path without spaces or control characters"),
+    "sudo": (lambda v: isinstance(v, bool), "true or false"),
+    "connect_timeout": (lambda v: is_port(v) and v <= 300, "1-300 seconds"),
+}
+
 SSH_KEYS = {
     "jump": "jump",  # [user@]host[:port] it is reached through (add_jumps)
     "user": "ssh_user",
@@ -250,12 +292,13 @@ def ssh_data(table: dict[str, Any], path: Path) -> dict[str, Any]:
     unknown = set(table) - set(SSH_KEYS)
     if unknown:
         raise TargetsError(f"targets file {path}: unknown ssh keys {sorted(unknown)}")
+    for key, value in table.items():
+        check, form = SSH_CHECKS[key]
+        if not check(value):
+            raise TargetsError(f"targets file {path}: ssh {key} must be {form}, not {value!r}")
     data = {SSH_KEYS[key]: value for key, value in table.items()}
     if "connect_timeout" in table:
-        timeout = table["connect_timeout"]
-        if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= 300:
-            raise TargetsError(f"targets file {path}: ssh connect_timeout must be 1-300 seconds")
-        data["ssh_paramiko_connect_kwargs"] = connect_timeouts(timeout)
+        data["ssh_paramiko_connect_kwargs"] = connect_timeouts(table["connect_timeout"])
     for key in ("ssh_key", "ssh_known_hosts_file"):
         if key in data:
             data[key] = str(Path(data[key]).expanduser())

@@ -46,6 +46,20 @@ def test_targets_file_for_real_servers(tmp_path: Path) -> None:
     ("[production]\nhosts = [\"web1\"]\ndatabase = \"web1\"\n", "not one of its web hosts"),
     ("[production]\nhosts = [\"web1\"]\ndatabases = [\"db\"]\n", "unknown keys"),
     ("[ssh]\nsudo = true\n[staging]\nhosts = [\"s1\"]\n", "sudo = true needs user"),
+    # Whatever reaches the ssh config: a newline would start a directive of its own (the
+    # review ran a ProxyCommand on the controller this way, even with --dry).
+    ('[ssh]\njump = "10.0.0.6\\nProxyCommand sh -c \'id > /tmp/x\'"\n',
+     r"ssh jump must be \[user@\]host\[:port\]"),
+    ('[ssh]\njump = "ops@bastion:99999"\n', "ssh jump must be"),
+    ('[ssh]\njump = "a b@bastion"\n', "ssh jump must be"),
+    ('[ssh]\nuser = "admin\\nProxyCommand x"\n', "ssh user must be a login name"),
+    ('[ssh]\nkey = "~/.ssh/id\\tProxyCommand x"\n', "ssh key must be a file's path"),
+    ('[ssh]\nknown_hosts = "/k h"\n', "ssh known_hosts must be a file's path"),
+    ('[ssh]\nport = "22\\nProxyCommand x"\n', "ssh port must be a port"),
+    ('[ssh]\nsudo = "yes"\n', "ssh sudo must be true or false"),
+    ('[staging]\nhosts = ["web1\\nProxyCommand x"]\n', "must be a list of host names"),
+    ('[staging]\nhosts = ["-oProxyCommand=x"]\n', "must be a list of host names"),
+    ('[production]\nhosts = ["w1"]\ndatabase = "db 1"\n', "database must be one host"),
 ])
 def test_bad_targets_files(tmp_path: Path, text: str, message: str) -> None:
     targets = tmp_path / "targets.toml"
