@@ -15,13 +15,14 @@ from pyinfra.api import deploy
 from pyinfra.operations import server
 
 from wsgistack import releases
-from wsgistack.changes import will_change
+from wsgistack.base import NOLOGIN
+from wsgistack.changes import refuse, will_change
 from wsgistack.database import PASSWORD, url, uses_database
 from wsgistack.environment import Environment
 from wsgistack.facts import LinkTarget, SystemAccount
 from wsgistack.hoststate import HostState, Read
-from wsgistack.managed import Directory, File, Managed, ensure_all
-from wsgistack.onhost.golive import app_unit
+from wsgistack.managed import Directory, File, Managed, OwnersDirectory, ensure_all
+from wsgistack.onhost.golive import ACCOUNT_COMMENT, app_unit
 from wsgistack.paths import TEMPLATES, AppPaths
 from wsgistack.releases import config_arguments, install_release, release_link
 from wsgistack.settings import SERVER_NAMES_ENV, AppSettings, Settings, SettingsError
@@ -35,19 +36,23 @@ from wsgistack.staged import (
     is_due,
 )
 
-NOLOGIN = "/usr/sbin/nologin"
-
 
 def directories(app: AppSettings, paths: AppPaths) -> list[Managed]:
+    """Root's dirs in root's own parents; the dirs inside the app's data dir are made by
+    the app's user (golive data-dir): root never acts inside a dir the app can write."""
     return [
         *(Directory(f"Create {path} ({purpose})", str(path), user, group, mode)
           for path, user, group, mode, purpose in [
               (paths.home, "root", "root", "755", "releases, read-only to the app"),
               (paths.config_dir, "root", app.name, "750", "config, readable by the app only"),
               (paths.data, app.name, app.name, "750", "data, the app's own"),
-              (paths.backups, app.name, app.name, "750", "database backups"),
               (paths.run_dir, app.name, app.name, "755", "runtime dir for the pid file"),
           ]),
+        *(OwnersDirectory(f"Create {paths.data_dir(name)} ({purpose}, as {app.name})",
+                          str(paths.data_dir(name)), app.name, "750",
+                          golive("data-dir", app.name, name))
+          for name, purpose in [("backups", "database backups"),
+                                *((name, "declared in data_dirs") for name in app.data_dirs)]),
         File(f"Recreate {paths.run_dir} at every boot (tmpfiles.d)", str(paths.tmpfiles),
              "root", "root", "644", template=TEMPLATES / "etc/tmpfiles.d/app.conf.j2",
              context={"app": app, "paths": paths}),
@@ -147,16 +152,45 @@ def prepare_app(settings: Settings, app: AppSettings, secrets: dict[str, str],
 
 
 def create_user(app: AppSettings, paths: AppPaths, seen: HostState) -> None:
+    """The app's own user and group, made by the deploy and marked so (their comment):
+    an account the deploy did not make is never changed into the app's (an app named
+    after the operator's own sudo account would lock the operator out)."""
     account = seen.get(SystemAccount, user=app.name)
+    comment = ACCOUNT_COMMENT.format(name=app.name)
+    problem = foreign_account(app, account, seen)
+    if problem:
+        refuse(name=f"Refuse to take over the account {app.name}", message=problem)
+        return
     if ("gid" in account and account["gid"] == account.get("group_gid")
-            and account["home"] == str(paths.data) and account["shell"] == NOLOGIN):
+            and account["home"] == str(paths.data) and account["shell"] == NOLOGIN
+            and account["comment"] == comment):
         return
     server.group(name=f"Create the {app.name} group", group=app.name, system=True)
     server.user(
         name=f"Create the {app.name} system user (no login shell)",
         user=app.name, group=app.name, system=True, shell=NOLOGIN,
-        home=str(paths.data), create_home=False,
+        home=str(paths.data), create_home=False, comment=comment,
     )
+
+
+def foreign_account(app: AppSettings, account: dict[str, str], seen: HostState) -> str:
+    """Why the host's account or group named after the app is not the deploy's to use
+    ("" if there is none, or it is the deploy's: marked, or made by a deploy before the
+    mark, whose app has a live release of this stack)."""
+    if not account:
+        return ""
+    paths = AppPaths(app.name)
+    ours = account.get("comment") == ACCOUNT_COMMENT.format(name=app.name) or (
+        account.get("home") == str(paths.data) and account.get("shell") == NOLOGIN
+        and seen.get(LinkTarget, path=str(paths.current)).startswith("releases/"))
+    if "gid" not in account:
+        return (f"apps[{app.name}]: the group {app.name} exists on this host without a user"
+                f" {app.name}: it is not one the deploy made; name the app otherwise (or, if"
+                f" it is a failed deploy's leftover, remove it: groupdel {app.name})")
+    if not ours:
+        return (f"apps[{app.name}]: the account {app.name} exists on this host and the deploy"
+                " did not make it: an app never takes over an account; name the app otherwise")
+    return ""
 
 
 def switch_command(settings: Settings, app: AppSettings, digests: list[str | None],

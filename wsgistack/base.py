@@ -8,11 +8,13 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.context import ctx_host
-from pyinfra.operations import apt, systemd
+from pyinfra.operations import apt, server, systemd
 
-from wsgistack.facts import InstalledPackages, ServiceStates
+from wsgistack.changes import refuse
+from wsgistack.facts import InstalledPackages, ServiceStates, SystemAccount
 from wsgistack.hoststate import HostState, Read
 from wsgistack.managed import Directory, File, Managed, ensure_all
+from wsgistack.onhost.golive import BUILD_USER, ROOT, build_dir
 from wsgistack.paths import (
     GOLIVE,
     GOLIVE_SOURCE,
@@ -23,10 +25,12 @@ from wsgistack.paths import (
 )
 from wsgistack.targets import UPLOADS
 
+NOLOGIN = "/usr/sbin/nologin"
 # logrotate: nginx's per-site logs are rotated by its rule in /etc/logrotate.d/nginx.
 PACKAGES = ("nginx", "supervisor", "python3-venv", "logrotate")
 SERVICES = ("nginx.service", "supervisor.service")
 SUPERVISOR_LOGS = "/var/log/supervisor"
+BUILD_USER_COMMENT = "wsgistack build user"  # marks the account as the deploy's own
 
 
 def upload_dirs() -> list[Managed]:
@@ -72,12 +76,14 @@ def managed() -> list[Managed]:
         # dir keeps others out of them (nginx's logs: nginx.log_files).
         Directory(f"Close {SUPERVISOR_LOGS} to others (the apps' output)", SUPERVISOR_LOGS,
                   "root", "adm", "750"),
+        Directory(f"Create {build_dir(ROOT)} (each build's dir, the build user's)",
+                  str(build_dir(ROOT)), "root", "root", "755"),
     ]
 
 
 def probes(extra: tuple[str, ...] = ()) -> list[Read]:
     return [Read.of(InstalledPackages, packages=(*PACKAGES, *extra)),
-            Read.of(ServiceStates, services=SERVICES)]
+            Read.of(ServiceStates, services=SERVICES), Read.of(SystemAccount, user=BUILD_USER)]
 
 
 def installs_packages(seen: HostState, extra: tuple[str, ...] = ()) -> bool:
@@ -113,3 +119,20 @@ def install_base(seen: HostState, extra: tuple[str, ...] = ()) -> None:
                 enabled=True,
             )
     ensure_all(managed(), seen)
+    create_build_user(seen)
+
+
+def create_build_user(seen: HostState) -> None:
+    """The user every app's build commands run as: not the app's, so the running app cannot
+    touch what the next release is built from; no login, no home of its own."""
+    account = seen.get(SystemAccount, user=BUILD_USER)
+    if account.get("comment") == BUILD_USER_COMMENT and account.get("shell") == NOLOGIN:
+        return
+    if account:
+        refuse(name=f"Refuse to take over the account {BUILD_USER}",
+               message=f"the account {BUILD_USER} exists on this host and the deploy did not"
+                       " make it: remove it, or the builds have no user of their own")
+        return
+    server.user(name=f"Create {BUILD_USER}, the user build commands run as (no login shell)",
+                user=BUILD_USER, system=True, shell=NOLOGIN, home="/nonexistent",
+                ensure_home=False, comment=BUILD_USER_COMMENT)

@@ -255,16 +255,16 @@ def unit_files(view: DatabaseView) -> list[File]:
 
 def candidates(view: DatabaseView, version: str, memory: int) -> list[File]:
     """The files `golive database` makes live, in database_unit's order."""
-    unit = database_unit(version)
+    unit = database_unit()
     settings, hba, certificate, key, apps = unit.files
     context = view.context(version, memory)
     roles = json.dumps({"apps": [{"name": name, "verifier": verifier}
                                  for name, verifier in view.verifiers]}, indent=1) + "\n"
     pair = view.pair
     return [
-        File(f"Write PostgreSQL {version}'s candidate settings (conf.d/wsgistack.conf)",
-             str(candidate(settings)), "root", "root", "644",
-             template=TEMPLATES / "etc/postgresql/version/main/conf.d/wsgistack.conf.j2",
+        File(f"Write PostgreSQL {version}'s candidate settings ({settings.name}, which its"
+             " conf.d includes)", str(candidate(settings)), "root", "postgres", "640",
+             template=TEMPLATES / "etc/wsgistack/postgresql/postgresql.conf.j2",
              context=context),
         File("Write the candidate pg_hba.conf (the web hosts, over TLS, with passwords)",
              str(candidate(hba)), "root", "postgres", "640",
@@ -287,10 +287,10 @@ def view_of(settings: Settings, environment: Environment, secrets: dict[str, str
 
 
 def managed(view: DatabaseView) -> list[Managed]:
-    """Every path the host read covers: the same files, and the candidates for each
-    PostgreSQL a Debian release may bring (the release is read in the same command)."""
+    """Every path the host read covers: the same files, and the candidates (their paths
+    are the same for each PostgreSQL a Debian release may bring)."""
     return [*base.tools(), *directories(), firewall_file(view), *unit_files(view),
-            *(item for version in POSTGRESQL.values() for item in candidates(view, version, 0))]
+            *candidates(view, "", 0)]
 
 
 SERVICES = (FIREWALL, BACKUP_TIMER, *map(cluster, POSTGRESQL.values()))
@@ -299,8 +299,7 @@ SERVICES = (FIREWALL, BACKUP_TIMER, *map(cluster, POSTGRESQL.values()))
 def probes() -> list[Read]:
     return [Read.of(DatabaseHost), Read.of(InstalledPackages, packages=PACKAGES),
             Read.of(RolesDrift), Read.of(ServiceStates, services=SERVICES),
-            *(Read.of(StagedState, unit=database_unit(version))
-              for version in POSTGRESQL.values())]
+            Read.of(StagedState, unit=database_unit())]
 
 
 def installs_packages(seen: HostState) -> bool:
@@ -339,7 +338,7 @@ def deploy_database(view: DatabaseView, seen: HostState) -> None:
                         service=FIREWALL, running=True, enabled=True)
     elif will_change(firewall):
         systemd.service(name="Load the changed firewall table", service=FIREWALL, reloaded=True)
-    unit = database_unit(version)
+    unit = database_unit()
     running = services.get(cluster(version), ("", ""))[0] == "running"
     if (will_change(*written) or is_due(seen.get(StagedState, unit=unit))
             or seen.get(RolesDrift) != "ok" or not running):

@@ -81,15 +81,16 @@ def is_on(state: tuple[str, str] | None) -> bool:
 
 
 class SystemAccount(FactBase[dict[str, str]]):
-    """A user's primary gid, home and shell, and its same-named group's gid; {} if none."""
+    """A user's primary gid, home, shell and comment (GECOS), and its same-named group's gid;
+    {} if neither exists."""
 
     default = dict
 
     def command(self, user: str) -> str:
         quoted = shlex.quote(user)
         return (f"getent passwd {quoted} | awk -F: '{{print \"gid=\" $4; print \"home=\" $6;"
-                f" print \"shell=\" $7}}'; getent group {quoted} | awk -F: '{{print"
-                f" \"group_gid=\" $3}}'")
+                f" print \"shell=\" $7; print \"comment=\" $5}}'; getent group {quoted}"
+                f" | awk -F: '{{print \"group_gid=\" $3}}'")
 
     def process(self, output: list[str]) -> dict[str, str]:
         return dict(line.split("=", 1) for line in output)

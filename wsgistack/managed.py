@@ -24,7 +24,7 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.api.util import get_template
 from pyinfra.facts.files import File as FileFact
 from pyinfra.facts.files import Sha1File
-from pyinfra.operations import files
+from pyinfra.operations import files, server
 
 from wsgistack.hoststate import HostState, PathState
 
@@ -43,6 +43,25 @@ class Directory:
     def apply(self) -> OperationMeta:
         return files.directory(name=self.name, path=self.path, user=self.user,
                                group=self.group, mode=self.mode)
+
+
+@dataclass(frozen=True)
+class OwnersDirectory:
+    """A directory inside one its owner can write (the app's data dir), made by `command`
+    as that owner (golive data-dir): never by root, whose mkdir, chmod and chown there a
+    swapped link would turn onto any file of the host."""
+
+    name: str
+    path: str
+    user: str
+    mode: str
+    command: str
+
+    def in_place(self, seen: PathState | None) -> bool:
+        return seen is not None and seen.matches("directory", self.user, self.user, self.mode)
+
+    def apply(self) -> OperationMeta:
+        return server.shell(name=self.name, commands=[self.command])
 
 
 @dataclass(frozen=True)
@@ -145,7 +164,7 @@ class Absent:
         return remove(name=self.name, path=self.path, present=False)
 
 
-Managed = Directory | File | LogFile | Absent
+Managed = Directory | OwnersDirectory | File | LogFile | Absent
 
 
 def ensure(item: Managed, seen: HostState) -> OperationMeta | None:
@@ -156,4 +175,7 @@ def ensure(item: Managed, seen: HostState) -> OperationMeta | None:
 
 
 def ensure_all(items: list[Managed], seen: HostState) -> list[OperationMeta | None]:
-    return [ensure(item, seen) for item in items]
+    """Each item's operation is its own in pyinfra's order of operations (host.loop adds
+    the item's place in `items` to it): one host changing a file and another a directory
+    of the same list never order them both ways (pyinfra's "cycle detected")."""
+    return [ensure(item, seen) for item in host.loop(items)]

@@ -100,9 +100,10 @@ def install_commands(app: AppSettings, paths: AppPaths, build: wheelhouse.Wheelh
     commands = [
         f"rm -rf {release.path} {wheels} && mkdir -p {release.path} {wheels}",
         f"tar -xf {wheels}.tar -C {wheels}",
-        f"python3 -m venv --without-pip {release.venv}",
+        # -I: nothing from the SSH session's working dir or environment on sys.path.
+        f"python3 -I -m venv --without-pip {release.venv}",
         # pip runs from its wheel, installing into the venv whose python runs it.
-        f"{python} {wheels}/{build.installer_wheel}/pip install --quiet"
+        f"{python} -I {wheels}/{build.installer_wheel}/pip install --quiet"
         f" --disable-pip-version-check --no-index --find-links {wheels}"
         f" --requirement {wheels}/requirements.txt{own}",
     ]

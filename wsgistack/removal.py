@@ -14,6 +14,7 @@ from pyinfra.api import FactBase
 
 from wsgistack.facts import SystemAccount
 from wsgistack.hoststate import HostState, Read
+from wsgistack.onhost.golive import ACCOUNT_COMMENT
 from wsgistack.paths import AppPaths
 from wsgistack.settings import RemovedApp
 from wsgistack.staged import golive
@@ -45,7 +46,9 @@ def probes(gone: RemovedApp) -> list[Read]:
 
 def removal_command(gone: RemovedApp, seen: HostState) -> str:
     """The go-live command that removes the app, or "" if nothing of it is left."""
-    user_left = gone.purge and "gid" in seen.get(SystemAccount, user=gone.name)
+    # Only an account the deploy made (its comment says so) is ever removed.
+    user_left = gone.purge and seen.get(SystemAccount, user=gone.name).get(
+        "comment") == ACCOUNT_COMMENT.format(name=gone.name)
     if not seen.get(ExistingPaths, paths=removed_paths(gone)) and not user_left:
         return ""
     return golive("remove", gone.name, *(["--purge"] if gone.purge else []))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wsgistack.onhost.golive import APP_NAME, CONFIG_NAME
+from wsgistack.onhost.golive import APP_NAME, BUILD_USER, CONFIG_NAME, DATA_DIR
 from wsgistack.paths import REPO_ROOT
 
 GROUPS = ("staging", "production")
@@ -132,7 +132,27 @@ PORT = Check(int, lambda v: 1 <= v <= 65535, "a port, 1-65535")
 WORKERS = between(1, 64)
 BODY_SIZE = Check(str, NGINX_SIZE.match, "an nginx size like 1m")
 TIMEOUT = between(1, 3600, " seconds")
-NAME = Check(str, APP_NAME.match, "lowercase letters, digits and -, at most 31")
+# Accounts a Debian host has, or that its packages, its cloud image or this stack make: an
+# app named after one would take it over (its home, shell and group), so none is an app name.
+ACCOUNTS = frozenset([
+    # base-passwd's users and groups
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp",
+    "proxy", "www-data", "backup", "list", "irc", "gnats", "nobody", "nogroup", "adm", "tty",
+    "disk", "kmem", "dialout", "fax", "voice", "cdrom", "floppy", "tape", "sudo", "audio",
+    "dip", "operator", "src", "shadow", "utmp", "video", "sasl", "plugdev", "staff", "users",
+    "input", "kvm", "render", "sgx", "netdev", "crontab", "ssl-cert",
+    # services' accounts, the users cloud images log in as, and this stack's own
+    "messagebus", "sshd", "postgres", "supervisor", "nginx", "certbot", "polkitd", "admin",
+    "debian", "ubuntu", "wsgistack", BUILD_USER])
+
+
+def is_app_name(name: str) -> bool:
+    return bool(APP_NAME.match(name)) and name not in ACCOUNTS \
+        and not name.startswith("systemd-")
+
+
+NAME = Check(str, is_app_name, "lowercase letters, digits and -, at most 31, and no account"
+             " a Debian host or this stack has (root, www-data, postgres, admin, sudo, ...)")
 CONTROLLER_FILE = Check(str, bool, "a file path on the controller")
 COMMANDS = Check(list, is_commands, "a list of commands, each a list of arguments, e.g."
                  " [[\"django-admin\", \"migrate\"]]")
@@ -256,8 +276,14 @@ APP_KEYS = (
     Key("health_path", "/", Check(str, HEALTH_PATH.match, "a path under the prefix like"
                                   " /healthz"),
         "what the health checks ask under the prefix (see \"An app's health\")"),
-    Key("build_commands", [], COMMANDS, "run once per installed release, as the app's user,"
-        " writing into `$WSGISTACK_BUILD_DIR` (the release's `build/`), e.g."
+    Key("data_dirs", [], Check(list, lambda v: all(
+        isinstance(name, str) and DATA_DIR.match(name) and name != "backups" for name in v),
+        "a list of dir names, e.g. [\"packages\"]"),
+        "dirs the app needs in its data dir, `/var/lib/<name>/<dir>` (e.g. `[\"uploads\"]`):"
+        " made by its user (0750) and kept across releases, like `backups/`"),
+    Key("build_commands", [], COMMANDS, "run once per installed release, as the build user"
+        " `wsgistack-build` in the app's group (never as the app's user), writing into"
+        " `$WSGISTACK_BUILD_DIR` (copied into the release's `build/`), e.g."
         " `[[\"django-admin\", \"collectstatic\", \"--noinput\"]]`"),
     Key("release_commands", [], COMMANDS, "run as the app's user with the new release, its"
         " config and environment, after the database backup and before the switch; a"

@@ -72,6 +72,7 @@ class AppSettings:
     # (URL path under the prefix, dir nginx serves it from: in the release's installed
     # packages, or under build/ what the build commands made)
     static: tuple[tuple[str, str], ...] = ()
+    data_dirs: tuple[str, ...] = ()  # dirs of its own in /var/lib/<app>/, besides backups
 
     @property
     def config_name(self) -> str | None:
@@ -306,7 +307,8 @@ def load_app(c: Checker, entry: dict[str, Any], index: int,
         v["workers"], REPO_ROOT / v["config"] if v["config"] else None, v["config_env"],
         v["database_env"], v["max_body_size"], v["timeout"], tuple(sorted(v["env"].items())),
         tuple(v["secret_env"]), v["health_path"], tuple(map(tuple, v["build_commands"])),
-        tuple(map(tuple, v["release_commands"])), tuple(v["static"].items()))
+        tuple(map(tuple, v["release_commands"])), tuple(v["static"].items()),
+        tuple(v["data_dirs"]))
 
 
 def is_built(folder: str) -> bool:

@@ -118,7 +118,7 @@ def test_the_firewall_opens_the_port_to_the_web_hosts_only(settings: Settings) -
     (4096, "1024MB", "3072MB"), (512, "128MB", "384MB"), (65536, "8192MB", "49152MB")])
 def test_memory_settings_follow_the_hosts_memory(settings: Settings, memory: int, shared: str,
                                                  cache: str) -> None:
-    conf = rendered(settings, memory)["wsgistack.conf.next"]
+    conf = rendered(settings, memory)["postgresql.conf.next"]
     assert f"shared_buffers = {shared}\n" in conf
     assert f"effective_cache_size = {cache}\n" in conf
     assert "listen_addresses = 'localhost,10.9.0.10'\n" in conf

@@ -482,7 +482,7 @@ open(out + "/static/env.txt", "w").write(os.environ["VERSION"] + " " + os.enviro
 def build(host: Host, version: str, *commands: list[str]) -> subprocess.CompletedProcess[str]:
     write(candidate(host.paths.env_file), f'VERSION="{version}"\n', 0o640)
     return host.golive("build", APP, version, "--config", CONFIG, "--config-env", "APP_CONFIG",
-                       "--prefix", "/app",
+                       "--prefix", "/app", "--build-user", APP,
                        *(arg for argv in commands for arg in ("--build-command", json.dumps(argv))))
 
 
@@ -496,7 +496,7 @@ def test_build_commands_output_is_copied_in_without_links_or_fifos(host: Host) -
     assert (static / "env.txt").read_text() == f"1.0.1 {host.paths.config(CONFIG)}.next", \
         "the candidate environment and config"
     assert oct((static / "css/site.css").stat().st_mode & 0o777) == "0o644"
-    assert not list(Path(host.paths.data).glob(".build-*")), "the app's scratch dir is gone"
+    assert not os.path.lexists(host.paths.build_scratch), "the build's scratch dir is gone"
 
 
 def test_a_failed_build_command_leaves_no_build_and_names_the_app(host: Host) -> None:

@@ -131,7 +131,7 @@ def database_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def stage(root: Path, settings: str, hba: str = "local all all peer\n",
           apps: list | None = None) -> dict[PurePosixPath, str]:
-    unit = database_unit("15", PurePosixPath(root))
+    unit = database_unit(PurePosixPath(root))
     roles = json.dumps({"apps": [{"name": APP, "verifier": VERIFIER}] if apps is None
                         else apps})
     contents = [settings, hba, "certificate\n", "key\n", roles]
@@ -144,9 +144,13 @@ def stage(root: Path, settings: str, hba: str = "local all all peer\n",
 def test_database_settings_go_live_and_each_app_gets_its_role(database_host: Path) -> None:
     root, log = database_host, database_host.parent / "calls.log"
     golive.apply_database("15", PurePosixPath(root), stage(root, "port = 5432\n"))
-    unit = database_unit("15", PurePosixPath(root))
+    unit = database_unit(PurePosixPath(root))
     assert Path(unit.files[0]).read_text() == "port = 5432\n"
     assert Path(unit.stamp).read_text().strip() == digest(unit)
+    include = root / "etc/postgresql/15/main/conf.d/wsgistack.conf"
+    assert include.read_text().endswith(
+        f"include '{root}/etc/wsgistack/postgresql/postgresql.conf'\n"), \
+        "the cluster's conf.d includes our settings, which stay in root's own dir"
     [checked] = calls(log, "postgres")
     assert "-C" in checked["argv"], "the settings parsed before PostgreSQL sees them"
     assert [call["argv"] for call in calls(log, "systemctl")][-1] == [
@@ -167,8 +171,19 @@ def test_settings_postgres_cannot_parse_are_never_left_live(
     monkeypatch.setenv("STUB_FAIL", "postgres")
     with pytest.raises(Refused, match="refused the candidate settings"):
         golive.apply_database("15", PurePosixPath(root), stage(root, "port = 'nope'\n"))
-    unit = database_unit("15", PurePosixPath(root))
+    unit = database_unit(PurePosixPath(root))
     assert not any(os.path.exists(path) for path in unit.files), "as before: none live"
+    assert not (root / "etc/postgresql/15/main/conf.d/wsgistack.conf").exists(), \
+        "nor the include of them"
+
+
+def test_the_database_check_notices_a_cluster_that_no_longer_includes_our_settings(
+        database_host: Path) -> None:
+    root = database_host
+    golive.apply_database("15", PurePosixPath(root), stage(root, "port = 5432\n"))
+    (root / "etc/postgresql/15/main/conf.d/wsgistack.conf").write_text("# emptied\n")
+    assert golive.database_check(PurePosixPath(root)).splitlines()[0] == (
+        f"{root}/etc/postgresql/15/main/conf.d/wsgistack.conf does not include our settings")
 
 
 @pytest.mark.parametrize("entry", [
@@ -188,7 +203,7 @@ def test_the_daily_dump_keeps_the_newest_of_each_app(database_host: Path) -> Non
     root = database_host
     write(root / "etc/wsgistack/postgresql/apps.json",
           json.dumps({"apps": [{"name": APP, "verifier": VERIFIER}]}))
-    backups = root / "var/lib/postgresql/wsgistack-backups"
+    backups = root / "var/lib/wsgistack/database-backups"
     backups.mkdir(parents=True)
     for stamp in ("20260101T000000Z", "20260102T000000Z"):
         write(backups / f"{APP}-{stamp}.dump", "old")

@@ -32,7 +32,7 @@ class Herded:
 
     def reload(self, workers: int = 2, timeout: float = 10) -> str:
         return herder.reload(self.pidfile, self.process.pid, os.getuid(), workers, timeout,
-                             graceful=5, log=None)
+                             graceful=5)
 
 
 def start_herded(run_dir: Path, workers: int = 2) -> Herded:
@@ -115,7 +115,7 @@ def test_a_pid_of_another_user_is_refused(herded: Herded) -> None:
 def test_nothing_running_is_nothing_to_swap(tmp_path: Path) -> None:
     gone = subprocess.Popen(["true"])
     gone.wait()
-    message = herder.reload(tmp_path / "gunicorn.pid", gone.pid, os.getuid(), 2, 1, 1, None)
+    message = herder.reload(tmp_path / "gunicorn.pid", gone.pid, os.getuid(), 2, 1, 1)
     assert message.startswith("gunicorn is not running")
 
 

@@ -75,12 +75,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import fcntl
+import grp
 import hashlib
 import json
 import os
+import pty
 import pwd
 import re
+import select
 import shutil
 import signal
 import sqlite3
@@ -89,9 +93,11 @@ import stat
 import subprocess
 import sys
 import tempfile
+import termios
 import time
+import tty
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -99,10 +105,22 @@ ROOT = PurePosixPath("/")
 LOCK_WAIT = 300  # seconds a step waits for another deploy's step on this host
 RELEASE_COMMAND_TIMEOUT = 900  # seconds one release or build command may take
 BUILD_DIR_ENV = "WSGISTACK_BUILD_DIR"  # where build commands write (e.g. STATIC_ROOT)
+# Build commands run as this user (never the app's: the running app must not reach what the
+# next release is built from), in the app's group to read its config; made by the deploy.
+BUILD_USER = "wsgistack-build"
+# What one release's build may make, at most: bytes (as files claim them, sparse or not),
+# files and dirs, and the depth of dirs. Past either, the release is not installed.
+BUILD_LIMITS = {"bytes": 1 << 30, "files": 100_000, "depth": 64}
+PR_SET_NO_NEW_PRIVS = 38  # prctl(2)
 MARKER = ".wheelhouse-digest"  # a release is complete once this file is written, last
 # Names that become paths here, declared once (wsgistack.settings checks group data by them)
 APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")  # user, program, /opt/<app>
 VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*$")  # releases/<version>
+# The comment (GECOS) of every account the deploy makes for an app: an account without it
+# is not the deploy's to change or remove.
+ACCOUNT_COMMENT = "wsgistack app {name}"
+# a dir of the app's own in /var/lib/<app>/ (one name, no path): backups, or its entry's
+DATA_DIR = re.compile(r"^(?!\.\.?$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 # an app's own config file in /etc/<app>/: not a file the stack writes there
 CONFIG_NAME = re.compile(r"^(?!gunicorn\.conf\.py$|env$)[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 
@@ -187,6 +205,11 @@ class AppPaths:
         """The app's state, outside the code: survives every deploy."""
         return self.root / "var/lib" / self.name
 
+    def data_dir(self, name: str) -> PurePosixPath:
+        """A dir of the app's own in its data dir (backups, or one its entry declares), made
+        by the app's user (golive data-dir), never by root."""
+        return self.data / name
+
     @property
     def database(self) -> PurePosixPath:
         return self.data / f"{self.name}.sqlite3"
@@ -194,7 +217,12 @@ class AppPaths:
     @property
     def backups(self) -> PurePosixPath:
         """Online backups of the database, one taken before each release switch."""
-        return self.data / "backups"
+        return self.data_dir("backups")
+
+    @property
+    def build_scratch(self) -> PurePosixPath:
+        """Where the build user's commands write (root's parent, closed to the app)."""
+        return build_dir(self.root) / self.name
 
     @property
     def run_dir(self) -> PurePosixPath:
@@ -259,6 +287,11 @@ def supervisor_query(root: PurePosixPath) -> PurePosixPath:
     return root / "usr/local/lib/wsgistack/supervisor-query"
 
 
+def build_dir(root: PurePosixPath) -> PurePosixPath:
+    """Root's dir of the builds under way: one dir each, the build user's."""
+    return root / "var/lib/wsgistack/build"
+
+
 def lock_dir(root: PurePosixPath) -> PurePosixPath:
     """Root's own runtime dir: nobody else can create, replace or hold anything in it."""
     return root / "run/wsgistack"
@@ -285,8 +318,15 @@ def database_dir(root: PurePosixPath) -> PurePosixPath:
 
 
 def database_backups(root: PurePosixPath) -> PurePosixPath:
-    """The daily dumps, postgres's own."""
-    return root / "var/lib/postgresql/wsgistack-backups"
+    """The daily dumps: postgres's own dir, in root's /var/lib/wsgistack (never inside a dir
+    postgres owns, where root would act on a path postgres can swap)."""
+    return root / "var/lib/wsgistack/database-backups"
+
+
+def postgresql_include(version: str, root: PurePosixPath) -> PurePosixPath:
+    """The one line in the cluster's conf.d (postgres's own dir) that includes our settings
+    from root's database_dir: written as postgres, never by root."""
+    return root / f"etc/postgresql/{version}/main/conf.d/wsgistack.conf"
 
 
 def database_ca(root: PurePosixPath) -> PurePosixPath:
@@ -342,14 +382,14 @@ def certificate_unit(site: str, root: PurePosixPath = ROOT) -> Unit:
     return Unit(f"certificate-{site}", tls_paths(site, root), root=root)
 
 
-def database_unit(version: str, root: PurePosixPath = ROOT) -> Unit:
-    """PostgreSQL's settings of ours (in the cluster's conf.d), pg_hba.conf, the server's
-    certificate and key, and the apps' roles (apps.json): what `golive database` applies."""
+def database_unit(root: PurePosixPath = ROOT) -> Unit:
+    """PostgreSQL's settings of ours (which the cluster's conf.d includes), pg_hba.conf, the
+    server's certificate and key, and the apps' roles (apps.json): what `golive database`
+    applies. All in root's database_dir."""
     directory = database_dir(root)
     return Unit("postgresql", (
-        root / f"etc/postgresql/{version}/main/conf.d/wsgistack.conf",
-        directory / "pg_hba.conf", directory / "server.crt", directory / "server.key",
-        directory / "apps.json"), root=root)
+        directory / "postgresql.conf", directory / "pg_hba.conf", directory / "server.crt",
+        directory / "server.key", directory / "apps.json"), root=root)
 
 
 def digest(unit: Unit) -> str:
@@ -577,27 +617,49 @@ def tail(text: str, lines: int) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-# --- acting as the app's user -----------------------------------------------------------
+# --- acting as another user ------------------------------------------------------------
 
-def user_options(user: str) -> dict[str, object]:
-    """subprocess options that run a command as `user` (as is, if we already are it)."""
+def no_new_privileges() -> None:
+    """From here on, no setuid or file-capability program (sudo, su, passwd) can raise this
+    process or its children above the user it is: for every process of an app's."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+
+
+def user_options(user: str, *groups: str) -> dict[str, object]:
+    """subprocess options that run a command as `user` (as is, if we already are it), in
+    its own group and `groups` only, never able to gain privileges."""
     account = pwd.getpwnam(user)
     if os.getuid() == account.pw_uid:
-        return {}
-    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+        return {"preexec_fn": no_new_privileges}
+    return {"user": account.pw_uid, "group": account.pw_gid,
+            "extra_groups": [grp.getgrnam(group).gr_gid for group in groups],
+            "preexec_fn": no_new_privileges}
+
+
+def made_by_the_deploy(name: str) -> bool:
+    """Whether the account `name` is one the deploy made for an app (its comment says so)."""
+    try:
+        return pwd.getpwnam(name).pw_gecos == ACCOUNT_COMMENT.format(name=name)
+    except KeyError:
+        return False
 
 
 def become(account: pwd.struct_passwd) -> None:
-    """Be `account` and nothing more (its group only), for good (as is, if already)."""
+    """Be `account` and nothing more (its group only), for good (as is, if already), unable
+    to gain privileges."""
     if os.getuid() != account.pw_uid:
         os.setgroups([])
         os.setgid(account.pw_gid)
         os.setuid(account.pw_uid)
+    no_new_privileges()
 
 
-def as_user(user: str, work: object) -> None:
-    """Call `work()` in a child process that is `user` and nothing more: root never touches
-    the app's own directories. Raises Refused with the child's reason if it fails."""
+def as_user(user: str, work: Callable[[], object]) -> object:
+    """Call `work()` in a child process that is `user` and nothing more, and return what it
+    returned (JSON): root never acts on a path in a dir another user can write. Raises
+    Refused with the child's reason if it fails."""
     account = pwd.getpwnam(user)
     reader, writer = os.pipe()
     pid = os.fork()
@@ -606,18 +668,76 @@ def as_user(user: str, work: object) -> None:
         code = 0
         try:
             become(account)
-            work()
+            answer = {"result": work()}
+        except Refused as refusal:
+            answer, code = {"refused": str(refusal)}, 1
         except Exception as error:  # reported to the parent, which refuses
-            with contextlib.suppress(OSError):
-                os.write(writer, f"{type(error).__name__}: {error}".encode()[:2000])
-            code = 1
+            answer, code = {"refused": f"{type(error).__name__}: {error}"}, 1
+        with contextlib.suppress(OSError, TypeError, ValueError):
+            os.write(writer, json.dumps(answer).encode())
         os._exit(code)
     os.close(writer)
     with os.fdopen(reader, "rb") as pipe:
-        reason = pipe.read().decode(errors="replace")
+        said = pipe.read()
     _pid, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise Refused(reason or f"a step as {user} failed")
+    try:
+        answer = json.loads(said)
+    except ValueError:
+        answer = {}
+    if os.waitstatus_to_exitcode(status) != 0 or "result" not in answer:
+        raise Refused(answer.get("refused") or f"a step as {user} failed")
+    return answer["result"]
+
+
+def kill_all_of(user: str) -> None:
+    """End every process of `user` (kill(-1) as that user reaches its own only, and never
+    the caller): nothing a build left running waits for the next one. Never for root or
+    the caller's own user, whose kill(-1) would reach far more."""
+    if pwd.getpwnam(user).pw_uid not in (0, os.getuid()):
+        as_user(user, kill_every_other_process)
+
+
+def kill_every_other_process() -> None:
+    with contextlib.suppress(ProcessLookupError):  # none left
+        os.kill(-1, signal.SIGKILL)
+
+
+def write_file_as_user(path: PurePosixPath, content: bytes, mode: int) -> None:
+    """Write `path` in one rename, as the user this process is (in a child of as_user)."""
+    write_atomically(path, content, os.getuid(), os.getgid(), mode)
+
+
+def read_file_as_user(path: PurePosixPath) -> str | None:
+    """A small text file's content as the user this process is; None if it is missing."""
+    content = content_of(path)
+    return None if content is None else content.decode(errors="replace")
+
+
+# --- an app's own dirs in its data dir, made as its user --------------------------------
+
+def data_dir(paths: AppPaths, name: str) -> None:
+    """Make the app's dir `name` in its data dir (0750), as the app's user: a link or a
+    file there (the app's user put it) is refused in one line, never followed."""
+    path = paths.data_dir(name)
+
+    def make() -> None:
+        try:
+            os.mkdir(path, 0o750)
+        except FileExistsError:
+            info = os.lstat(path)
+            if not stat.S_ISDIR(info.st_mode):
+                raise Refused(f"{paths.name}: {path} is {kind_of(info.st_mode)}, not a directory"
+                              f" (the app's user put it there): move it away, as {paths.name},"
+                              " and deploy again") from None
+        os.chmod(path, 0o750, follow_symlinks=False)
+
+    as_user(paths.name, make)
+    say(f"{path} is {paths.name}'s dir")
+
+
+def kind_of(mode: int) -> str:
+    return ("a symbolic link" if stat.S_ISLNK(mode) else "a regular file" if stat.S_ISREG(mode)
+            else "a special file")
 
 
 # --- database backups, as the app's user ------------------------------------------------
@@ -780,16 +900,18 @@ def load_check(paths: AppPaths, staged: Staged, version: str, config: Config,
 
 
 def run_app_commands(paths: AppPaths, version: str, environment: dict[str, str],
-                     commands: list[list[str]], kind: str, outcome: str) -> None:
-    """Each command, in order, as the app's user, in the release's dir, with `environment`;
-    the first failure refuses, saying `kind` ("release command") and `outcome` ("nothing
-    was switched")."""
+                     commands: list[list[str]], kind: str, outcome: str,
+                     options: dict[str, object] | None = None) -> None:
+    """Each command, in order, as the app's user (or as `options` say), in the release's
+    dir, with `environment`; the first failure refuses, saying `kind` ("release command")
+    and `outcome` ("nothing was switched")."""
+    options = user_options(paths.name) if options is None else options
     for argv in commands:
         shown = " ".join(argv)
         refused = f"{paths.name} {version}: the {kind} `{shown}`"
         try:
             done = run(argv, env=environment, cwd=paths.release(version).path,
-                       timeout=RELEASE_COMMAND_TIMEOUT, **user_options(paths.name))
+                       timeout=RELEASE_COMMAND_TIMEOUT, **options)
         except OSError as error:
             raise Refused(f"{refused} could not run ({error.strerror}); {outcome}") from None
         except TimeoutError:
@@ -811,80 +933,188 @@ def run_release_commands(paths: AppPaths, staged: Staged, version: str, config: 
 
 
 def build_release(paths: AppPaths, version: str, config: Config, prefix: str,
-                  commands: list[list[str]]) -> None:
+                  commands: list[list[str]], user: str = BUILD_USER) -> None:
     """Run the build commands of a newly installed release (e.g. Django's collectstatic)
-    as the app's user, with the candidate config and environment, writing into a fresh
-    dir of the app's own ($WSGISTACK_BUILD_DIR); then copy what they made, regular files
-    and dirs only, into the release's root-owned build/ (read-only to the app, served by
-    nginx), and remove the app's dir."""
-    scratch = paths.data / f".build-{version}"
+    as the build user (never the app's, which the running app is: it must not reach what
+    the next release is built from), in the app's group to read its candidate config, with
+    its environment, writing into a fresh dir of the build user's own in root's build dir
+    ($WSGISTACK_BUILD_DIR, its HOME beside it); then copy what they made, regular files and
+    dirs only and within BUILD_LIMITS, into the release's root-owned build/ (read-only to
+    the app, served by nginx). The build user's processes and dir go when it ends."""
+    scratch, builder = paths.build_scratch, pwd.getpwnam(user)
     output = paths.release(version).build
-    as_user(paths.name, lambda: fresh_dir(scratch))
+    fresh_dir(scratch, builder)
+    made = scratch / "out"
     try:
+        as_user(user, lambda: os.mkdir(made, 0o755))
         environment = {**read_environment(candidate(paths.env_file)),
                        **app_environment(paths, version, config, ".next", prefix),
-                       BUILD_DIR_ENV: str(scratch)}
+                       "HOME": str(scratch), "USER": user, BUILD_DIR_ENV: str(made)}
         run_app_commands(paths, version, environment, commands, "build command",
-                         "the release was not installed")
+                         "the release was not installed", user_options(user, paths.name))
+        kill_all_of(user)
         if os.path.lexists(output):
             shutil.rmtree(output)
-        copy_tree(scratch, output)
+        try:
+            copy_tree(made, output)
+        except BuildTooLarge as too_large:
+            shutil.rmtree(output, ignore_errors=True)
+            raise Refused(f"{paths.name} {version}: its build commands made {too_large}; the"
+                          " release was not installed") from None
     finally:
-        as_user(paths.name, lambda: shutil.rmtree(scratch, ignore_errors=True))
+        kill_all_of(user)
+        shutil.rmtree(scratch, ignore_errors=True)  # fd-based: never follows a link
     say(f"built {paths.name} {version} into {output}")
 
 
-def run_in_app(paths: AppPaths, config: Config, prefix: str, argv: list[str]) -> None:
-    """Become the app's user, in its live release with its environment and config, and
-    exec `argv` (e.g. `django-admin createsuperuser`): for an operator, with the terminal
-    as it is. Takes no lock."""
+def fresh_dir(path: PurePosixPath, owner: pwd.struct_passwd) -> None:
+    """A new empty dir (0700) of `owner`'s, in a parent that only root can write."""
+    os.makedirs(path.parent, mode=0o755, exist_ok=True)
+    shutil.rmtree(path, ignore_errors=True)
+    os.mkdir(path, 0o700)
+    os.chown(path, owner.pw_uid, owner.pw_gid)
+
+
+def run_in_app(paths: AppPaths, config: Config, prefix: str, argv: list[str],
+               passed: list[str]) -> int:
+    """Run `argv` (e.g. `django-admin createsuperuser`) as the app's user, in its live
+    release with its environment and config, plus the caller's variables named in `passed`;
+    return its exit status. It never gets the caller's terminal: where the caller has one,
+    the command gets a pty of its own in a new session, relayed here (as `su --pty`);
+    otherwise a new session without a terminal. Takes no lock."""
     version = read_link(paths.current).removeprefix("releases/")
     if not version:
         raise Refused(f"{paths.name} has no live release on this host")
+    terminal = any(os.isatty(fd) for fd in (0, 1, 2))
     environment = {**read_environment(paths.env_file),
-                   **app_environment(paths, version, config, "", prefix)}
+                   **app_environment(paths, version, config, "", prefix),
+                   **{name: os.environ[name] for name in passed if name in os.environ},
+                   **({"TERM": os.environ.get("TERM", "xterm")} if terminal else {})}
     account = pwd.getpwnam(paths.name)
-    os.chdir(paths.release(version).path)
-    become(account)
+
+    def child() -> None:
+        try:
+            os.chdir(paths.release(version).path)
+            become(account)
+            os.execvpe(argv[0], argv, environment)
+        except OSError as error:
+            say(f"golive run: {argv[0]}: {error.strerror}", err=True)
+        os._exit(127)
+
+    if terminal:
+        return relay_through_pty(child)
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        child()
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def relay_through_pty(child: Callable[[], None]) -> int:
+    """Start `child` in a new session on a pty of its own, relay the caller's terminal to
+    and from it (raw, the window's size followed) until it exits; its exit status."""
+    pid, master = pty.fork()
+    if pid == 0:
+        child()
+    saved = termios.tcgetattr(0) if os.isatty(0) else None
+
+    def resize(*_: object) -> None:
+        with contextlib.suppress(OSError):
+            size = fcntl.ioctl(0 if saved else 1, termios.TIOCGWINSZ, b"\0" * 8)
+            fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+
+    resize()
+    signal.signal(signal.SIGWINCH, resize)
     try:
-        os.execvpe(argv[0], argv, environment)
-    except OSError as error:
-        raise Refused(f"{argv[0]}: {error.strerror}") from None
+        if saved:
+            tty.setraw(0)
+        relay(master)
+    finally:
+        if saved:
+            termios.tcsetattr(0, termios.TCSAFLUSH, saved)
+        os.close(master)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
 
-def fresh_dir(path: PurePosixPath) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-    os.mkdir(path, 0o750)
+def relay(master: int) -> None:
+    """Copy the caller's input to the pty and the pty's output to the caller's, until the
+    pty closes (the command and all it started have exited)."""
+    sources = [0, master]
+    while True:
+        try:
+            ready, _w, _x = select.select(sources, [], [])
+        except InterruptedError:
+            continue
+        if master in ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the pty's other end is closed
+                return
+            if not data:
+                return
+            os.write(1, data)
+        if 0 in ready:
+            data = os.read(0, 65536)
+            if data:
+                os.write(master, data)
+            else:
+                sources.remove(0)
+
+
+class BuildTooLarge(Exception):
+    """A build made more than BUILD_LIMITS allows; says what."""
 
 
 def copy_tree(source: PurePosixPath, target: PurePosixPath) -> None:
     """Copy a tree another user owns into a new root-owned one (dirs 0755, files 0644),
     reading it through directory descriptors with O_NOFOLLOW: links, devices and FIFOs are
-    skipped, never followed, however the tree changes meanwhile."""
+    skipped, never followed, however the tree changes meanwhile. Within BUILD_LIMITS
+    (BuildTooLarge), walked without recursion."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    top = os.open(source, flags | os.O_DIRECTORY)
+    budget = {"bytes": BUILD_LIMITS["bytes"], "files": BUILD_LIMITS["files"]}
+    pending = [(os.open(source, flags | os.O_DIRECTORY), target, 0)]
     try:
-        copy_dir(top, target, flags)
+        while pending:
+            directory, into, depth = pending.pop()
+            try:
+                if depth > BUILD_LIMITS["depth"]:
+                    raise BuildTooLarge(f"dirs deeper than {BUILD_LIMITS['depth']}")
+                os.mkdir(into, 0o755)
+                os.chmod(into, 0o755)  # whatever the umask
+                for name, opened in entries(directory, flags):
+                    spend(budget, "files", 1, f"more than {BUILD_LIMITS['files']} files")
+                    kind = os.fstat(opened)
+                    if stat.S_ISDIR(kind.st_mode):
+                        pending.append((opened, into / name, depth + 1))
+                        continue
+                    try:
+                        if stat.S_ISREG(kind.st_mode):
+                            spend(budget, "bytes", max(kind.st_size, kind.st_blocks * 512),
+                                  f"more than {BUILD_LIMITS['bytes']} bytes")
+                            copy_file(opened, into / name)
+                    finally:
+                        os.close(opened)
+            finally:
+                os.close(directory)
     finally:
-        os.close(top)
+        for directory, _into, _depth in pending:
+            os.close(directory)
 
 
-def copy_dir(directory: int, target: PurePosixPath, flags: int) -> None:
-    os.mkdir(target, 0o755)
-    os.chmod(target, 0o755)  # whatever the umask
+def entries(directory: int, flags: int) -> Iterator[tuple[str, int]]:
+    """Each entry of an open dir, opened without following it; links and entries gone
+    since are skipped."""
     for entry in os.scandir(directory):
         try:
-            opened = os.open(entry.name, flags, dir_fd=directory)
+            yield entry.name, os.open(entry.name, flags, dir_fd=directory)
         except OSError:  # a link (ELOOP), or gone since
             continue
-        try:
-            kind = os.fstat(opened).st_mode
-            if stat.S_ISDIR(kind):
-                copy_dir(opened, target / entry.name, flags)
-            elif stat.S_ISREG(kind):
-                copy_file(opened, target / entry.name)
-        finally:
-            os.close(opened)
+
+
+def spend(budget: dict[str, int], what: str, amount: int, said: str) -> None:
+    budget[what] -= amount
+    if budget[what] < 0:
+        raise BuildTooLarge(said)
 
 
 def copy_file(opened: int, target: PurePosixPath) -> None:
@@ -897,17 +1127,22 @@ def copy_file(opened: int, target: PurePosixPath) -> None:
 
 def reload_gunicorn(paths: AppPaths, workers: int, graceful_timeout: int) -> str:
     """Swap the running gunicorn to the live release through gunicorn-herder, which signals
-    only the master supervisor's herder runs. Decided by the herder's exit status (it
-    watches the new master), never by whether anyone read its output."""
+    only the master supervisor's herder runs. The herder runs as the app's user: it reads
+    pid files in the app's own run dir, which root never does. Decided by the herder's exit
+    status (it watches the new master), never by whether anyone read its output; on
+    failure, the end of gunicorn's log (root's to read) says why."""
     info = process_info(paths.name, paths.root)
     if info.get("statename") not in ("RUNNING", "STARTING") or info.get("pid", "0") == "0":
         return f"{paths.name} is not running: supervisor starts the new release"
-    swapped = run([sys.executable, str(herder(paths.root)), "reload",
+    swapped = run([sys.executable, "-I", str(herder(paths.root)), "reload",
                    "--pidfile", str(paths.pid_file), "--supervised-pid", info["pid"],
                    "--user", paths.name, "--workers", str(workers),
-                   "--graceful-timeout", str(graceful_timeout), "--log", str(paths.stderr_log)])
+                   "--graceful-timeout", str(graceful_timeout)],
+                  cwd="/", **user_options(paths.name))
     if swapped.returncode != 0:
-        raise Refused(tail(swapped.stderr or swapped.stdout, 20) or "gunicorn-herder failed")
+        said = tail(swapped.stderr or swapped.stdout, 20) or "gunicorn-herder failed"
+        log = tail((content_of(paths.stderr_log) or b"").decode(errors="replace"), 15)
+        raise Refused(said + (f"\n{paths.stderr_log}:\n{log}" if log else ""))
     return swapped.stdout.strip()
 
 
@@ -1262,7 +1497,7 @@ def remove(paths: AppPaths, purge: bool) -> None:
     supervisorctl("update", paths.name)
     for path in paths.leftovers() + (paths.purged() if purge else []):
         remove_path(path)
-    if purge:
+    if purge and made_by_the_deploy(paths.name):
         for command, database in (("userdel", "passwd"), ("groupdel", "group")):
             if run(["getent", database, paths.name]).returncode == 0:
                 removed = run([command, paths.name])
@@ -1365,13 +1600,21 @@ def roles_drift(apps: list[tuple[str, str]]) -> list[str]:
 
 
 def database_check(root: PurePosixPath) -> str:
-    """"ok" when every app of the live apps.json has its role and database as declared;
-    else what differs. A read: no lock, nothing changed."""
+    """"ok" when each PostgreSQL cluster's conf.d includes our settings and every app of
+    the live apps.json has its role and database as declared; else what differs. A read
+    (conf.d's as postgres): no lock, nothing changed."""
     try:
+        versions = sorted(name for name in os.listdir(root / "etc/postgresql")
+                          if PG_VERSION.match(name))
+        includes = [postgresql_include(version, root) for version in versions]
+        found = as_user(POSTGRES, lambda: [read_file_as_user(path) for path in includes])
         apps = database_apps(database_dir(root) / "apps.json")
     except (OSError, ValueError, KeyError, Refused) as error:
-        return f"no apps.json to check: {error}"
-    return "\n".join(roles_drift(apps)) or "ok"
+        return f"not set up yet: {error}"
+    wrong = [f"{path} does not include our settings"
+             for path, text in zip(includes, found, strict=True)  # type: ignore[call-overload]
+             if text != include_line(root).decode()]
+    return "\n".join(wrong + roles_drift(apps)) or "ok"
 
 
 def cluster_problem(version: str, root: PurePosixPath) -> str:
@@ -1393,23 +1636,63 @@ def hba_problem() -> str:
     return tail(checked.stdout + checked.stderr, 5)
 
 
+def include_line(root: PurePosixPath) -> bytes:
+    """What the cluster's conf.d/wsgistack.conf holds: our settings, from root's dir."""
+    return (f"# Managed by wsgistack: its settings, in root's {database_dir(root)}.\n"
+            f"include '{database_dir(root) / 'postgresql.conf'}'\n").encode()
+
+
+def include_our_settings(version: str, root: PurePosixPath) -> bytes | None:
+    """Make the cluster's conf.d include our settings, as postgres (conf.d is postgres's
+    own dir: root never writes there). Returns what the file held before (None: nothing),
+    for put_back_include; an unchanged file is left alone (returns the same bytes)."""
+    path = postgresql_include(version, root)
+
+    def swap() -> str | None:
+        before = read_file_as_user(path)
+        if before != include_line(root).decode():
+            write_file_as_user(path, include_line(root), 0o644)
+        with contextlib.suppress(FileNotFoundError):  # where earlier deploys staged it
+            os.unlink(candidate(path))
+        return before
+
+    before = as_user(POSTGRES, swap)
+    return None if before is None else str(before).encode()
+
+
+def put_back_include(version: str, root: PurePosixPath, before: bytes | None) -> None:
+    """conf.d/wsgistack.conf as it was before include_our_settings, as postgres."""
+    path = postgresql_include(version, root)
+
+    def put_back() -> None:
+        if before is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        else:
+            write_file_as_user(path, before, 0o644)
+
+    as_user(POSTGRES, put_back)
+
+
 def apply_database(version: str, root: PurePosixPath, expected: dict[PurePosixPath, str]
                    ) -> None:
-    """Make the candidate settings, pg_hba.conf, TLS pair and apps.json live: the config
-    parsed first, then PostgreSQL restarted (our settings changed, or it is down) or
-    reloaded; put back as they were if PostgreSQL refuses them. Then each app's role and
-    database as apps.json declares."""
+    """Make the candidate settings, pg_hba.conf, TLS pair and apps.json live, and the
+    cluster's conf.d include the settings: the config parsed first, then PostgreSQL
+    restarted (our settings changed, or it is down) or reloaded; put back as they were if
+    PostgreSQL refuses them. Then each app's role and database as apps.json declares."""
     if not PG_VERSION.match(version):
         raise Refused(f"{version!r} is not a PostgreSQL major version")
-    unit = database_unit(version, root)
+    unit = database_unit(root)
     settings = unit.files[0]
     cluster = f"postgresql@{version}-main"
     staged = Staged.verified(unit, expected)
     changed = content_of(settings) != content_of(staged.new(settings))
-    action = "restart" if changed or run(["systemctl", "is-active", "-q", cluster]
-                                         ).returncode != 0 else "reload"
     try:
         staged.make_live()
+        before = include_our_settings(version, root)
+        changed = changed or before != include_line(root)
+        action = "restart" if changed or run(["systemctl", "is-active", "-q", cluster]
+                                             ).returncode != 0 else "reload"
         problem = cluster_problem(version, root)
         if not problem:
             applied = run(["systemctl", action, cluster])
@@ -1417,6 +1700,7 @@ def apply_database(version: str, root: PurePosixPath, expected: dict[PurePosixPa
                 if applied.returncode != 0 else hba_problem()
         if problem:
             staged.put_back()
+            put_back_include(version, root, before)
             run(["systemctl", action, cluster])
             raise Refused(f"PostgreSQL {version} refused the candidate settings; the previous"
                           f" ones are back:\n{problem}")
@@ -1472,6 +1756,12 @@ def release_command(text: str) -> list[str]:
     if not (isinstance(argv, list) and argv and all(isinstance(arg, str) for arg in argv)):
         raise ValueError(f"{text!r} is not a JSON list of strings")
     return argv
+
+
+def data_dir_name(text: str) -> str:
+    if not DATA_DIR.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a dir name")
+    return text
 
 
 def pg_version(text: str) -> str:
@@ -1532,7 +1822,9 @@ def parser() -> argparse.ArgumentParser:
     config_options(step)
     step.add_argument("--prefix", required=True)
     step.add_argument("--build-command", type=release_command, action="append", required=True,
-                      metavar='\'["ARGV", ...]\'', help="run as the app's user (JSON argv)")
+                      metavar='\'["ARGV", ...]\'', help="run as the build user (JSON argv)")
+    step.add_argument("--build-user", default=BUILD_USER,
+                      help=f"who runs them, in the app's group (default {BUILD_USER})")
     step = steps.add_parser("program", help="make an app's supervisor program live")
     step.add_argument("app", type=app_name)
     step.add_argument("--expect", nargs="+", required=True, metavar="FILE=SHA256")
@@ -1558,7 +1850,13 @@ def parser() -> argparse.ArgumentParser:
     step.add_argument("app", type=app_name)
     config_options(step)
     step.add_argument("--prefix", default="", help="its URL prefix (SCRIPT_NAME)")
+    step.add_argument("--env", action="append", default=[], metavar="NAME", dest="passed",
+                      help="pass the caller's variable NAME on (repeated; none is by default)")
     step.add_argument("argv", nargs="+", metavar="-- ARGV")
+    step = steps.add_parser("data-dir", help="make a dir of the app's own in its data dir, as"
+                            " its user")
+    step.add_argument("app", type=app_name)
+    step.add_argument("name", type=data_dir_name)
     step = steps.add_parser("remove", help="remove an app marked absent")
     step.add_argument("app", type=app_name)
     step.add_argument("--purge", action="store_true", help="its data, logs and user too")
@@ -1583,11 +1881,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.step == "run":
         try:
-            run_in_app(AppPaths(args.app, root), Config(args.config, args.config_env),
-                       args.prefix, args.argv)
+            return run_in_app(AppPaths(args.app, root), Config(args.config, args.config_env),
+                              args.prefix, args.argv, args.passed)
         except (Refused, OSError) as error:
             say(f"golive run: {error}", err=True)
         return 1
+    if args.step == "data-dir":
+        try:
+            data_dir(AppPaths(args.app, root), args.name)
+        except (Refused, OSError) as error:
+            say(str(error), err=True)
+            return 1
+        return 0
     keep_going_without_the_controller()
     try:
         with deploy_lock(root):
@@ -1606,7 +1911,7 @@ def main(argv: list[str] | None = None) -> int:
             elif args.step == "build":
                 build_release(AppPaths(args.app, root), args.version,
                               Config(args.config, args.config_env), args.prefix,
-                              args.build_command)
+                              args.build_command, args.build_user)
             elif args.step == "program":
                 apply_program(AppPaths(args.app, root), parse_expect(args.expect))
             elif args.step == "site":

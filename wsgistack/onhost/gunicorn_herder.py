@@ -12,17 +12,17 @@ Installed by wsgistack as /usr/local/lib/wsgistack/gunicorn-herder (python3 stdl
         the herder gets (TERM, HUP, ...) go to the current master.
 
     gunicorn-herder reload --pidfile P --supervised-pid H --user U --workers N
-                           [--timeout S] [--log F]
-        Run by a deploy (golive switch), as root. Sends USR2 to the running master, waits
+                           [--timeout S]
+        Run by a deploy (golive switch), as the app's user. Sends USR2 to the running master, waits
         until the new master's N workers have loaded the app (each worker appends its pid
         to ready.<master pid> beside the pid file, from gunicorn's post_worker_init hook),
         then stops the old master with TERM: its workers finish the requests in flight
         while the new workers take new ones on the same socket. If the new master fails,
-        it is stopped, the old master keeps serving, and the reload exits 1 with the end
-        of gunicorn's log.
+        it is stopped, the old master keeps serving, and the reload exits 1 (golive adds
+        the end of gunicorn's log, which is root's).
 
         The pid files are written by gunicorn, as the app's user, in a directory that user
-        owns: root never believes them alone. A pid is signalled only if that process is
+        owns: they are never believed alone. A pid is signalled only if that process is
         the app user's and sits where it must in the process tree: the old master is a
         child of the herder supervisor runs (H, asked of supervisor by the deploy), the
         new master a child of the old one. Signals go through a pidfd opened before the
@@ -58,6 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1,
              signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH)
 
@@ -148,6 +149,11 @@ class Herder:
         if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
             print("gunicorn-herder: cannot become a child subreaper", file=sys.stderr)
             return 1
+        # gunicorn, its workers and all they start can never gain privileges (sudo, su,
+        # any setuid program): a bug in the app stays the app's user.
+        if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            print("gunicorn-herder: cannot set no_new_privs", file=sys.stderr)
+            return 1
         for signum in FORWARDED:
             signal.signal(signum, self.forward)
         self.master = os.fork()
@@ -219,16 +225,6 @@ class Master:
         os.close(self.fd)
 
 
-def log_tail(log: Path | None, lines: int = 15) -> str:
-    if log is None:
-        return ""
-    try:
-        text = log.read_text(errors="replace").splitlines()[-lines:]
-    except OSError:
-        return ""
-    return f"\nlast lines of {log}:\n    " + "\n    ".join(text)
-
-
 def forget_ready_files(pidfile: Path) -> None:
     """Remove ready files of masters that are gone (unlink never follows a link)."""
     for path in pidfile.parent.glob("ready.*"):
@@ -237,7 +233,7 @@ def forget_ready_files(pidfile: Path) -> None:
 
 
 def reload(pidfile: Path, supervised: int, uid: int, workers: int, timeout: float,
-           graceful: float, log: Path | None) -> str:
+           graceful: float) -> str:
     old = Master.verified(read_pid(pidfile), supervised, uid)
     if old is None:
         if parent_of(supervised) is None:
@@ -259,13 +255,12 @@ def reload(pidfile: Path, supervised: int, uid: int, workers: int, timeout: floa
             if new is not None:
                 new.stop(graceful)
             raise ReloadFailed(f"the new gunicorn master did not get {workers} workers ready"
-                               f" within {timeout:.0f}s; the old master {old.pid} still serves"
-                               + log_tail(log))
+                               f" within {timeout:.0f}s; the old master {old.pid} still serves")
         if new is None:
             new = Master.verified(read_pid(successor_pidfiles(pidfile)[1]), old.pid, uid)
         elif not new.alive:
             raise ReloadFailed(f"the new gunicorn master {new.pid} exited; the old master"
-                               f" {old.pid} still serves" + log_tail(log))
+                               f" {old.pid} still serves")
         time.sleep(0.05)
     old.stop(graceful + 10)
     promoted = time.monotonic() + 10
@@ -297,7 +292,6 @@ def main(argv: list[str] | None = None) -> int:
                                help="seconds the new master gets to have its workers ready")
     reload_parser.add_argument("--graceful-timeout", type=float, default=30,
                                help="gunicorn's graceful_timeout")
-    reload_parser.add_argument("--log", type=Path, help="gunicorn's log, shown on failure")
     args = parser.parse_args(argv)
     if args.action == "run":
         return Herder(args.pidfile, args.command).run()
@@ -305,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         uid = pwd.getpwnam(args.user).pw_uid
         say(reload(args.pidfile, args.supervised_pid, uid, args.workers, args.timeout,
-                   args.graceful_timeout, args.log), 1)
+                   args.graceful_timeout), 1)
     except (ReloadFailed, KeyError) as failure:
         say(f"gunicorn-herder: reload failed: {failure}", 2)
         return 1
