@@ -4,11 +4,14 @@ recorded. The app is the user running the tests, so no step needs root here."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import pty
 import pwd
 import re
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -516,3 +519,96 @@ def test_run_execs_in_the_live_release_with_its_environment(host: Host) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [str(Path(host.paths.release("1.0.0").path)), "live",
                                    str(host.paths.config(CONFIG))]
+
+
+def test_run_is_a_new_session_without_privileges_and_passes_only_named_variables(
+        host: Host) -> None:
+    """No terminal here: the command gets a session of its own (it could never reach the
+    caller's terminal), no_new_privs, and of the caller's variables only those named."""
+    write(host.paths.env_file, 'VERSION="live"\n', 0o640)
+    show = ("import os; print(os.getsid(0) == os.getpid(), os.environ.get('PASSED'),"
+            " os.environ.get('KEPT_BACK'),"
+            " open('/proc/self/status').read().split('NoNewPrivs:')[1].split()[0])")
+    done = subprocess.run([sys.executable, str(GOLIVE_SOURCE), "--root", str(host.root), "run",
+                           APP, "--env", "PASSED", "--", sys.executable, "-c", show],
+                          env={**host.environ, "PASSED": "yes", "KEPT_BACK": "secret"},
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "yes", "None", "1"]
+
+
+def test_run_gives_a_terminal_of_its_own_where_the_caller_has_one(host: Host) -> None:
+    """With a terminal (as over `ssh -t`), the command runs on a new pty in a new session,
+    relayed: what it does to its terminal (TIOCSTI, termios) reaches its own pty, never the
+    caller's, and its exit status is golive's."""
+    write(host.paths.env_file, 'VERSION="live"\n', 0o640)
+    show = ("import os, sys; print('APP', os.ttyname(0), os.getsid(0) == os.getpid());"
+            " sys.exit(3)")
+    golive_run = " ".join(shlex.quote(arg) for arg in [
+        sys.executable, str(GOLIVE_SOURCE), "--root", str(host.root), "run", APP, "--",
+        sys.executable, "-c", show])
+    pid, caller = pty.fork()
+    if pid == 0:  # the caller: a shell on its own terminal, as an operator's over ssh -t
+        os.execve("/bin/sh", ["sh", "-c", f"echo CALLER $(tty); {golive_run}; echo EXIT $?"],
+                  host.environ)
+    said = b""
+    with contextlib.suppress(OSError):
+        while chunk := os.read(caller, 4096):
+            said += chunk
+    os.waitpid(pid, 0)
+    words = said.decode().split()
+    callers, its = words[words.index("CALLER") + 1], words[words.index("APP") + 1]
+    assert its.startswith("/dev/pts/") and its != callers, said
+    assert words[words.index("APP") + 2] == "True", "a session of its own"
+    assert words[words.index("EXIT") + 1] == "3", said
+
+
+def test_a_data_dir_is_made_by_the_apps_user_and_a_link_there_is_refused(host: Host) -> None:
+    made = host.golive("data-dir", APP, "uploads")
+    assert made.returncode == 0, made.stderr
+    uploads = Path(host.paths.data_dir("uploads"))
+    assert uploads.is_dir() and oct(uploads.stat().st_mode & 0o777) == "0o750"
+    uploads.rmdir()
+    elsewhere = host.root / "elsewhere"
+    elsewhere.mkdir(mode=0o755)
+    uploads.symlink_to(elsewhere)
+    refused = host.golive("data-dir", APP, "uploads")
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f"{APP}: {uploads} is a symbolic link, not a directory (the app's user put it"
+        f" there): move it away, as {APP}, and deploy again")
+    assert oct(elsewhere.stat().st_mode & 0o777) == "0o755", "never followed"
+    assert host.golive("data-dir", APP, "../etc").returncode == 2, "one name, no path"
+
+
+@pytest.mark.parametrize("make, said", [
+    (lambda out: os.truncate(write(out / "sparse", b""), (1 << 30) + 1),
+     "more than 1073741824 bytes"),
+    (lambda out: os.makedirs(out / "/".join(["d"] * 70)), "dirs deeper than 64"),
+])
+def test_a_build_beyond_its_limits_is_not_installed(tmp_path: Path, make, said: str) -> None:
+    made = tmp_path / "made"
+    made.mkdir()
+    make(made)
+    with pytest.raises(golive.BuildTooLarge, match=said):
+        golive.copy_tree(PurePosixPath(made), PurePosixPath(tmp_path / "build"))
+
+
+def test_a_build_of_too_many_files_is_not_installed(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(golive.BUILD_LIMITS, "files", 10)
+    made = tmp_path / "made"
+    made.mkdir()
+    for index in range(11):
+        write(made / f"f{index}", "x")
+    with pytest.raises(golive.BuildTooLarge, match="more than 10 files"):
+        golive.copy_tree(PurePosixPath(made), PurePosixPath(tmp_path / "build"))
+
+
+def test_build_and_release_commands_can_never_gain_privileges(host: Host) -> None:
+    install_release(host.paths, "1.0.1", time.time())
+    done = build(host, "1.0.1", ["sh", "-c", "grep NoNewPrivs /proc/self/status"
+                                 " > \"$WSGISTACK_BUILD_DIR/status\""])
+    assert done.returncode == 0, done.stderr
+    status = Path(host.paths.release("1.0.1").build) / "status"
+    assert status.read_text().split() == ["NoNewPrivs:", "1"]

@@ -93,6 +93,14 @@ BAD = [
     ({"log_max_bytes": "ten"}, "log_max_bytes"),
     ({"apps": []}, "apps"),
     ({"apps": [{"name": "Bad!"}]}, "apps[0].name"),
+    # An app named after an account the host has would take it over (home, shell, group).
+    *(({"apps": [{**group_data("staging")["apps"][0], "name": account}]},
+       f"apps[0].name: '{account}' is invalid: expected lowercase letters, digits and -, at"
+       " most 31, and no account")
+      for account in ("admin", "root", "www-data", "postgres", "nobody", "sudo",
+                      "wsgistack-build", "systemd-network")),
+    ({"apps": [{**group_data("staging")["apps"][0], "data_dirs": ["../etc"]}]}, "data_dirs"),
+    ({"apps": [{**group_data("staging")["apps"][0], "data_dirs": ["backups"]}]}, "data_dirs"),
     ({"apps": [{**group_data("staging")["apps"][0], "prefix": "/todo/"}]}, "prefix"),
     ({"apps": [{**group_data("staging")["apps"][0], "port": 80}]}, "port"),
     ({"apps": [{**group_data("staging")["apps"][0], "colour": "red"}]}, "not a known app key"),

@@ -721,15 +721,18 @@ def data_dir(paths: AppPaths, name: str) -> None:
     path = paths.data_dir(name)
 
     def make() -> None:
-        try:
+        with contextlib.suppress(FileExistsError):
             os.mkdir(path, 0o750)
-        except FileExistsError:
-            info = os.lstat(path)
-            if not stat.S_ISDIR(info.st_mode):
-                raise Refused(f"{paths.name}: {path} is {kind_of(info.st_mode)}, not a directory"
-                              f" (the app's user put it there): move it away, as {paths.name},"
-                              " and deploy again") from None
-        os.chmod(path, 0o750, follow_symlinks=False)
+        try:
+            opened = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:  # ELOOP, ENOTDIR: something else is there
+            raise Refused(f"{paths.name}: {path} is {kind_of(os.lstat(path).st_mode)}, not a"
+                          f" directory (the app's user put it there): move it away, as"
+                          f" {paths.name}, and deploy again") from None
+        try:
+            os.fchmod(opened, 0o750)
+        finally:
+            os.close(opened)
 
     as_user(paths.name, make)
     say(f"{path} is {paths.name}'s dir")
