@@ -218,7 +218,7 @@ GROUP_KEYS = (
     Key("keep_backups", 5, between(0, 1000), "database backups kept per app in"
         " `/var/lib/<app>/backups/`, one taken before each release switch"),
     Key("database_backups", 14, between(1, 1000), "daily dumps kept per app on an"
-        " environment's database host (`/var/lib/postgresql/wsgistack-backups/`)"),
+        " environment's database host (`/var/lib/wsgistack/database-backups/`)"),
     Key("secrets_dir", "~/.config/wsgistack/secrets", Check(str, bool, "a directory on the"
         " controller"), "on the controller: app secrets are read from"
         " `<dir>/<group>/<app>.<name>` (e.g. `flasktodo.secret_key`), after the variable"

@@ -33,6 +33,7 @@ from tests.polling import wait_for
 NAME, SUBNET = "iatk", "10.186.0.0/24"
 SERVER_NAME = "staging.flasktodo.test"
 RUN_DIR = "/run/flasktodo"
+GOLIVE = "/usr/local/lib/wsgistack/golive"
 
 
 class Host:
@@ -256,3 +257,132 @@ def test_release_commands_run_before_the_switch_and_a_failure_switches_nothing(
     assert "no such table: items" in refused.output
     assert host.out("readlink /opt/flasktodo/current") == "releases/9.4.0"
     assert host.healthz()["version"] == "9.4.0"
+
+
+# --- the second review: an app compromise must never become root --------------------------
+
+SHADOW = "stat -c '%U %G %a' /etc/shadow; sha256sum /etc/shadow"
+BACKUPS = "/var/lib/flasktodo/backups"
+# The app's user, polling: every time a real dir stands where its backups belong (the
+# deploy just made it), it swaps it for a link to /etc/shadow. Bounded in time.
+SWAPPER = ("cd /var/lib/flasktodo; end=$(( $(date +%s) + 120 )); while [ $(date +%s) -lt $end ];"
+           " do if [ -d backups ] && [ ! -L backups ]; then rm -rf moved;"
+           " mv backups moved 2>/dev/null && ln -s /etc/shadow backups; fi; done")
+
+
+def test_the_app_swapping_its_backups_dir_for_a_link_never_reaches_roots_hands(
+        host: Host) -> None:
+    """Root used to make the app's backups dir with mkdir, chmod and chown as separate
+    commands inside the app's own dir: the app swapped in a link between them and got
+    /etc/shadow. Now the app's user makes it; /etc/shadow stays root's through many tries,
+    and a link left there stops the host with one line naming the app and the path."""
+    shadow = host.out(SHADOW)
+    swapper = subprocess.Popen(["ssh", "-F", host.sandbox.ssh_config, host.host["name"],
+                                f"runuser -u flasktodo -- sh -c {shlex.quote(SWAPPER)}"])
+    try:
+        for _try in range(6):
+            host.as_app(f"rm -f {BACKUPS}")  # missing: the deploy makes it again
+            run = host.deploy()
+            assert host.out(SHADOW) == shadow, run.output[-3000:]
+            assert "Traceback" not in run.output
+    finally:
+        swapper.kill()
+        host.ssh("pkill -u flasktodo -f 'mv backups moved'", check=False)
+    host.as_app(f"rm -rf {BACKUPS} && ln -s /etc/shadow {BACKUPS}")
+    refused = host.deploy()
+    assert refused.returncode != 0
+    assert (f"flasktodo: {BACKUPS} is a symbolic link, not a directory (the app's user put it"
+            " there): move it away, as flasktodo, and deploy again") in refused.output
+    host.as_app(f"rm -rf {BACKUPS} /var/lib/flasktodo/moved")
+    assert host.deploy().returncode == 0
+    backups = host.sandbox.testinfra(host.host).file(BACKUPS)
+    assert (backups.is_directory, backups.user, backups.mode) == (True, "flasktodo", 0o750)
+    assert host.out(SHADOW) == shadow
+
+
+def test_golive_run_never_hands_roots_terminal_to_the_app(host: Host) -> None:
+    """`golive run` over `ssh -t`: the app's command gets a pty of its own in a new session
+    (TIOCSTI from it reaches its own input, never root's shell), and can never gain
+    privileges, not even through a sudoers rule that allows it everything."""
+    show = ("import os; print('APP', os.ttyname(0), os.getsid(0) == os.getpid(),"
+            " open('/proc/self/status').read().split('NoNewPrivs:')[1].split()[0])")
+    host.ssh("echo 'flasktodo ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/flasktodo-test")
+    try:
+        ran = subprocess.run(
+            ["ssh", "-tt", "-F", host.sandbox.ssh_config, host.host["name"],
+             f"echo CALLER $(tty); {GOLIVE} run flasktodo -- python3 -c {shlex.quote(show)};"
+             f" {GOLIVE} run flasktodo -- sudo -n id; echo SUDO $?"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False)
+        words = ran.stdout.split()
+        callers, its = words[words.index("CALLER") + 1], words[words.index("APP") + 1]
+        assert its.startswith("/dev/pts/") and its != callers, ran.stdout
+        assert words[words.index("APP") + 2:words.index("APP") + 4] == ["True", "1"]
+        assert words[words.index("SUDO") + 1] != "0" and "uid=0" not in ran.stdout, ran.stdout
+    finally:
+        host.ssh("rm -f /etc/sudoers.d/flasktodo-test")
+
+
+def test_gunicorn_and_its_workers_can_never_gain_privileges(host: Host) -> None:
+    pids = host.out("pgrep -u flasktodo -f 'venv/bin/gunicorn'").split()
+    assert len(pids) >= 3, "the master and its workers"
+    for pid in pids:
+        assert host.out(f"grep NoNewPrivs /proc/{pid}/status").split() == ["NoNewPrivs:", "1"]
+
+
+def test_an_app_never_takes_over_an_account_the_deploy_did_not_make(host: Host) -> None:
+    """An app named after an account the host already has (here an operator's): the host
+    stops with one line, and the account is as it was."""
+    host.ssh("id shopkeeper || useradd --create-home --shell /bin/bash shopkeeper")
+    before = host.out("getent passwd shopkeeper; id shopkeeper")
+    entry = json.loads(apps_data(app_release(host.releases, "9.4.0")).split("=", 1)[1])[0]
+    shop = {**entry, "name": "shopkeeper", "port": 8099, "prefix": "/shop"}
+    refused = host.deploy(None, "apps=" + json.dumps([entry, shop]))
+    assert refused.returncode != 0
+    assert ("apps[shopkeeper]: the account shopkeeper exists on this host and the deploy did"
+            " not make it") in refused.output, refused.output[-3000:]
+    assert host.out("getent passwd shopkeeper; id shopkeeper") == before
+    assert host.ssh("test -e /opt/shopkeeper", check=False).returncode != 0
+    assert host.out("getent passwd flasktodo").split(":")[4] == "wsgistack app flasktodo"
+
+
+# A build command: records who runs it and whether it can gain privileges or write the app's
+# data.
+WHO_BUILDS = ("id -un > \"$WSGISTACK_BUILD_DIR/who\";"
+              " grep NoNewPrivs /proc/self/status >> \"$WSGISTACK_BUILD_DIR/who\";"
+              " touch /var/lib/flasktodo/by-the-build 2>/dev/null || echo data-closed"
+              " >> \"$WSGISTACK_BUILD_DIR/who\"")
+
+
+def test_builds_run_as_the_build_user_out_of_the_running_apps_reach(host: Host) -> None:
+    """Build commands ran as the app's user, so the live app could rewrite the next
+    release's build output. Now they run as wsgistack-build (in the app's group, to read
+    its config), in root's build dir, which the app cannot enter."""
+    entry = json.loads(apps_data(app_release(host.releases, "9.6.0")).split("=", 1)[1])[0]
+    entry["build_commands"] = [["sh", "-c", WHO_BUILDS]]
+    run = host.deploy(None, "apps=" + json.dumps([entry]))
+    assert run.returncode == 0, run.output[-3000:]
+    assert host.out("cat /opt/flasktodo/releases/9.6.0/build/who").split() == [
+        "wsgistack-build", "NoNewPrivs:", "1", "data-closed"]
+    assert host.as_app("touch /var/lib/wsgistack/build/x", check=False).returncode != 0
+    assert host.out("getent passwd wsgistack-build").split(":")[4] == "wsgistack build user"
+    assert host.ssh("pgrep -u wsgistack-build", check=False).returncode != 0, "none left"
+    sparse = {**entry, "build_commands": [
+        ["sh", "-c", "truncate -s 2G \"$WSGISTACK_BUILD_DIR/huge\""]]}
+    refused = host.deploy(None, "apps=" + json.dumps(
+        [{**sparse, "source": str(app_release(host.releases, "9.6.1"))}]))
+    assert refused.returncode != 0
+    assert ("flasktodo 9.6.1: its build commands made more than 1073741824 bytes; the release"
+            " was not installed") in refused.output, refused.output[-3000:]
+    assert host.healthz()["version"] == "9.6.0"
+
+
+def test_the_release_install_imports_nothing_from_roots_working_dir(host: Host) -> None:
+    """pyinfra's commands run in the SSH user's home: a venv.py there was imported by
+    `python3 -m venv` as root. The install runs Python with -I."""
+    host.ssh("printf %s \"open('/tmp/imported-from-home', 'w')\" > ~/venv.py")
+    try:
+        run = host.deploy("9.7.0")
+        assert run.returncode == 0, run.output[-3000:]
+        assert host.ssh("test -e /tmp/imported-from-home", check=False).returncode != 0
+    finally:
+        host.ssh("rm -f ~/venv.py /tmp/imported-from-home")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration import parents
 from tests.integration.helpers import (
     DATABASE_PASSWORD,
     FLASKTODO_VERSION,
@@ -29,6 +31,9 @@ from tests.integration.helpers import (
     wait_for_http_ok,
 )
 from tests.integration.load import Load
+from wsgistack import database
+from wsgistack.environment import Environment as WhereEnvironment
+from wsgistack.environment import Member
 
 NAME, SUBNET = "idb", "10.188.0.0/24"
 PASSWORD = DATABASE_PASSWORD
@@ -152,6 +157,31 @@ def test_secrets_stay_in_root_and_app_only_files(environment: Environment) -> No
     assert web.file("/etc/ssl/wsgistack/database.crt").mode == 0o644
 
 
+def test_root_never_acts_below_a_dir_postgres_can_write(environment: Environment) -> None:
+    """Every path the deploy manages or golive touches on the database host: no dir above
+    it is writable by another user than root, but for the one line in the cluster's conf.d
+    that includes our settings, which golive writes and reads as postgres."""
+    settings = parents.layout_settings()
+    view = database.view_of(settings, database_environment(environment),
+                            {"flasktodo": PASSWORD})
+    listed = "\n".join(parents.database_host_paths(view))
+    found = environment.ssh(environment.database, "python3 -c"
+                            f" {shlex.quote(parents.UNSAFE_PARENTS)} <<'EOF'\n{listed}\nEOF")
+    assert "/etc/postgresql/15/main/conf.d/wsgistack.conf" in found, "the check checks"
+    assert parents.unsafe(found, parents.handled_by_their_owner(settings)) == []
+    include = environment.ssh(environment.database, "stat -c '%U %a' /etc/postgresql/15/main/"
+                              "conf.d/wsgistack.conf; ls /etc/postgresql/15/main/conf.d")
+    assert include.split() == ["postgres", "644", "wsgistack.conf"], include
+
+
+def database_environment(environment: Environment) -> WhereEnvironment:
+    """The production environment as the inventory holds it: its web hosts and database."""
+    return WhereEnvironment("production", tuple(Member(host["name"], host["address"])
+                                                for host in environment.web),
+                            Member(environment.database["name"],
+                                   environment.database["address"]))
+
+
 def test_staging_with_no_database_host_keeps_sqlite(environment: Environment) -> None:
     staging = environment.sandbox.hosts("staging")[0]
     host = environment.sandbox.testinfra(staging)
@@ -211,12 +241,12 @@ def test_rolling_the_code_back_keeps_the_migrated_schema_and_works_on_it(
 def test_the_daily_dump_restores_into_a_scratch_database(environment: Environment) -> None:
     database = environment.database
     environment.ssh(database, "systemctl start wsgistack-database-backup.service")
-    [dump] = environment.ssh(database, "ls /var/lib/postgresql/wsgistack-backups/").split()
+    [dump] = environment.ssh(database, "ls /var/lib/wsgistack/database-backups/").split()
     assert re.fullmatch(r"flasktodo-\d{8}T\d{6}Z\.dump", dump)
     # README, "Backups": the restore, into a scratch database first.
     environment.ssh(database, "cd / && runuser -u postgres -- createdb scratch"
                               " && runuser -u postgres -- pg_restore --no-owner -d scratch"
-                              f" /var/lib/postgresql/wsgistack-backups/{dump}")
+                              f" /var/lib/wsgistack/database-backups/{dump}")
     restored = environment.ssh(database, "cd / && runuser -u postgres -- psql -X -A -t -d scratch"
                                          " -c 'SELECT title FROM items'")
     assert "added through one" in restored
@@ -229,7 +259,7 @@ def test_the_daily_dump_restores_into_a_scratch_database(environment: Environmen
         environment.ssh(host, "supervisorctl stop flasktodo")
     environment.ssh(database, "cd / && runuser -u postgres -- pg_restore --clean --if-exists"
                               " --no-owner --role=flasktodo -d flasktodo"
-                              f" /var/lib/postgresql/wsgistack-backups/{dump}")
+                              f" /var/lib/wsgistack/database-backups/{dump}")
     for host in (one, two):
         environment.ssh(host, "supervisorctl start flasktodo")
         wait_for_http_ok(host["address"], "/flasktodo/api/items", 30,

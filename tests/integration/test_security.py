@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration import parents
 from tests.integration.helpers import (
     PRODUCTION_SECRET_KEY,
     Browser,
@@ -126,6 +127,19 @@ def test_least_privilege(deployment: Deployment, host: dict) -> None:
     for path in ("/opt/flasktodo", "/opt/flasktodo/current/venv/lib", "/etc/flasktodo",
                  "/etc/supervisor/conf.d", "/var/log/supervisor", "/tmp/../etc"):
         assert not app_can_write(path), path
+
+
+def test_root_never_acts_below_a_dir_another_user_can_write(deployment: Deployment,
+                                                           host: dict) -> None:
+    """Every path the deploy manages or golive touches on a web host: no dir above it is
+    writable by a user other than root, but for the paths golive reaches only as the user
+    whose dir they are in (the app's backups, its database, gunicorn's pid file)."""
+    settings = parents.layout_settings()
+    found = deployment.sandbox.ssh(host, f"python3 -c {shlex.quote(parents.UNSAFE_PARENTS)}"
+                                   f" <<'EOF'\n{chr(10).join(parents.web_host_paths(settings))}"
+                                   "\nEOF").stdout
+    assert found, "the app's own paths are found below its dirs (the check checks)"
+    assert parents.unsafe(found, parents.handled_by_their_owner(settings)) == []
 
 
 def test_secrets_and_keys_are_not_readable_by_others(deployment: Deployment,

@@ -1,0 +1,113 @@
+"""Every path the deploy manages or golive touches, and the check that no directory above
+one of them is writable by a user other than root (who could swap what lies below it for a
+link while root acts on it). The paths are taken from the code that declares them (the
+stack's managed items, golive's layout and units) for group data's apps, so a new path is
+covered the day it is declared.
+
+A path that root may reach only as its owner (or through that owner's process) is on an
+explicit list, with the one user whose dir it sits in.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+from tests.unit.test_settings import group_data
+from wsgistack import database, stack
+from wsgistack.environment import Environment, Member
+from wsgistack.onhost import golive
+from wsgistack.onhost.golive import ROOT, AppPaths, Unit
+from wsgistack.settings import Settings, load_settings
+
+# Prints each path whose parent chain holds a dir (or link) another user could write, with
+# that dir and its owner. Missing dirs (a path this host does not have) are passed over.
+UNSAFE_PARENTS = r"""
+import os, pwd, stat, sys
+for path in sys.stdin.read().split():
+    parent = os.path.dirname(path)
+    while parent != "/":
+        try:
+            info = os.lstat(parent)
+        except FileNotFoundError:
+            parent = os.path.dirname(parent)
+            continue
+        others = info.st_mode & 0o002 or (info.st_mode & 0o020 and info.st_gid != 0)
+        if info.st_uid != 0 or others:
+            print(path, parent, pwd.getpwuid(info.st_uid).pw_name)
+            break
+        parent = os.path.dirname(parent)
+"""
+
+
+def layout_settings() -> Settings:
+    """Group data's apps and site, whose paths are the same in every environment (staging's
+    values need no operator's pair or secret)."""
+    return load_settings({**group_data("staging"), "secrets_dir": "/nonexistent"}, "staging")
+
+
+def unit_paths(unit: Unit) -> list[PurePosixPath]:
+    """What golive reads and writes for a unit: each file, its candidate, its staged and
+    previous copies, the links and listing it reads, and its stamp."""
+    return [*(path.with_name(path.name + suffix) for path in unit.files
+              for suffix in ("", ".next", ".new", ".prev")),
+            *unit.links, *filter(None, [unit.listing]), unit.stamp]
+
+
+def app_paths(paths: AppPaths, config: str | None) -> list[PurePosixPath]:
+    release = paths.release("1.0.0")
+    return [paths.home, paths.releases, paths.current, paths.wheelhouse, release.path,
+            release.venv, release.build, release.installed_marker, release.static(0),
+            paths.config_dir, paths.data, paths.build_scratch, paths.run_dir, paths.pid_file,
+            paths.supervisor_program, paths.stdout_log, paths.stderr_log, paths.tmpfiles,
+            paths.nginx_access_log, paths.nginx_error_log,
+            *unit_paths(golive.app_unit(paths, config)), *unit_paths(golive.program_unit(paths))]
+
+
+def web_host_paths(settings: Settings) -> list[str]:
+    secrets = {app.name: {name: "x" * 40 for name in (*app.secret_env, database.PASSWORD)}
+               for app in settings.apps}
+    where = Environment(settings.group, (Member("web1", "10.9.0.2"),),
+                        Member("db1", "10.9.0.6"))
+    managed, _probes = stack.declared(settings, secrets, where)
+    site = settings.site_name
+    touched = [*(PurePosixPath(item.path) for item in managed),
+               *(path for app in settings.apps
+                 for path in app_paths(AppPaths(app.name), app.config_name)),
+               *unit_paths(golive.site_unit(site)), *unit_paths(golive.certificate_unit(site)),
+               golive.lock_dir(ROOT) / "deploy.lock", golive.acme_webroot(ROOT),
+               *golive.lineage(site, ROOT), golive.renewal_config(site, ROOT),
+               golive.database_ca(ROOT)]
+    return sorted(set(map(str, touched)))
+
+
+def database_host_paths(view: database.DatabaseView) -> list[str]:
+    touched = [*(PurePosixPath(item.path) for item in database.managed(view)),
+               *unit_paths(golive.database_unit()), golive.database_backups(ROOT),
+               golive.lock_dir(ROOT) / "deploy.lock",
+               *(golive.postgresql_include(version, ROOT)
+                 for version in database.POSTGRESQL.values())]
+    return sorted(set(map(str, touched)))
+
+
+def handled_by_their_owner(settings: Settings) -> dict[str, str]:
+    """Paths root reaches only as the user whose dir they sit in (golive's as_user, the
+    herder run as the app's user), each with that user."""
+    owned = {}
+    for app in settings.apps:
+        paths = AppPaths(app.name)
+        owned.update({str(path): app.name for path in (
+            paths.backups, paths.database, paths.pid_file,
+            *(paths.data_dir(name) for name in app.data_dirs))})
+    for version in database.POSTGRESQL.values():
+        owned[str(golive.postgresql_include(version, ROOT))] = "postgres"
+    return owned
+
+
+def unsafe(found: str, owned: dict[str, str]) -> list[str]:
+    """UNSAFE_PARENTS' lines, less those of paths handled by the owner of the dir found."""
+    lines = []
+    for line in found.splitlines():
+        path, _parent, owner = line.split()
+        if owned.get(path) != owner:
+            lines.append(line)
+    return lines
