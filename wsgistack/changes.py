@@ -5,7 +5,22 @@ from __future__ import annotations
 import shlex
 
 from pyinfra.api import StringCommand, operation
+from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operation import OperationMeta
+
+
+class OperatorError(PyinfraError):
+    """What the operator must fix (bad settings, an app that does not build): pyinfra
+    prints the message alone, with no place in this project's code before it, as it does
+    for an exception without a traceback."""
+
+    @property  # type: ignore[override]
+    def __traceback__(self) -> None:  # what pyinfra reads to name a file and line
+        return None
+
+    @__traceback__.setter
+    def __traceback__(self, _traceback: object) -> None:
+        pass
 
 
 def will_change(*ops: OperationMeta | None) -> bool:

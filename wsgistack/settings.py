@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pyinfra.api.exceptions import PyinfraError
-
 from wsgistack import sources
+from wsgistack.changes import OperatorError
 from wsgistack.onhost.golive import VERSION
 from wsgistack.paths import REPO_ROOT
 from wsgistack.schema import (
@@ -36,7 +35,7 @@ SERVER_NAMES_ENV = "WSGISTACK_SERVER_NAMES"  # the group's server_names, space-s
 RESERVED_ENV = {"HOME", "USER", "PATH", "SCRIPT_NAME", SERVER_NAMES_ENV}
 
 
-class SettingsError(PyinfraError):
+class SettingsError(OperatorError):
     """Bad group data: one line per problem. A pyinfra error, so pyinfra prints the lines
     and exits non-zero before any operation runs, without a traceback."""
 

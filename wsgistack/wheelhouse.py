@@ -25,9 +25,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyinfra.api.exceptions import PyinfraError
-
 from wsgistack import sources
+from wsgistack.changes import OperatorError
 from wsgistack.paths import BUILD_DIR, LOCKS_DIR
 from wsgistack.settings import PACKAGE, AppSettings, is_built
 from wsgistack.sources import BUILD_LOCK, REQUIREMENTS, SourceError, run_pip
@@ -96,7 +95,7 @@ class WheelhouseError(Exception):
     output."""
 
 
-class BuildError(PyinfraError):
+class BuildError(OperatorError):
     """An app's wheelhouse could not be made: a pyinfra error, so the run stops before any
     operation, with one line naming the app and then the end of the tools' output."""
 
@@ -110,7 +109,7 @@ def build_app(app: AppSettings, target: Target) -> Wheelhouse:
             built = build(app.name, app.source, app.package, target)
     except (WheelhouseError, SourceError) as error:
         what = app.source or app.package
-        detail = "\n".join(f"    {line}" for line in str(error).strip().splitlines()[-15:])
+        detail = "\n".join(f"    {line}" for line in reason_lines(str(error)))
         raise BuildError(f"apps[{app.name}]: building {what} for {target} failed; nothing"
                          f" was deployed:\n{detail}") from None
     folders = wheel_folders(built.path)
@@ -119,6 +118,28 @@ def build_app(app: AppSettings, target: Target) -> Wheelhouse:
             raise BuildError(f"apps[{app.name}].static: {url} -> {folder}: no such dir in"
                              " the release's wheels; nothing was deployed")
     return built
+
+
+# pip's own words that a subprocess failed: never the reason itself.
+PIP_WRAPPERS = ("subprocess-exited-with-error", "metadata-generation-failed",
+                "error: failed-wheel-build-for-install")
+
+
+def reason_lines(output: str, context: int = 3, last: int = 15) -> list[str]:
+    """What of pip's or a build backend's output says why it failed, however long: each
+    line with `error:` (but pip's wrappers) and the `context` lines after it, then the
+    `last` lines; "..." where lines are left out."""
+    lines = output.strip().splitlines()
+    kept = {index + offset for index, line in enumerate(lines)
+            if "error:" in line.lower() and not any(wrap in line for wrap in PIP_WRAPPERS)
+            for offset in range(context + 1)}
+    kept |= set(range(max(len(lines) - last, 0), len(lines)))
+    shown: list[str] = []
+    for index in sorted(index for index in kept if index < len(lines)):
+        if shown and index - 1 not in kept:
+            shown.append("...")
+        shown.append(lines[index])
+    return shown
 
 
 def build(name: str, source: Path | None, package: str | None, target: Target) -> Wheelhouse:

@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from pyinfra_cli.exceptions import WrappedError
 
 from wsgistack import sources, wheelhouse
 from wsgistack.settings import AppSettings
@@ -140,3 +141,59 @@ def test_a_wheel_is_known_by_the_code_it_installs_not_its_bytes(tmp_path: Path) 
     first = sources.content_digest(wheel("a.whl", "X = 1\n", "setuptools (80)"))
     assert sources.content_digest(wheel("b.whl", "X = 1\n", "setuptools (81)")) == first
     assert sources.content_digest(wheel("c.whl", "X = 2\n", "setuptools (80)")) != first
+
+
+# pip's output for a Django project with a second top-level app (setuptools' flat layout),
+# as a real run printed it: the reason is well above pip's last 15 lines.
+FLAT_LAYOUT = """Processing ./flatsite
+  Installing build dependencies: started
+  Installing build dependencies: finished with status 'done'
+  Getting requirements to build wheel: started
+  Getting requirements to build wheel: finished with status 'error'
+  error: subprocess-exited-with-error
+
+  × Getting requirements to build wheel did not run successfully.
+  │ exit code: 1
+  ╰─> [14 lines of output]
+      error: Multiple top-level packages discovered in a flat-layout: ['notes', 'flatsite'].
+
+      To avoid accidental inclusion of unwanted files or directories,
+      setuptools will not proceed with this build.
+
+      If you are trying to create a single distribution with multiple packages
+      on purpose, you should not rely on automatic discovery.
+      Instead, consider the following options:
+
+      1. set up custom discovery (`find` directive with `include` or `exclude`)
+      2. use a `src-layout`
+      3. explicitly set `py_modules` or `packages` with a list of names
+
+      To find more details, look for "package discovery" on setuptools docs.
+      [end of output]
+
+  note: This error originates from a subprocess, and is likely not a problem with pip.
+error: subprocess-exited-with-error
+
+× Getting requirements to build wheel did not run successfully.
+│ exit code: 1
+╰─> See above for output.
+
+note: This error originates from a subprocess, and is likely not a problem with pip."""
+
+
+def test_a_failed_build_shows_the_line_that_says_why_however_long_the_output() -> None:
+    shown = wheelhouse.reason_lines(FLAT_LAYOUT)
+    assert shown[0].strip().startswith("error: Multiple top-level packages discovered in a"
+                                       " flat-layout: ['notes', 'flatsite']")
+    assert shown[-1] == FLAT_LAYOUT.splitlines()[-1], "and pip's last lines"
+    assert "..." in shown and len(shown) < len(FLAT_LAYOUT.splitlines())
+
+
+def test_an_operators_error_is_said_without_a_place_in_the_code() -> None:
+    """pyinfra puts `in <file> line <n>` before an error's message where the error has a
+    traceback: an operator's error (a build, bad settings) has none."""
+    try:
+        raise wheelhouse.BuildError("apps[shop]: building it failed")
+    except wheelhouse.BuildError as error:
+        assert error.__traceback__ is None
+        assert WrappedError(error).traceback is None
