@@ -97,9 +97,14 @@ def site_context(settings: Settings, where: Environment) -> dict[str, object] | 
 
 def managed(settings: Settings) -> list[Managed]:
     if not settings.acme:
-        # certbot's timer may still renew a certificate from before: it must not replace
-        # the operator's pair.
-        return [Absent("Remove certbot's deploy hook (tls_mode is not acme)", str(HOOK))]
+        # A certificate from before must not be renewed (port 80 now redirects all, so each
+        # renewal would fail, twice a day), nor replace the operator's pair.
+        site = settings.site_name
+        return [Absent("Remove certbot's deploy hook (tls_mode is not acme)", str(HOOK)),
+                Absent(f"Delete certbot's {site} certificate, which it would go on renewing"
+                       " (tls_mode is not acme)", str(renewal_config(site, ROOT)),
+                       command=f"certbot delete --non-interactive --cert-name"
+                               f" {shlex.quote(site)}")]
     ca = settings.acme_ca_certificate
     context = {"path": DROP_IN, "directory": settings.acme_directory,
                "ca_bundle": CA_BUNDLE if ca else None}

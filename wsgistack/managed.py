@@ -150,16 +150,20 @@ class LogFile:
 
 @dataclass(frozen=True)
 class Absent:
-    """A file, or a link (`link`), the host must not have."""
+    """A file, or a link (`link`), the host must not have; removed by `command` where the
+    tool that made it removes it with all that goes with it (e.g. `certbot delete`)."""
 
     name: str
     path: str
     link: bool = False
+    command: str | None = None
 
     def in_place(self, seen: PathState | None) -> bool:
         return seen is None
 
     def apply(self) -> OperationMeta:
+        if self.command:
+            return server.shell(name=self.name, commands=[self.command])
         remove = files.link if self.link else files.file
         return remove(name=self.name, path=self.path, present=False)
 

@@ -180,3 +180,17 @@ def test_a_replaced_pair_is_noticed_and_put_right(acme: Acme) -> None:
     acme.deploy("--limit", "staging", "-y").succeeded()
     assert names_in(acme.served(host, "staging.flasktodo.test")) == NAMES["staging"]
     assert acme.deploy("--limit", "staging", "-y").succeeded().changed_ops() == []
+
+
+def test_back_to_files_deletes_certbots_certificate_so_nothing_renews_it(acme: Acme) -> None:
+    """Back to `tls_mode = "files"`: certbot's lineage goes with its deploy hook, or its
+    timer would try to renew it twice a day through a port 80 that now redirects all."""
+    host = acme.sandbox.host("staging1")
+    files = ("--limit", "staging", "--data", "tls_mode=files", "-y")
+    Deployed.deploy(acme, *files).succeeded()
+    left = acme.ssh(host, "ls /etc/letsencrypt/renewal /etc/letsencrypt/live"
+                          " /etc/letsencrypt/renewal-hooks/deploy")
+    assert "wsgistack" not in left, left
+    assert Deployed.deploy(acme, *files).succeeded().changed_ops() == []
+    acme.deploy("--limit", "staging", "-y").succeeded()
+    assert names_in(acme.served(host, "staging.flasktodo.test")) == NAMES["staging"]

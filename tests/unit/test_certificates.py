@@ -162,6 +162,13 @@ Ask for help or search for solutions at https://community.letsencrypt.org."""
                "Ask for help or search for solutions at https://community.letsencrypt.org.")
     assert certbot_failure(limited).startswith("Error creating new order :: too many")
     assert certbot_failure("") == "certbot failed"
+    unreachable = ("Saving debug log to /var/log/letsencrypt/letsencrypt.log\n"
+                   "An unexpected error occurred:\n"
+                   "ValueError: Requesting https://10.0.0.6:14000/dir: Connection refused\n"
+                   "Ask for help or search for solutions at https://community.letsencrypt.org.")
+    assert certbot_failure(unreachable) == (
+        "An unexpected error occurred: ValueError: Requesting https://10.0.0.6:14000/dir:"
+        " Connection refused"), "the heading and the reason after it"
 
 
 def test_the_first_certificate_replaces_the_placeholder_and_then_nothing_is_due(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
+import inspect
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,7 +16,7 @@ from tests.unit.test_settings import group_data, production_data
 from wsgistack import nginx
 from wsgistack.app import config_files
 from wsgistack.environment import Environment, Member
-from wsgistack.paths import HERDER, TEMPLATES, AppPaths
+from wsgistack.paths import HERDER, REPO_ROOT, TEMPLATES, AppPaths
 from wsgistack.settings import Settings, SettingsError, load_settings
 from wsgistack.supervisor import herder_digest
 
@@ -280,3 +281,13 @@ def test_acme_challenges_are_answered_on_port_80_for_the_site_names_only(
     files = render_site(load_settings(production_data_for(load_settings(
         production_data(tmp_path), "production")), "production"))
     assert "acme-challenge" not in files
+
+
+def test_the_readme_names_every_path_a_config_template_sees() -> None:
+    """`paths` in an app's config template is golive's AppPaths: the README lists each of
+    its places, so a new one is documented the day it is declared."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    places = [name for name, value in inspect.getmembers(AppPaths)
+              if not name.startswith("_") and name not in ("leftovers", "purged")
+              and (isinstance(value, property) or callable(value))]
+    assert [name for name in places if f"`paths.{name}" not in readme] == []

@@ -1411,9 +1411,13 @@ def certbot_failure(output: str) -> str:
         return "; ".join(failed)
     said = [line for line in lines if not line.startswith(
         ("Saving debug log", "Ask for help", "See the logfile", "Some challenges have failed"))]
-    return next((line for line in said if " :: " in line),
-                next((line for line in said if "error" in line.lower()),
-                     said[-1] if said else "certbot failed"))
+    found = next((index for index, line in enumerate(said) if " :: " in line),
+                 next((index for index, line in enumerate(said) if "error" in line.lower()),
+                      len(said) - 1))
+    if found < 0:
+        return "certbot failed"
+    # A heading ("An unexpected error occurred:") says why on the line after it.
+    return " ".join(said[found:found + 2]) if said[found].endswith(":") else said[found]
 
 
 def obtain_certificate(site: str, names: list[str], directory: str, email: str,
