@@ -263,11 +263,21 @@ def test_release_commands_run_before_the_switch_and_a_failure_switches_nothing(
 
 SHADOW = "stat -c '%U %G %a' /etc/shadow; sha256sum /etc/shadow"
 BACKUPS = "/var/lib/flasktodo/backups"
-# The app's user, polling: every time a real dir stands where its backups belong (the
-# deploy just made it), it swaps it for a link to /etc/shadow. Bounded in time.
-SWAPPER = ("cd /var/lib/flasktodo; end=$(( $(date +%s) + 120 )); while [ $(date +%s) -lt $end ];"
-           " do if [ -d backups ] && [ ! -L backups ]; then rm -rf moved;"
-           " mv backups moved 2>/dev/null && ln -s /etc/shadow backups; fi; done")
+# The app's user, polling as fast as it can: every time a real dir stands where its
+# backups belong (the deploy just made it), it swaps it for a link to /etc/shadow. Bounded.
+SWAPPER = """
+import os, time
+os.chdir("/var/lib/flasktodo")
+end, moved = time.monotonic() + 120, 0
+while time.monotonic() < end:
+    try:
+        if not os.path.islink("backups") and os.path.isdir("backups"):
+            moved += 1
+            os.rename("backups", f"swapped-{moved}")
+            os.symlink("/etc/shadow", "backups")
+    except OSError:
+        pass
+"""
 
 
 def test_the_app_swapping_its_backups_dir_for_a_link_never_reaches_roots_hands(
@@ -278,22 +288,26 @@ def test_the_app_swapping_its_backups_dir_for_a_link_never_reaches_roots_hands(
     and a link left there stops the host with one line naming the app and the path."""
     shadow = host.out(SHADOW)
     swapper = subprocess.Popen(["ssh", "-F", host.sandbox.ssh_config, host.host["name"],
-                                f"runuser -u flasktodo -- sh -c {shlex.quote(SWAPPER)}"])
+                                f"runuser -u flasktodo -- python3 -c {shlex.quote(SWAPPER)}"])
     try:
         for _try in range(6):
-            host.as_app(f"rm -f {BACKUPS}")  # missing: the deploy makes it again
+            host.as_app(f"rm -rf {BACKUPS}")  # missing: the deploy makes it again
             run = host.deploy()
             assert host.out(SHADOW) == shadow, run.output[-3000:]
             assert "Traceback" not in run.output
+        assert host.out("ls /var/lib/flasktodo").count("swapped-") >= 1, "the app did swap"
     finally:
         swapper.kill()
-        host.ssh("pkill -u flasktodo -f 'mv backups moved'", check=False)
-    host.as_app(f"rm -rf {BACKUPS} && ln -s /etc/shadow {BACKUPS}")
-    refused = host.deploy()
-    assert refused.returncode != 0
-    assert (f"flasktodo: {BACKUPS} is a symbolic link, not a directory (the app's user put it"
-            " there): move it away, as flasktodo, and deploy again") in refused.output
-    host.as_app(f"rm -rf {BACKUPS} /var/lib/flasktodo/moved")
+        host.ssh("pkill -u flasktodo -f swapped-", check=False)
+        host.as_app(f"rm -rf {BACKUPS} /var/lib/flasktodo/swapped-*")
+    host.as_app(f"ln -s /etc/shadow {BACKUPS}")
+    try:
+        refused = host.deploy()
+        assert refused.returncode != 0
+        assert (f"flasktodo: {BACKUPS} is a symbolic link, not a directory (the app's user put"
+                " it there): move it away, as flasktodo, and deploy again") in refused.output
+    finally:
+        host.as_app(f"rm -f {BACKUPS}")
     assert host.deploy().returncode == 0
     backups = host.sandbox.testinfra(host.host).file(BACKUPS)
     assert (backups.is_directory, backups.user, backups.mode) == (True, "flasktodo", 0o750)
@@ -386,3 +400,20 @@ def test_the_release_install_imports_nothing_from_roots_working_dir(host: Host) 
         assert host.ssh("test -e /tmp/imported-from-home", check=False).returncode != 0
     finally:
         host.ssh("rm -f ~/venv.py /tmp/imported-from-home")
+
+
+def test_an_apps_declared_data_dirs_are_made_by_it_and_kept_across_releases(
+        host: Host) -> None:
+    """An app that needs dirs of its own in its data dir (pypiserver's packages/) declares
+    them; its user makes them, and they outlive its releases."""
+    entry = json.loads(apps_data(app_release(host.releases, "9.8.0")).split("=", 1)[1])[0]
+    entry["data_dirs"] = ["packages"]
+    assert host.deploy(None, "apps=" + json.dumps([entry])).returncode == 0
+    packages = host.sandbox.testinfra(host.host).file("/var/lib/flasktodo/packages")
+    assert (packages.is_directory, packages.user, packages.mode) == (True, "flasktodo", 0o750)
+    host.as_app("echo kept > /var/lib/flasktodo/packages/one.whl")
+    entry["source"] = str(app_release(host.releases, "9.8.1"))
+    run = host.deploy(None, "apps=" + json.dumps([entry]))
+    assert run.returncode == 0, run.output[-3000:]
+    assert host.out("cat /var/lib/flasktodo/packages/one.whl") == "kept"
+    assert host.healthz()["version"] == "9.8.1"

@@ -1291,13 +1291,56 @@ def go_live_through_nginx(staged: Staged, site: str, what: str) -> None:
         link_atomically(nginx_dir(root) / "sites-enabled" / site, f"../sites-available/{site}")
         applied = run(["nginx", "-t", "-q"])
         if applied.returncode == 0:
+            accepting = nginx_workers(root)
             applied = run(["systemctl", "reload", "nginx"])
         if applied.returncode != 0:
             staged.put_back()
             raise Refused(f"nginx refused {what} once live; the previous one is back:\n"
                           + tail(applied.stderr, 10))
+        wait_for_new_workers(root, accepting)
     finally:
         staged.clean_up()
+
+
+NGINX_RELOAD_WAIT = 10  # seconds a reload may take to replace nginx's workers
+
+
+def nginx_workers(root: PurePosixPath) -> set[int]:
+    """The pids of nginx's workers that accept connections (not those finishing their
+    requests after a reload, titled "worker process is shutting down")."""
+    try:
+        master = int((content_of(root / "run/nginx.pid") or b"").strip() or 0)
+    except ValueError:
+        return set()
+    workers = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat_file:
+                parent = int(stat_file.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                title = cmdline.read()
+        except (OSError, IndexError, ValueError):
+            continue
+        if master and parent == master and b"shutting down" not in title:
+            workers.add(int(entry))
+    return workers
+
+
+def wait_for_new_workers(root: PurePosixPath, before: set[int]) -> None:
+    """`systemctl reload nginx` only signals nginx: wait until workers of the new config
+    accept connections and none of the old ones does, so that what the step reports live
+    is what the next connection gets (at most NGINX_RELOAD_WAIT seconds; nginx keeps its
+    old config if the new one fails to load, which nginx -t has ruled out)."""
+    if not before:
+        return
+    deadline = time.monotonic() + NGINX_RELOAD_WAIT
+    while time.monotonic() < deadline:
+        now = nginx_workers(root)
+        if now and not now & before:
+            return
+        time.sleep(0.05)
 
 
 def apply_site(site: str, root: PurePosixPath, expected: dict[PurePosixPath, str],
