@@ -2,9 +2,9 @@
 
 Root-side steps are golive's (Python, unit-tested). What is still shell: the one command
 that reads a web host (and the one that reads a database host), the release install, a
-refusal, and certbot's deploy hook. They are rendered here exactly as the deploy renders
+refusal, certbot's deploy hook and the removal of its certificate. They are rendered here exactly as the deploy renders
 them, for group data's apps plus one app marked absent, with tls_mode acme (so every
-module's probes are there), and checked as the POSIX sh that pyinfra runs them with.
+module's probes are there; and without, for the removal of certbot's certificate), and checked as the POSIX sh that pyinfra runs them with.
 
     python -m tests.shellcheck      (exit 1 and shellcheck's findings if any)
 """
@@ -56,6 +56,10 @@ def commands(secrets_dir: Path) -> dict[str, str]:
         "a refusal": refusal.get_raw_value(),
         "certbot's deploy hook": next(item for item in acme.managed(settings)
                                       if item.path == str(acme.HOOK)).content.decode(),
+        "the removal of certbot's certificate": next(
+            item.command for item in acme.managed(load_settings(
+                {**group_data("staging"), "secrets_dir": str(secrets_dir)}, "staging"))
+            if getattr(item, "command", None)),
     }
 
 
