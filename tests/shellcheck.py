@@ -2,9 +2,10 @@
 
 Root-side steps are golive's (Python, unit-tested). What is still shell: the one command
 that reads a web host (and the one that reads a database host), the release install, a
-refusal, certbot's deploy hook and the removal of its certificate. They are rendered here exactly as the deploy renders
-them, for group data's apps plus one app marked absent, with tls_mode acme (so every
-module's probes are there; and without, for the removal of certbot's certificate), and checked as the POSIX sh that pyinfra runs them with.
+refusal, certbot's deploy hook and the removal of its certificate. They are rendered here
+exactly as the deploy renders them, for group data's apps plus one app marked absent, with
+tls_mode acme (so every module's probes are there; without it for the removal), and
+checked as the POSIX sh that pyinfra runs them with.
 
     python -m tests.shellcheck      (exit 1 and shellcheck's findings if any)
 """
