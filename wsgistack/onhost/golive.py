@@ -1072,36 +1072,34 @@ def copy_tree(source: PurePosixPath, target: PurePosixPath) -> None:
     """Copy a tree another user owns into a new root-owned one (dirs 0755, files 0644),
     reading it through directory descriptors with O_NOFOLLOW: links, devices and FIFOs are
     skipped, never followed, however the tree changes meanwhile. Within BUILD_LIMITS
-    (BuildTooLarge), walked without recursion."""
+    (BuildTooLarge): its depth bounds the recursion and the descriptors held."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     budget = {"bytes": BUILD_LIMITS["bytes"], "files": BUILD_LIMITS["files"]}
-    pending = [(os.open(source, flags | os.O_DIRECTORY), target, 0)]
+    top = os.open(source, flags | os.O_DIRECTORY)
     try:
-        while pending:
-            directory, into, depth = pending.pop()
-            try:
-                if depth > BUILD_LIMITS["depth"]:
-                    raise BuildTooLarge(f"dirs deeper than {BUILD_LIMITS['depth']}")
-                os.mkdir(into, 0o755)
-                os.chmod(into, 0o755)  # whatever the umask
-                for name, opened in entries(directory, flags):
-                    spend(budget, "files", 1, f"more than {BUILD_LIMITS['files']} files")
-                    kind = os.fstat(opened)
-                    if stat.S_ISDIR(kind.st_mode):
-                        pending.append((opened, into / name, depth + 1))
-                        continue
-                    try:
-                        if stat.S_ISREG(kind.st_mode):
-                            spend(budget, "bytes", max(kind.st_size, kind.st_blocks * 512),
-                                  f"more than {BUILD_LIMITS['bytes']} bytes")
-                            copy_file(opened, into / name)
-                    finally:
-                        os.close(opened)
-            finally:
-                os.close(directory)
+        copy_dir(top, target, flags, budget, 0)
     finally:
-        for directory, _into, _depth in pending:
-            os.close(directory)
+        os.close(top)
+
+
+def copy_dir(directory: int, target: PurePosixPath, flags: int, budget: dict[str, int],
+             depth: int) -> None:
+    if depth > BUILD_LIMITS["depth"]:
+        raise BuildTooLarge(f"dirs deeper than {BUILD_LIMITS['depth']}")
+    os.mkdir(target, 0o755)
+    os.chmod(target, 0o755)  # whatever the umask
+    for name, opened in entries(directory, flags):
+        try:
+            spend(budget, "files", 1, f"more than {BUILD_LIMITS['files']} files")
+            kind = os.fstat(opened)
+            if stat.S_ISDIR(kind.st_mode):
+                copy_dir(opened, target / name, flags, budget, depth + 1)
+            elif stat.S_ISREG(kind.st_mode):
+                spend(budget, "bytes", max(kind.st_size, kind.st_blocks * 512),
+                      f"more than {BUILD_LIMITS['bytes']} bytes")
+                copy_file(opened, target / name)
+        finally:
+            os.close(opened)
 
 
 def entries(directory: int, flags: int) -> Iterator[tuple[str, int]]:
@@ -1662,7 +1660,7 @@ def database_check(root: PurePosixPath) -> str:
     except (OSError, ValueError, KeyError, Refused) as error:
         return f"not set up yet: {error}"
     wrong = [f"{path} does not include our settings"
-             for path, text in zip(includes, found, strict=True)  # type: ignore[call-overload]
+             for path, text in zip(includes, found, strict=True)
              if text != include_line(root).decode()]
     return "\n".join(wrong + roles_drift(apps)) or "ok"
 
