@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shlex
 
 from pyinfra.api import StringCommand, operation
@@ -35,3 +36,21 @@ def will_change(*ops: OperationMeta | None) -> bool:
 def refuse(message: str):
     """Fail this host, changing nothing, with one line saying why and what to do."""
     yield StringCommand(f"echo {shlex.quote(message)} >&2; exit 1")
+
+
+class SaysWhatFailed(logging.Filter):
+    """pyinfra closes every failed operation with "Error: executed 0 commands" when its
+    first command failed, though that command ran (golive, certbot) and said why on the
+    lines just above: the operator reads "failed" there instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.endswith("executed 0 commands"):
+            record.msg = record.msg.removesuffix("executed 0 commands") + "failed"
+        return True
+
+
+def say_what_failed() -> None:
+    """Install SaysWhatFailed on pyinfra's logger (once)."""
+    logger = logging.getLogger("pyinfra")
+    if not any(isinstance(each, SaysWhatFailed) for each in logger.filters):
+        logger.addFilter(SaysWhatFailed())

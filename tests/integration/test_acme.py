@@ -164,6 +164,7 @@ def test_a_name_that_does_not_resolve_is_one_line_and_the_old_certificate_serves
     assert host["name"] in reasons[0]
     assert "nowhere.flasktodo.test: connection: " in reasons[0] and "resolve" in reasons[0]
     assert reasons[0].endswith("the current certificate keeps serving")
+    assert "executed 0 commands" not in run.output, "certbot ran: the step failed"
     assert acme.serial(host) == before
     assert names_in(acme.served(host, "staging.flasktodo.test")) == NAMES["staging"]
     acme.deploy("--limit", "staging", "-y").succeeded()
