@@ -17,11 +17,12 @@ it was.
         or command switches nothing; if the new gunicorn fails, the previous config and
         release are put back.
     golive build APP VERSION [--config NAME --config-env VAR] --prefix /P
-                 --build-command '["ARGV", ...]' ...
-        Run a newly installed release's build commands (e.g. collectstatic) as the app's
-        user into a fresh dir of its own ($WSGISTACK_BUILD_DIR), with the candidate config
-        and environment; copy what they made (files and dirs, never links) into the
-        release's root-owned build/.
+                 --build-command '["ARGV", ...]' ... [--build-user USER]
+        Run a newly installed release's build commands (e.g. collectstatic) as the build
+        user (wsgistack-build, in the app's group; never the app's user) into a fresh dir
+        of its own in root's build dir ($WSGISTACK_BUILD_DIR), with the candidate config
+        and environment; copy what they made (files and dirs, never links, within the
+        build limits) into the release's root-owned build/.
     golive migrate APP VERSION [--config NAME --config-env VAR] --prefix /P --keep-backups B
                    [--database-env VAR] --release-command '["ARGV", ...]' ...
         For an environment whose hosts share APP's database: once, on one host, before any
@@ -56,9 +57,14 @@ it was.
     golive releases APP
         APP's complete releases, oldest first, one a line (what rollback.py chooses from
         and what `switch` prunes by); a read: it takes no lock.
-    golive run APP [--config NAME --config-env VAR] [--prefix /P] -- ARGV...
-        Run ARGV as APP's user in its live release, with its environment and config (e.g.
-        `golive run mysite -- django-admin createsuperuser`, over `ssh -t`). No lock.
+    golive run APP [--config NAME --config-env VAR] [--prefix /P] [--env NAME...] -- ARGV...
+        Run ARGV as APP's user in its live release, with its environment and config, and
+        of the caller's variables only those named (e.g. `golive run mysite --
+        django-admin createsuperuser`, over `ssh -t`): on a pty of its own in a new
+        session, never the caller's terminal, unable to gain privileges. No lock.
+    golive data-dir APP NAME
+        Make /var/lib/APP/NAME (0750) as APP's user: root never acts inside the app's own
+        dir. A link or a file there is refused. No lock.
     golive remove APP [--purge]
         Stop and remove APP's supervisor program, then its code, config and runtime dir (and
         with --purge its data, logs, user and group).
