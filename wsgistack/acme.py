@@ -99,15 +99,15 @@ def managed(settings: Settings) -> list[Managed]:
     if not settings.acme:
         # A certificate from before must not be renewed (port 80 now redirects all, so each
         # renewal would fail, twice a day), nor replace the operator's pair.
-        site, renewal = settings.site_name, shlex.quote(str(renewal_config(settings.site_name,
-                                                                           ROOT)))
+        site = settings.site_name
+        renewal = str(renewal_config(site, ROOT))
         return [Absent("Remove certbot's deploy hook (tls_mode is not acme)", str(HOOK)),
                 # Applied unread where packages are being installed: a host that never had
                 # certbot has nothing to delete.
                 Absent(f"Delete certbot's {site} certificate, which it would go on renewing"
-                       " (tls_mode is not acme)", str(renewal_config(site, ROOT)),
-                       command=f"test ! -e {renewal} || certbot delete --non-interactive"
-                               f" --cert-name {shlex.quote(site)}")]
+                       " (tls_mode is not acme)", renewal,
+                       command=f"test ! -e {shlex.quote(renewal)} || certbot delete"
+                               f" --non-interactive --cert-name {shlex.quote(site)}")]
     ca = settings.acme_ca_certificate
     context = {"path": DROP_IN, "directory": settings.acme_directory,
                "ca_bundle": CA_BUNDLE if ca else None}

@@ -22,7 +22,7 @@ from wsgistack.environment import Environment
 from wsgistack.facts import LinkTarget, SystemAccount
 from wsgistack.hoststate import HostState, Read
 from wsgistack.managed import Directory, File, Managed, OwnersDirectory, ensure_all
-from wsgistack.onhost.golive import ACCOUNT_COMMENT, app_unit
+from wsgistack.onhost.golive import account_comment, app_unit
 from wsgistack.paths import TEMPLATES, AppPaths
 from wsgistack.releases import config_arguments, install_release, release_link
 from wsgistack.settings import SERVER_NAMES_ENV, AppSettings, Settings, SettingsError
@@ -156,8 +156,8 @@ def create_user(app: AppSettings, paths: AppPaths, seen: HostState) -> None:
     an account the deploy did not make is never changed into the app's (an app named
     after the operator's own sudo account would lock the operator out)."""
     account = seen.get(SystemAccount, user=app.name)
-    comment = ACCOUNT_COMMENT.format(name=app.name)
-    problem = foreign_account(app, account, seen)
+    comment = account_comment(app.name)
+    problem = foreign_account(app, account, comment, seen)
     if problem:
         refuse(name=f"Refuse to take over the account {app.name}", message=problem)
         return
@@ -173,14 +173,15 @@ def create_user(app: AppSettings, paths: AppPaths, seen: HostState) -> None:
     )
 
 
-def foreign_account(app: AppSettings, account: dict[str, str], seen: HostState) -> str:
+def foreign_account(app: AppSettings, account: dict[str, str], comment: str,
+                    seen: HostState) -> str:
     """Why the host's account or group named after the app is not the deploy's to use
     ("" if there is none, or it is the deploy's: marked, or made by a deploy before the
     mark, whose app has a live release of this stack)."""
     if not account:
         return ""
     paths = AppPaths(app.name)
-    ours = account.get("comment") == ACCOUNT_COMMENT.format(name=app.name) or (
+    ours = account.get("comment") == comment or (
         account.get("home") == str(paths.data) and account.get("shell") == NOLOGIN
         and seen.get(LinkTarget, path=str(paths.current)).startswith("releases/"))
     if "gid" not in account:

@@ -14,7 +14,7 @@ from pyinfra.api import FactBase
 
 from wsgistack.facts import SystemAccount
 from wsgistack.hoststate import HostState, Read
-from wsgistack.onhost.golive import ACCOUNT_COMMENT
+from wsgistack.onhost.golive import account_comment
 from wsgistack.paths import AppPaths
 from wsgistack.settings import RemovedApp
 from wsgistack.staged import golive
@@ -48,7 +48,7 @@ def removal_command(gone: RemovedApp, seen: HostState) -> str:
     """The go-live command that removes the app, or "" if nothing of it is left."""
     # Only an account the deploy made (its comment says so) is ever removed.
     user_left = gone.purge and seen.get(SystemAccount, user=gone.name).get(
-        "comment") == ACCOUNT_COMMENT.format(name=gone.name)
+        "comment") == account_comment(gone.name)
     if not seen.get(ExistingPaths, paths=removed_paths(gone)) and not user_left:
         return ""
     return golive("remove", gone.name, *(["--purge"] if gone.purge else []))

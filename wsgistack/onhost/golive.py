@@ -122,9 +122,6 @@ MARKER = ".wheelhouse-digest"  # a release is complete once this file is written
 # Names that become paths here, declared once (wsgistack.settings checks group data by them)
 APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")  # user, program, /opt/<app>
 VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*$")  # releases/<version>
-# The comment (GECOS) of every account the deploy makes for an app: an account without it
-# is not the deploy's to change or remove.
-ACCOUNT_COMMENT = "wsgistack app {name}"
 # a dir of the app's own in /var/lib/<app>/ (one name, no path): backups, or its entry's
 DATA_DIR = re.compile(r"^(?!\.\.?$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 # an app's own config file in /etc/<app>/: not a file the stack writes there
@@ -644,10 +641,16 @@ def user_options(user: str, *groups: str) -> dict[str, object]:
             "preexec_fn": no_new_privileges}
 
 
+def account_comment(name: str) -> str:
+    """The comment (GECOS) of every account the deploy makes for an app: an account
+    without it is not the deploy's to change or remove."""
+    return f"wsgistack app {name}"
+
+
 def made_by_the_deploy(name: str) -> bool:
     """Whether the account `name` is one the deploy made for an app (its comment says so)."""
     try:
-        return pwd.getpwnam(name).pw_gecos == ACCOUNT_COMMENT.format(name=name)
+        return pwd.getpwnam(name).pw_gecos == account_comment(name)
     except KeyError:
         return False
 
@@ -955,13 +958,10 @@ def build_release(paths: AppPaths, version: str, config: Config, prefix: str,
     fresh_dir(scratch, builder)
     made = scratch / "out"
     try:
-        as_user(user, lambda: os.mkdir(made, 0o755))
         environment = {**read_environment(candidate(paths.env_file)),
                        **app_environment(paths, version, config, ".next", prefix),
                        "HOME": str(scratch), "USER": user, BUILD_DIR_ENV: str(made)}
-        run_app_commands(paths, version, environment, commands, "build command",
-                         "the release was not installed", user_options(user, paths.name))
-        kill_all_of(user)
+        run_builds(paths, version, environment, commands, user, made)
         if os.path.lexists(output):
             shutil.rmtree(output)
         try:
@@ -971,9 +971,20 @@ def build_release(paths: AppPaths, version: str, config: Config, prefix: str,
             raise Refused(f"{paths.name} {version}: its build commands made {too_large}; the"
                           " release was not installed") from None
     finally:
-        kill_all_of(user)
         shutil.rmtree(scratch, ignore_errors=True)  # fd-based: never follows a link
     say(f"built {paths.name} {version} into {output}")
+
+
+def run_builds(paths: AppPaths, version: str, environment: dict[str, str],
+               commands: list[list[str]], user: str, made: PurePosixPath) -> None:
+    """The build commands as `user`, in the app's group, writing into `made`; every process
+    of `user` is ended after them, whatever happened, so nothing changes what is copied."""
+    try:
+        as_user(user, lambda: os.mkdir(made, 0o755))
+        run_app_commands(paths, version, environment, commands, "build command",
+                         "the release was not installed", user_options(user, paths.name))
+    finally:
+        kill_all_of(user)
 
 
 def fresh_dir(path: PurePosixPath, owner: pwd.struct_passwd) -> None:
@@ -1316,19 +1327,21 @@ def nginx_workers(root: PurePosixPath) -> set[int]:
         master = int((content_of(root / "run/nginx.pid") or b"").strip() or 0)
     except ValueError:
         return set()
-    workers = set()
+    workers: set[int] = set()
+    if not master:
+        return workers
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as stat_file:
-                parent = int(stat_file.read().rsplit(")", 1)[1].split()[1])
+                if int(stat_file.read().rsplit(")", 1)[1].split()[1]) != master:
+                    continue
             with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                title = cmdline.read()
+                if b"shutting down" not in cmdline.read():
+                    workers.add(int(entry))
         except (OSError, IndexError, ValueError):
             continue
-        if master and parent == master and b"shutting down" not in title:
-            workers.add(int(entry))
     return workers
 
 
