@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 
 from bench.report import write_report
+from bench.series import Series, Timed, busy_cpu_seconds
 from tests.integration.helpers import (
     REPO,
     Sandbox,
@@ -56,37 +55,6 @@ BASELINE_READ = (
     " readlink /opt/flasktodo/current; /opt/flasktodo/current/venv/bin/python -c"
     " 'import importlib.metadata as m; print(sorted(f\"{d.name}=={d.version}\""
     " for d in m.distributions()))'")
-
-
-@dataclass
-class Timed:
-    seconds: float
-    peak_rss_mb: float
-    phases: dict[str, float] = field(default_factory=dict)
-    # CPU time the whole machine spent meanwhile: controller and hosts share its CPUs.
-    cpu_seconds: float = 0.0
-
-
-def busy_cpu_seconds() -> float:
-    """CPU seconds this machine has spent busy since boot (all CPUs, not idle or iowait)."""
-    user, nice, system, _idle, _iowait, irq, softirq, steal = map(
-        int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-@dataclass
-class Series:
-    """Several runs of one measurement."""
-
-    label: str
-    runs: list[Timed] = field(default_factory=list)
-
-    def seconds(self) -> list[float]:
-        return [run.seconds for run in self.runs]
-
-    def stats(self, values: list[float] | None = None) -> tuple[float, float, float]:
-        values = self.seconds() if values is None else values
-        return min(values), statistics.median(values), max(values)
 
 
 def run_pyinfra(sandbox: Sandbox, *args: str, secrets_dir: Path) -> Timed:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bench.__main__ import Series
+    from bench.series import Series
 
 PLOT = "converge-vs-hosts.png"
 HOST_COUNTS = (1, 3, 10)
