@@ -2,7 +2,7 @@
 #   make demo   sandbox hosts up, deploy staging, print the URL
 #   make test   lint, unit and integration tests (integration needs root)
 #   make bench  benchmarks on sandbox hosts (root, ~8 min), written to docs/performance.md
-#   make docs   the README's settings tables, from wsgistack/schema.py
+#   make docs   the README's settings tables, from wsgistack/config/schema.py
 
 VENV     := .venv
 BIN      := $(VENV)/bin
@@ -37,9 +37,9 @@ bench: venv system-deps
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python -m bench
 
-# The README's settings tables, made from wsgistack/schema.py.
+# The README's settings tables, made from wsgistack/config/schema.py.
 docs: venv
-	$(BIN)/python -m wsgistack.schema
+	$(BIN)/python -m wsgistack.config.schema
 
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \

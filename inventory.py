@@ -7,9 +7,9 @@ servers, write a targets file (see README) and run
 Group settings live in group_data/; nothing here needs editing.
 """
 
-from wsgistack.changes import say_what_failed
-from wsgistack.preflight import check_before_connecting
-from wsgistack.targets import load_targets
+from wsgistack.config.preflight import check_before_connecting
+from wsgistack.config.targets import load_targets
+from wsgistack.engine.changes import say_what_failed
 
 say_what_failed()  # a failed step closes with "failed", not pyinfra's "executed 0 commands"
 

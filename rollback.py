@@ -14,20 +14,22 @@ deploy.py run deploys group data's version again.
 
 from dataclasses import replace
 
-from pyinfra import host
+from pyinfra import host, state
 from pyinfra.facts.files import Sha256File
 
-from wsgistack.app import switch_command
-from wsgistack.changes import refuse
-from wsgistack.database import uses_database
-from wsgistack.environment import Environment, is_database_host
-from wsgistack.facts import LinkTarget
-from wsgistack.onhost.golive import app_unit
-from wsgistack.paths import AppPaths
-from wsgistack.releases import NoRollback, release_link, rollback_target
-from wsgistack.rollout import AppStep, Plan, go_live_in_batches
-from wsgistack.settings import SettingsError, host_group, load_settings
+from wsgistack.components.app import switch_command
+from wsgistack.components.database import uses_database
+from wsgistack.components.releases import NoRollback, release_link, rollback_target
+from wsgistack.config.environment import Environment, is_database_host
+from wsgistack.config.settings import SettingsError, host_group, load_settings
+from wsgistack.engine.changes import refuse
+from wsgistack.engine.component import GoLive, Stage
+from wsgistack.engine.facts import LinkTarget
+from wsgistack.engine.rollout import go_live_in_batches
+from wsgistack.engine.summary import Summary
+from wsgistack.onhost.golive.layout import AppPaths, app_unit
 
+Summary.of(state)  # this run's summary: printed once pyinfra has disconnected from every host
 settings = load_settings(host.data, host_group(host.groups))
 environment = Environment.of(settings.group)
 wanted = host.data.get("rollback_to")
@@ -35,7 +37,7 @@ if wanted is not None and not isinstance(wanted, str):
     raise SettingsError([f"rollback_to: {wanted!r} is not a version: quote it, e.g."
                          f" --data 'rollback_to=\"{wanted}\"'"])
 
-steps = []
+apps, steps = [], []
 # A database host has no release; its schema stays as it is (README: "expand/contract").
 for each in [] if is_database_host() else settings.apps:
     paths = AppPaths(each.name)
@@ -47,8 +49,10 @@ for each in [] if is_database_host() else settings.apps:
     live = host.get_fact(LinkTarget, path=str(paths.current))
     candidates = [host.get_fact(Sha256File, path=str(path))
                   for path in app_unit(paths, each.config_name).candidates]
-    steps.append(AppStep(target, switch="" if live == release_link(target.version) else
-                         switch_command(settings, target, candidates,
-                                        uses_database(each, environment))))
+    shared = uses_database(each, environment)
+    apps.append(target)
+    steps.append(GoLive(f"Switch {each.name} to {target.version}: load check, graceful reload",
+                        "" if live == release_link(target.version) else
+                        switch_command(settings, target, candidates, shared), Stage.APP, shared))
 if not is_database_host():
-    go_live_in_batches(settings, Plan(apps=steps))
+    go_live_in_batches(settings, apps, steps)

@@ -32,9 +32,9 @@ from tests.integration.helpers import (
     provide_production_tls,
     sandbox_cli,
 )
-from wsgistack import sources, wheelhouse
+from wsgistack.build import sources, wheelhouse
+from wsgistack.build.wheelhouse import Target
 from wsgistack.paths import BUILD_DIR
-from wsgistack.wheelhouse import Target
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 # 10 web hosts and production's database host

@@ -1,7 +1,7 @@
 # Settings for every host; staging.py and production.py set only what differs.
 #
 # Every other setting has a default, declared with its check and meaning in
-# wsgistack/schema.py and listed in README.md ("Settings"): set it here to change it for
+# wsgistack/config/schema.py and listed in README.md ("Settings"): set it here to change it for
 # every host. A key that is no setting stops the run before any host is touched.
 
 # Host names nginx answers to (server_name); the first one is used in URLs.

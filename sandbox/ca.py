@@ -2,7 +2,7 @@
 validates with (pebble-challtestsrv), on a host of their own (`--hosts ...,ca=1`).
 
 Nothing in a sandbox reaches a real CA: the inventory points every host's
-`acme_directory` at this one (wsgistack.targets). pebble checks HTTP-01 challenges on port
+`acme_directory` at this one (wsgistack.config.targets). pebble checks HTTP-01 challenges on port
 80 of whatever address its DNS gives for a name; `python -m sandbox dns NAME HOST` says
 which sandbox host that is. A name the DNS was not told of does not resolve.
 

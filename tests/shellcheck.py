@@ -21,15 +21,15 @@ from pathlib import Path
 from pyinfra.api import StringCommand
 
 from tests.unit.test_settings import group_data
-from wsgistack import acme, database
-from wsgistack.changes import refuse
-from wsgistack.environment import Environment, Member
-from wsgistack.hoststate import Batch
-from wsgistack.paths import AppPaths
-from wsgistack.releases import install_commands
-from wsgistack.settings import load_settings
-from wsgistack.stack import batch, host_read
-from wsgistack.wheelhouse import Wheelhouse
+from wsgistack.build.wheelhouse import Wheelhouse
+from wsgistack.components import acme, database
+from wsgistack.components.releases import install_commands
+from wsgistack.components.stack import host_read, web_host
+from wsgistack.config.environment import Environment, Member
+from wsgistack.config.settings import load_settings
+from wsgistack.engine.changes import refuse
+from wsgistack.engine.hoststate import Batch
+from wsgistack.onhost.golive.layout import AppPaths
 
 # An environment with a database host, for the database host's read.
 DATABASE = Environment("staging", (Member("web1", "10.9.0.2"),), Member("db1", "10.9.0.6"))
@@ -48,11 +48,10 @@ def commands(secrets_dir: Path) -> dict[str, str]:
     refusal = next(refuse._inner(message="it's refused; see \"why\""))  # type: ignore[attr-defined]
     assert isinstance(refusal, StringCommand)
     return {
-        "the host read": Batch().command(reads=host_read(settings, secrets,
-                                                         Environment("staging", ()))),
-        "the database host read": Batch().command(reads=batch(
-            database.managed(database.view_of(settings, DATABASE, {app.name: "x" * 40})),
-            database.probes())),
+        "the host read": Batch().command(reads=host_read(
+            web_host(settings, Environment("staging", ()), secrets))),
+        "the database host read": Batch().command(reads=host_read([database.DatabaseServer(
+            database.view_of(settings, DATABASE, {app.name: "x" * 40}))])),
         "the release install": "\n".join(install_commands(app, AppPaths(app.name), build)),
         "a refusal": refusal.get_raw_value(),
         "certbot's deploy hook": next(item for item in acme.managed(settings)

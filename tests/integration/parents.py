@@ -13,11 +13,11 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from tests.unit.test_settings import group_data
-from wsgistack import database, stack
-from wsgistack.environment import Environment, Member
-from wsgistack.onhost import golive
-from wsgistack.onhost.golive import ROOT, AppPaths, Unit
-from wsgistack.settings import Settings, load_settings
+from wsgistack.components import database, stack
+from wsgistack.config.environment import Environment, Member
+from wsgistack.config.settings import Settings, load_settings
+from wsgistack.onhost.golive import layout
+from wsgistack.onhost.golive.layout import ROOT, AppPaths, Unit
 
 # Prints each path whose parent chain holds a dir (or link) another user could write, with
 # that dir and its owner. Missing dirs (a path this host does not have) are passed over.
@@ -60,7 +60,7 @@ def app_paths(paths: AppPaths, config: str | None) -> list[PurePosixPath]:
             paths.config_dir, paths.data, paths.build_scratch, paths.run_dir, paths.pid_file,
             paths.supervisor_program, paths.stdout_log, paths.stderr_log, paths.tmpfiles,
             paths.nginx_access_log, paths.nginx_error_log,
-            *unit_paths(golive.app_unit(paths, config)), *unit_paths(golive.program_unit(paths))]
+            *unit_paths(layout.app_unit(paths, config)), *unit_paths(layout.program_unit(paths))]
 
 
 def web_host_paths(settings: Settings) -> list[str]:
@@ -68,23 +68,23 @@ def web_host_paths(settings: Settings) -> list[str]:
                for app in settings.apps}
     where = Environment(settings.group, (Member("web1", "10.9.0.2"),),
                         Member("db1", "10.9.0.6"))
-    managed, _probes = stack.declared(settings, secrets, where)
+    managed = stack.managed(stack.web_host(settings, where, secrets))
     site = settings.site_name
     touched = [*(PurePosixPath(item.path) for item in managed),
                *(path for app in settings.apps
                  for path in app_paths(AppPaths(app.name), app.config_name)),
-               *unit_paths(golive.site_unit(site)), *unit_paths(golive.certificate_unit(site)),
-               golive.lock_dir(ROOT) / "deploy.lock", golive.acme_webroot(ROOT),
-               *golive.lineage(site, ROOT), golive.renewal_config(site, ROOT),
-               golive.database_ca(ROOT)]
+               *unit_paths(layout.site_unit(site)), *unit_paths(layout.certificate_unit(site)),
+               layout.lock_dir(ROOT) / "deploy.lock", layout.acme_webroot(ROOT),
+               *layout.lineage(site, ROOT), layout.renewal_config(site, ROOT),
+               layout.database_ca(ROOT)]
     return sorted(set(map(str, touched)))
 
 
 def database_host_paths(view: database.DatabaseView) -> list[str]:
     touched = [*(PurePosixPath(item.path) for item in database.managed(view)),
-               *unit_paths(golive.database_unit()), golive.database_backups(ROOT),
-               golive.lock_dir(ROOT) / "deploy.lock",
-               *(golive.postgresql_include(version, ROOT)
+               *unit_paths(layout.database_unit()), layout.database_backups(ROOT),
+               layout.lock_dir(ROOT) / "deploy.lock",
+               *(layout.postgresql_include(version, ROOT)
                  for version in database.POSTGRESQL.values())]
     return sorted(set(map(str, touched)))
 
@@ -99,7 +99,7 @@ def handled_by_their_owner(settings: Settings) -> dict[str, str]:
             paths.backups, paths.database, paths.pid_file,
             *(paths.data_dir(name) for name in app.data_dirs))})
     for version in database.POSTGRESQL.values():
-        owned[str(golive.postgresql_include(version, ROOT))] = "postgres"
+        owned[str(layout.postgresql_include(version, ROOT))] = "postgres"
     return owned
 
 

@@ -31,9 +31,9 @@ from tests.integration.helpers import (
     wait_for_http_ok,
 )
 from tests.integration.load import Load
-from wsgistack import database
-from wsgistack.environment import Environment as WhereEnvironment
-from wsgistack.environment import Member
+from wsgistack.components import database
+from wsgistack.config.environment import Environment as WhereEnvironment
+from wsgistack.config.environment import Member
 
 NAME, SUBNET = "idb", "10.188.0.0/24"
 PASSWORD = DATABASE_PASSWORD

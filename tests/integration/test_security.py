@@ -32,7 +32,7 @@ from tests.integration.helpers import (
     snapshot,
 )
 from tests.unit.test_settings import group_data
-from wsgistack.schema import GROUP_KEY
+from wsgistack.config.schema import GROUP_KEY
 
 SERVER_NAMES = {"staging": "staging.flasktodo.test", "production": "flasktodo.test"}
 APP = group_data("staging")["apps"][0]

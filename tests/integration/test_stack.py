@@ -239,7 +239,7 @@ def test_a_converged_host_is_read_with_one_command(deployment: Deployment) -> No
     assert run.changed_ops() == []
     loaded = [line for line in run.output.splitlines() if "Loaded fact" in line]
     assert len(loaded) == 1, "\n".join(loaded)
-    assert "wsgistack.hoststate.Batch" in loaded[0]
+    assert "wsgistack.engine.hoststate.Batch" in loaded[0]
     assert run.output.count(">>> sh -c") == 1, "one command, the read"
     assert re.search(r"staging\S*: https://\S+ .*flasktodo \S+\s+healthy", run.output)
 

@@ -5,6 +5,7 @@ recorded. The deploy's host read (acme.CertificateState) and golive read the sam
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -15,12 +16,14 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from tests.unit.onhost_stubs import install_commands
-from wsgistack.acme import CertificateState, lets_encrypt_limit_problems
-from wsgistack.onhost import golive
-from wsgistack.onhost.golive import Certificate, certbot_failure, certificate_problem
-from wsgistack.paths import GOLIVE_SOURCE
+from wsgistack.components.acme import CertificateState, lets_encrypt_limit_problems
+from wsgistack.engine.programs import golive_zipapp
+from wsgistack.onhost.golive import layout, protocol, site
+from wsgistack.onhost.golive.certificate import certbot_failure, certificate_lines
+from wsgistack.onhost.golive.protocol import Certificate, certificate_problem
 
 SITE = "web"
+GOLIVE = (sys.executable, "-I", str(golive_zipapp()))  # as hosts run it
 DIRECTORY = "https://ca.test/dir"
 NAMES = ["example.test", "www.example.test"]
 DAY = 86400
@@ -61,7 +64,7 @@ class Host:
     log: Path
 
     def golive(self, *arguments: str, **environ: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, str(GOLIVE_SOURCE), "--root", str(self.root),
+        return subprocess.run([*GOLIVE, "--root", str(self.root),
                                *arguments], env={**self.environ, **environ},
                               capture_output=True, text=True, timeout=60, check=False)
 
@@ -77,7 +80,7 @@ class Host:
 
     @property
     def pair(self) -> tuple[bytes, bytes]:
-        return tuple(Path(path).read_bytes() for path in golive.tls_paths(SITE, self.posix))
+        return tuple(Path(path).read_bytes() for path in layout.tls_paths(SITE, self.posix))
 
     @property
     def posix(self) -> PurePosixPath:
@@ -100,7 +103,7 @@ def host(tmp_path: Path) -> Host:
         f"http {{ include {root}/etc/nginx/sites-enabled/*; }}\n")
     (root / "etc/ssl/wsgistack/private").mkdir(parents=True, mode=0o700)
     (root / "run").mkdir()  # the lock dir goes here
-    certificate, key = golive.tls_paths(SITE, PurePosixPath(root))
+    certificate, key = layout.tls_paths(SITE, PurePosixPath(root))
     (root / f"etc/nginx/sites-available/{SITE}").write_text(
         f"ssl_certificate {certificate};\nssl_certificate_key {key};\n")
     (root / "etc/nginx/sites-enabled" / SITE).symlink_to(f"../sites-available/{SITE}")
@@ -123,7 +126,7 @@ def test_a_certificate_is_renewed_for_each_reason_and_only_then() -> None:
     now = time.time()
 
     def problem(server: str = DIRECTORY, names: list[str] = NAMES, days: float = 80) -> str:
-        found = golive.parse_certificate(lines_for(server, list(reversed(names)), days))
+        found = protocol.parse_certificate(lines_for(server, list(reversed(names)), days))
         return certificate_problem(found, NAMES, DIRECTORY, now)
 
     assert problem() == "", "the same names in any order, 80 days left: nothing to do"
@@ -173,8 +176,8 @@ Ask for help or search for solutions at https://community.letsencrypt.org."""
 
 def test_the_first_certificate_replaces_the_placeholder_and_then_nothing_is_due(
         host: Host) -> None:
-    certificate, key = golive.tls_paths(SITE, host.posix)
-    golive.make_placeholder_pair(SITE, host.posix)
+    certificate, key = layout.tls_paths(SITE, host.posix)
+    site.make_placeholder_pair(SITE, host.posix)
     assert "placeholder" in subprocess.run(
         ["openssl", "x509", "-in", str(certificate), "-noout", "-subject"],
         capture_output=True, text=True, check=True).stdout
@@ -188,12 +191,12 @@ def test_the_first_certificate_replaces_the_placeholder_and_then_nothing_is_due(
     assert "--force-renewal" in calls[0] and "--domain www.example.test" in calls[0]
     assert "--no-directory-hooks" in calls[0], "its deploy hook would wait for our lock"
     assert calls[-1] == "systemctl reload nginx"
-    fullchain, privkey = golive.lineage(SITE, host.posix)
+    fullchain, privkey = layout.lineage(SITE, host.posix)
     assert host.pair == (Path(fullchain).read_bytes(), Path(privkey).read_bytes())
     assert oct(Path(key).stat().st_mode & 0o777) == "0o600"
     found = host.found()
     assert found.installed and found.server == DIRECTORY and list(found.names) == NAMES
-    assert found == golive.parse_certificate(golive.certificate_lines(SITE, host.posix)), \
+    assert found == protocol.parse_certificate(certificate_lines(SITE, host.posix)), \
         "the deploy's read and golive's agree"
     assert certificate_problem(found, NAMES, DIRECTORY, time.time()) == ""
     again = host.certificate()
@@ -201,7 +204,7 @@ def test_the_first_certificate_replaces_the_placeholder_and_then_nothing_is_due(
 
 
 def test_new_names_get_a_new_certificate(host: Host) -> None:
-    golive.make_placeholder_pair(SITE, host.posix)
+    site.make_placeholder_pair(SITE, host.posix)
     assert host.certificate().returncode == 0
     host.recorded()
     done = host.certificate([*NAMES, "api.example.test"])
@@ -211,7 +214,7 @@ def test_new_names_get_a_new_certificate(host: Host) -> None:
 
 
 def test_a_certificate_close_to_expiry_is_renewed(host: Host) -> None:
-    golive.make_placeholder_pair(SITE, host.posix)
+    site.make_placeholder_pair(SITE, host.posix)
     assert host.certificate(STUB_CERT_DAYS="10").returncode == 0
     host.recorded()
     done = host.certificate()
@@ -220,7 +223,7 @@ def test_a_certificate_close_to_expiry_is_renewed(host: Host) -> None:
 
 
 def test_a_refused_order_is_one_line_and_the_live_pair_keeps_serving(host: Host) -> None:
-    golive.make_placeholder_pair(SITE, host.posix)
+    site.make_placeholder_pair(SITE, host.posix)
     before = host.pair
     failed = host.certificate(STUB_CERTBOT_OUTPUT="Some challenges have failed.\n"
                               "  Domain: www.example.test\n  Type:   dns\n"
@@ -235,7 +238,7 @@ def test_a_refused_order_is_one_line_and_the_live_pair_keeps_serving(host: Host)
 
 
 def test_a_renewed_certificate_goes_live_unless_nginx_refuses_it(host: Host) -> None:
-    golive.make_placeholder_pair(SITE, host.posix)
+    site.make_placeholder_pair(SITE, host.posix)
     assert host.certificate().returncode == 0
     first = host.pair
     host.recorded()
@@ -257,15 +260,15 @@ def test_a_renewed_certificate_goes_live_unless_nginx_refuses_it(host: Host) -> 
 
 
 def test_a_site_with_acme_goes_live_on_a_placeholder_pair(host: Host) -> None:
-    unit = golive.site_unit(SITE, host.posix, acme=True)
+    unit = layout.site_unit(SITE, host.posix, acme=True)
     assert unit.files == (host.posix / f"etc/nginx/sites-available/{SITE}",), \
         "the pair is certbot's, not a candidate"
     site = Path(unit.candidates[0])
     site.write_text(Path(unit.files[0]).read_text() + "# new\n")
-    digest = golive.hashlib.sha256(site.read_bytes()).hexdigest()
+    digest = hashlib.sha256(site.read_bytes()).hexdigest()
     done = host.golive("site", SITE, "--acme", "--expect", f"{site}={digest}")
     assert done.returncode == 0, done.stderr
-    certificate, key = golive.tls_paths(SITE, host.posix)
+    certificate, key = layout.tls_paths(SITE, host.posix)
     assert Path(certificate).exists() and Path(key).stat().st_mode & 0o077 == 0
     assert host.recorded()[-1] == "systemctl reload nginx"
 

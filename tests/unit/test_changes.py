@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from wsgistack.changes import say_what_failed
+from wsgistack.engine.changes import say_what_failed
 
 
 def test_a_failed_step_closes_with_failed_not_executed_0_commands(

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from tests.unit.test_settings import group_data
-from wsgistack import database
-from wsgistack.environment import Environment, Member
-from wsgistack.secrets import check_secrets
-from wsgistack.settings import Settings, load_settings
+from wsgistack.components import database
+from wsgistack.config.environment import Environment, Member
+from wsgistack.config.secrets import check_secrets
+from wsgistack.config.settings import Settings, load_settings
 
 PRODUCTION = Environment("production", (Member("web1", "10.9.0.2"), Member("web2", "10.9.0.6")),
                          Member("db1", "10.9.0.10"))
@@ -125,7 +125,7 @@ def test_memory_settings_follow_the_hosts_memory(settings: Settings, memory: int
 
 
 def test_production_never_makes_up_a_database_password(tmp_path: Path) -> None:
-    """What wsgistack.preflight checks before connecting where production has a database
+    """What wsgistack.config.preflight checks before connecting where production has a database
     host (preflight itself imports pyinfra's CLI, which patches the process with gevent:
     not in these tests)."""
     data = {**group_data("production"), "secrets_dir": str(tmp_path),

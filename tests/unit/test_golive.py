@@ -27,13 +27,18 @@ import pytest
 
 from tests.unit.onhost_stubs import GUNICORN, FakeSupervisor, install_commands
 from tests.unit.test_herder import Herded, start_herded
-from wsgistack.onhost import golive
+from wsgistack.engine.programs import HERDER_SOURCE, SUPERVISOR_QUERY_SOURCE, golive_zipapp
+from wsgistack.engine.staged import digest_command
 from wsgistack.onhost import gunicorn_herder as herder
-from wsgistack.onhost.golive import AppPaths, Refused, Staged, Unit, app_unit, candidate, digest
-from wsgistack.paths import GOLIVE_SOURCE, HERDER_SOURCE, SUPERVISOR_QUERY_SOURCE
-from wsgistack.staged import digest_command
+from wsgistack.onhost.golive import build as building
+from wsgistack.onhost.golive import files, layout, releases, users
+from wsgistack.onhost.golive.backups import backup_database, rotate_backups
+from wsgistack.onhost.golive.files import Refused, Staged, digest
+from wsgistack.onhost.golive.layout import AppPaths, Unit, app_unit, candidate
 
 APP = pwd.getpwuid(os.getuid()).pw_name  # the app's user: whoever runs the tests
+# golive as hosts run it: the zipapp the deploy installs, with python3 -I
+GOLIVE = (sys.executable, "-I", str(golive_zipapp()))
 CONFIG = "config.py"  # the app's own config file
 
 
@@ -52,7 +57,7 @@ def write(path: PurePosixPath | Path, content: str | bytes, mode: int = 0o644) -
 # --- the stamp digest -------------------------------------------------------------------
 
 def test_the_host_reads_the_digest_golive_writes(tmp_path: Path) -> None:
-    """staged.digest_command (shell, in the host read) and golive.digest (Python, in the
+    """staged.digest_command (shell, in the host read) and files.digest (Python, in the
     stamp) agree on files, missing files, links and a listing; else every run is due."""
     write(tmp_path / "site", "server {}\n")
     write(tmp_path / "cert", "CERT\n")
@@ -82,13 +87,13 @@ def test_the_host_reads_the_digest_golive_writes(tmp_path: Path) -> None:
 
 def test_the_lock_lives_in_a_dir_only_its_owner_can_write(tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
-    lock_dir = Path(golive.lock_dir(PurePosixPath(tmp_path)))
-    with golive.deploy_lock(PurePosixPath(tmp_path)):
+    lock_dir = Path(layout.lock_dir(PurePosixPath(tmp_path)))
+    with files.deploy_lock(PurePosixPath(tmp_path)):
         assert oct(lock_dir.stat().st_mode & 0o777) == "0o700"
         assert (lock_dir / "deploy.lock").stat().st_mode & 0o077 == 0
     lock_dir.chmod(0o777)
     with pytest.raises(Refused, match="not a directory only this user can write"), \
-            golive.deploy_lock(PurePosixPath(tmp_path)):
+            files.deploy_lock(PurePosixPath(tmp_path)):
         pass
 
 
@@ -97,12 +102,12 @@ def test_a_planted_link_is_never_followed(tmp_path: Path) -> None:
     victim = write(tmp_path / "victim", "root's file\n")
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "wsgistack").symlink_to(tmp_path)
-    with pytest.raises(Refused), golive.deploy_lock(PurePosixPath(tmp_path)):
+    with pytest.raises(Refused), files.deploy_lock(PurePosixPath(tmp_path)):
         pass
     (tmp_path / "run" / "wsgistack").unlink()
     (tmp_path / "run" / "wsgistack").mkdir(mode=0o700)
     (tmp_path / "run" / "wsgistack" / "deploy.lock").symlink_to(victim)
-    with pytest.raises(OSError), golive.deploy_lock(PurePosixPath(tmp_path)):
+    with pytest.raises(OSError), files.deploy_lock(PurePosixPath(tmp_path)):
         pass
     assert victim.read_text() == "root's file\n"
 
@@ -114,7 +119,7 @@ def test_a_second_step_waits_for_the_lock(tmp_path: Path) -> None:
     release = threading.Event()
 
     def hold() -> None:
-        with golive.deploy_lock(root):
+        with files.deploy_lock(root):
             held.set()
             release.wait(5)
 
@@ -123,12 +128,12 @@ def test_a_second_step_waits_for_the_lock(tmp_path: Path) -> None:
     held.wait(5)
     try:
         with pytest.raises(Refused, match="another deploy held"), \
-                golive.deploy_lock(root, wait=0.5):
+                files.deploy_lock(root, wait=0.5):
             pass
     finally:
         release.set()
         holder.join()
-    with golive.deploy_lock(root, wait=0.5):
+    with files.deploy_lock(root, wait=0.5):
         pass
 
 
@@ -159,7 +164,7 @@ def test_expectations_must_name_the_units_candidates(tmp_path: Path) -> None:
     with pytest.raises(Refused, match="not the unit's candidates"):
         Staged.verified(unit, {PurePosixPath("/etc/passwd"): "0" * 64})
     with pytest.raises(Refused, match="is missing: a deploy writes it"):
-        golive.parse_expect([f"{unit.candidates[0]}=missing"])
+        files.parse_expect([f"{unit.candidates[0]}=missing"])
 
 
 # --- backups and releases ---------------------------------------------------------------
@@ -184,7 +189,7 @@ def test_backup_rotation_keeps_the_newest_and_nothing_else_is_touched(tmp_path: 
         write(backups / f"{APP}-{stamp}-before-1.0.0.sqlite3", "backup")
     write(backups / f"{APP}-20260103T000000Z-before-1.0.0.dump", "a pg_dump")
     (backups / f"{APP}-20250101T000000Z-link.sqlite3").symlink_to(outside)
-    golive.rotate_backups(paths.backups, f"{APP}-", keep=2)
+    rotate_backups(paths.backups, f"{APP}-", keep=2)
     left = sorted(path.name for path in backups.iterdir())
     assert left == sorted([name for name in HOSTILE_NAMES if not name.startswith("APP")] + [
         f"{APP}-20250101T000000Z-link.sqlite3", f"{APP}-20260102T000000Z-before-1.0.0.sqlite3",
@@ -199,7 +204,7 @@ def test_a_backup_is_a_consistent_copy_taken_as_the_apps_user(tmp_path: Path) ->
     with sqlite3.connect(paths.database) as db:
         db.execute("CREATE TABLE items (title TEXT)")
         db.execute("INSERT INTO items VALUES ('kept')")
-    golive.as_user(APP, lambda: golive.backup_database(paths, "1.0.1", keep=5))
+    users.as_user(APP, lambda: backup_database(paths, "1.0.1", keep=5))
     [backup] = Path(paths.backups).glob(f"{APP}-*-before-1.0.1.sqlite3")
     assert backup.stat().st_uid == os.getuid()
     with sqlite3.connect(backup) as copy:
@@ -211,7 +216,7 @@ def test_as_user_reports_the_childs_failure(tmp_path: Path) -> None:
         raise PermissionError("no")
 
     with pytest.raises(Refused, match="PermissionError: no"):
-        golive.as_user(APP, fail)
+        users.as_user(APP, fail)
 
 
 def install_release(paths: AppPaths, version: str, when: float) -> Path:
@@ -230,10 +235,10 @@ def test_pruning_keeps_the_newest_and_the_live_release(tmp_path: Path) -> None:
         install_release(paths, version, 1_000_000 + number)
     Path(paths.releases, "1.0.4").mkdir()  # an install that never finished
     Path(paths.current).symlink_to("releases/1.0.0")
-    listed = subprocess.run([sys.executable, str(GOLIVE_SOURCE), "--root", str(tmp_path),
+    listed = subprocess.run([*GOLIVE, "--root", str(tmp_path),
                              "releases", APP], capture_output=True, text=True, check=True)
     assert listed.stdout.split() == ["1.0.0", "1.0.1", "1.0.2", "1.0.3"], "complete, oldest first"
-    assert golive.prune_releases(paths, keep=2) == ["1.0.1", "1.0.4"]
+    assert releases.prune_releases(paths, keep=2) == ["1.0.1", "1.0.4"]
     assert sorted(path.name for path in Path(paths.releases).iterdir()) == [
         "1.0.0", "1.0.2", "1.0.3"]
 
@@ -253,7 +258,7 @@ class Host:
 
     def golive(self, *arguments: str, stdout: object = subprocess.PIPE
                ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, str(GOLIVE_SOURCE), "--root", str(self.root),
+        return subprocess.run([*GOLIVE, "--root", str(self.root),
                                *arguments], env=self.environ, stdout=stdout,
                               stderr=subprocess.PIPE, text=True, timeout=120, check=False)
 
@@ -286,8 +291,8 @@ class Host:
 def host(tmp_path: Path) -> Iterator[Host]:
     root = tmp_path / "root"
     paths = AppPaths(APP, PurePosixPath(root))
-    write(golive.herder(PurePosixPath(root)), HERDER_SOURCE.read_text(), 0o755)
-    write(golive.supervisor_query(PurePosixPath(root)), SUPERVISOR_QUERY_SOURCE.read_text(),
+    write(layout.herder(PurePosixPath(root)), HERDER_SOURCE.read_text(), 0o755)
+    write(layout.supervisor_query(PurePosixPath(root)), SUPERVISOR_QUERY_SOURCE.read_text(),
           0o755)
     short = Path(tempfile.mkdtemp(prefix="sv", dir="/tmp"))  # a socket path is short
     write(root / "etc/supervisor/supervisord.conf",
@@ -375,13 +380,13 @@ def site_files(host: Host, site_text: str) -> list[str]:
           f"http {{ include {root}/etc/nginx/sites-enabled/*; }}\n")
     Path(root / "etc/nginx/sites-enabled").mkdir(parents=True, exist_ok=True)
     Path(root / "etc/ssl/wsgistack/private").mkdir(parents=True, exist_ok=True)
-    return host.candidates(golive.site_unit("web", root), [site_text, "CERT\n", "KEY\n"],
+    return host.candidates(layout.site_unit("web", root), [site_text, "CERT\n", "KEY\n"],
                            mode=0o600)
 
 
 def test_a_site_that_fails_nginx_t_stays_a_candidate(host: Host) -> None:
     root = PurePosixPath(host.root)
-    cert, key = golive.tls_paths("web", root)
+    cert, key = layout.tls_paths("web", root)
     refused = host.golive("site", "web", *site_files(
         host, f"ssl_certificate {cert};\nssl_certificate_key {key};\nbroken;\n"))
     assert refused.returncode == 1
@@ -393,7 +398,7 @@ def test_a_site_that_fails_nginx_t_stays_a_candidate(host: Host) -> None:
 
 def test_a_site_goes_live_with_its_pair_and_nginx_reloads(host: Host) -> None:
     root = PurePosixPath(host.root)
-    cert, key = golive.tls_paths("web", root)
+    cert, key = layout.tls_paths("web", root)
     site = f"ssl_certificate {cert};\nssl_certificate_key {key};\n"
     done = host.golive("site", "web", *site_files(host, site))
     assert done.returncode == 0, done.stderr
@@ -401,13 +406,13 @@ def test_a_site_goes_live_with_its_pair_and_nginx_reloads(host: Host) -> None:
     assert tested and host.recorded()[-2:] == ["nginx -t -q", "systemctl reload nginx"]
     assert os.readlink(root / "etc/nginx/sites-enabled/web") == "../sites-available/web"
     assert Path(key).read_text() == "KEY\n" and Path(key).stat().st_mode & 0o077 == 0
-    unit = golive.site_unit("web", root)
+    unit = layout.site_unit("web", root)
     assert Path(unit.stamp).read_text().strip() == digest(unit)
 
 
 def test_a_program_is_parsed_by_supervisor_then_updated(host: Host) -> None:
     pytest.importorskip("supervisor", reason="supervisor's parser: pip install supervisor")
-    unit = golive.program_unit(host.paths)
+    unit = layout.program_unit(host.paths)
     broken = host.golive("program", APP, *host.candidates(unit, [f"[program:{APP}\n"]))
     assert broken.returncode == 1 and "is not a valid supervisor program" in broken.stderr
     assert host.recorded() == []
@@ -529,7 +534,7 @@ def test_run_is_a_new_session_without_privileges_and_passes_only_named_variables
     show = ("import os; print(os.getsid(0) == os.getpid(), os.environ.get('PASSED'),"
             " os.environ.get('KEPT_BACK'),"
             " open('/proc/self/status').read().split('NoNewPrivs:')[1].split()[0])")
-    done = subprocess.run([sys.executable, str(GOLIVE_SOURCE), "--root", str(host.root), "run",
+    done = subprocess.run([*GOLIVE, "--root", str(host.root), "run",
                            APP, "--env", "PASSED", "--", sys.executable, "-c", show],
                           env={**host.environ, "PASSED": "yes", "KEPT_BACK": "secret"},
                           capture_output=True, text=True, timeout=60, check=False)
@@ -545,7 +550,7 @@ def test_run_gives_a_terminal_of_its_own_where_the_caller_has_one(host: Host) ->
     show = ("import os, sys; print('APP', os.ttyname(0), os.getsid(0) == os.getpid());"
             " sys.exit(3)")
     golive_run = " ".join(shlex.quote(arg) for arg in [
-        sys.executable, str(GOLIVE_SOURCE), "--root", str(host.root), "run", APP, "--",
+        *GOLIVE, "--root", str(host.root), "run", APP, "--",
         sys.executable, "-c", show])
     pid, caller = pty.fork()
     if pid == 0:  # the caller: a shell on its own terminal, as an operator's over ssh -t
@@ -590,19 +595,19 @@ def test_a_build_beyond_its_limits_is_not_installed(tmp_path: Path, make, said: 
     made = tmp_path / "made"
     made.mkdir()
     make(made)
-    with pytest.raises(golive.BuildTooLarge, match=said):
-        golive.copy_tree(PurePosixPath(made), PurePosixPath(tmp_path / "build"))
+    with pytest.raises(building.BuildTooLarge, match=said):
+        building.copy_tree(PurePosixPath(made), PurePosixPath(tmp_path / "build"))
 
 
 def test_a_build_of_too_many_files_is_not_installed(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(golive.BUILD_LIMITS, "files", 10)
+    monkeypatch.setitem(building.BUILD_LIMITS, "files", 10)
     made = tmp_path / "made"
     made.mkdir()
     for index in range(11):
         write(made / f"f{index}", "x")
-    with pytest.raises(golive.BuildTooLarge, match="more than 10 files"):
-        golive.copy_tree(PurePosixPath(made), PurePosixPath(tmp_path / "build"))
+    with pytest.raises(building.BuildTooLarge, match="more than 10 files"):
+        building.copy_tree(PurePosixPath(made), PurePosixPath(tmp_path / "build"))
 
 
 def test_build_and_release_commands_can_never_gain_privileges(host: Host) -> None:

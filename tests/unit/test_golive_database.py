@@ -15,9 +15,10 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from tests.unit.test_golive import APP, CONFIG, Host, host, install_release, sha256, write
-from wsgistack.database import scram_verifier
-from wsgistack.onhost import golive
-from wsgistack.onhost.golive import Refused, Staged, Unit, candidate, database_unit, digest
+from wsgistack.components.database import scram_verifier
+from wsgistack.onhost.golive import database
+from wsgistack.onhost.golive.files import Refused, Staged, digest
+from wsgistack.onhost.golive.layout import Unit, candidate, database_unit
 
 __all__ = ["host"]  # the fixture, shared with test_golive
 
@@ -123,7 +124,7 @@ def database_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     recorders(root / "usr/lib/postgresql/15/bin", log, "postgres")
     recorders(tmp_path / "bin", log, "psql", "pg_dump", "systemctl")
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
-    monkeypatch.setattr(golive, "POSTGRES", APP)
+    monkeypatch.setattr(database, "POSTGRES", APP)
     (root / "etc/postgresql/15/main/conf.d").mkdir(parents=True)
     (root / "etc/wsgistack/postgresql").mkdir(parents=True)
     return root
@@ -143,7 +144,7 @@ def stage(root: Path, settings: str, hba: str = "local all all peer\n",
 
 def test_database_settings_go_live_and_each_app_gets_its_role(database_host: Path) -> None:
     root, log = database_host, database_host.parent / "calls.log"
-    golive.apply_database("15", PurePosixPath(root), stage(root, "port = 5432\n"))
+    database.apply_database("15", PurePosixPath(root), stage(root, "port = 5432\n"))
     unit = database_unit(PurePosixPath(root))
     assert Path(unit.files[0]).read_text() == "port = 5432\n"
     assert Path(unit.stamp).read_text().strip() == digest(unit)
@@ -159,7 +160,7 @@ def test_database_settings_go_live_and_each_app_gets_its_role(database_host: Pat
     assert f"ALTER ROLE \"{APP}\" WITH LOGIN NOSUPERUSER" in roles and VERIFIER in roles
     assert f"REVOKE ALL ON DATABASE \"{APP}\" FROM PUBLIC;" in roles
     assert all(VERIFIER not in arg for call in calls(log, "psql") for arg in call["argv"])
-    golive.apply_database("15", PurePosixPath(root),
+    database.apply_database("15", PurePosixPath(root),
                           stage(root, "port = 5432\n", hba="local all all trust\n"))
     assert [call["argv"] for call in calls(log, "systemctl")][-1] == [
         "reload", "postgresql@15-main"], "only pg_hba.conf changed: a reload"
@@ -170,7 +171,7 @@ def test_settings_postgres_cannot_parse_are_never_left_live(
     root = database_host
     monkeypatch.setenv("STUB_FAIL", "postgres")
     with pytest.raises(Refused, match="refused the candidate settings"):
-        golive.apply_database("15", PurePosixPath(root), stage(root, "port = 'nope'\n"))
+        database.apply_database("15", PurePosixPath(root), stage(root, "port = 'nope'\n"))
     unit = database_unit(PurePosixPath(root))
     assert not any(os.path.exists(path) for path in unit.files), "as before: none live"
     assert not (root / "etc/postgresql/15/main/conf.d/wsgistack.conf").exists(), \
@@ -180,9 +181,9 @@ def test_settings_postgres_cannot_parse_are_never_left_live(
 def test_the_database_check_notices_a_cluster_that_no_longer_includes_our_settings(
         database_host: Path) -> None:
     root = database_host
-    golive.apply_database("15", PurePosixPath(root), stage(root, "port = 5432\n"))
+    database.apply_database("15", PurePosixPath(root), stage(root, "port = 5432\n"))
     (root / "etc/postgresql/15/main/conf.d/wsgistack.conf").write_text("# emptied\n")
-    assert golive.database_check(PurePosixPath(root)).splitlines()[0] == (
+    assert database.database_check(PurePosixPath(root)).splitlines()[0] == (
         f"{root}/etc/postgresql/15/main/conf.d/wsgistack.conf does not include our settings")
 
 
@@ -195,7 +196,7 @@ def test_apps_json_holds_only_app_names_and_scram_verifiers(database_host: Path,
                                                             entry: dict) -> None:
     root = database_host
     with pytest.raises(Refused, match="not an app name and a SCRAM verifier"):
-        golive.apply_database("15", PurePosixPath(root),
+        database.apply_database("15", PurePosixPath(root),
                               stage(root, "port = 5432\n", apps=[entry]))
 
 
@@ -207,7 +208,7 @@ def test_the_daily_dump_keeps_the_newest_of_each_app(database_host: Path) -> Non
     backups.mkdir(parents=True)
     for stamp in ("20260101T000000Z", "20260102T000000Z"):
         write(backups / f"{APP}-{stamp}.dump", "old")
-    golive.backup_databases(PurePosixPath(root), keep=2)
+    database.backup_databases(PurePosixPath(root), keep=2)
     kept = sorted(path.name for path in backups.iterdir())
     assert len(kept) == 2 and kept[0] == f"{APP}-20260102T000000Z.dump"
     assert (backups / kept[1]).read_text() == "a dump"

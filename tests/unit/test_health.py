@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from wsgistack.health import is_healthy, probe_command, replies_in
-from wsgistack.settings import AppSettings
+from wsgistack.config.settings import AppSettings
+from wsgistack.engine.health import is_healthy, probe_command, replies_in
 
 # path: (status, content type, body)
 ANSWERS = {
@@ -48,7 +48,8 @@ def base_url() -> Iterator[str]:
     server.shutdown()
 
 
-APP = AppSettings("app", None, "app==1.0.1", "app", "1.0.1", "app:app", "/app", 8000, 1)
+APP = AppSettings(name="app", source=None, package="app==1.0.1", distribution="app",
+                  version="1.0.1", wsgi="app:app", prefix="/app", port=8000, workers=1)
 
 
 @pytest.mark.parametrize(("path", "healthy", "detail"), [

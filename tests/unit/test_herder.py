@@ -15,8 +15,8 @@ import pytest
 
 from tests.polling import wait_for
 from tests.unit.onhost_stubs import GUNICORN
+from wsgistack.engine.programs import HERDER_SOURCE
 from wsgistack.onhost import gunicorn_herder as herder
-from wsgistack.paths import HERDER_SOURCE
 
 
 @dataclass

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from wsgistack.facts import (
+from wsgistack.build.wheelhouse import Target
+from wsgistack.engine.facts import (
     FileText,
     InstalledPackages,
     LinkTarget,
@@ -18,9 +19,8 @@ from wsgistack.facts import (
     ServiceStates,
     SystemAccount,
 )
-from wsgistack.hoststate import Batch, HostState, PathState, PathStates, Read
-from wsgistack.managed import Absent, Directory, File
-from wsgistack.wheelhouse import Target
+from wsgistack.engine.hoststate import Batch, HostState, PathState, PathStates, Read
+from wsgistack.engine.managed import Absent, Directory, File
 
 USER = os.environ.get("USER") or subprocess.run(["id", "-un"], capture_output=True, text=True,
                                                 check=True).stdout.strip()

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from wsgistack.paths import REPO_ROOT
-from wsgistack.schema import GROUP_KEYS, README, is_wsgi_target, with_tables
-from wsgistack.secrets import app_secrets, check_secrets
-from wsgistack.settings import (
+from wsgistack.config.schema import GROUP_KEYS, README, is_wsgi_target, with_tables
+from wsgistack.config.secrets import app_secrets, check_secrets
+from wsgistack.config.settings import (
     Settings,
     SettingsError,
     host_group,
     load_settings,
     unknown_keys,
 )
+from wsgistack.paths import REPO_ROOT
 
 
 def group_data(group: str) -> dict:
@@ -65,7 +65,7 @@ def test_production_needs_its_tls_pair(tmp_path: Path) -> None:
 
 
 def test_the_readme_tables_are_made_from_the_schema() -> None:
-    """The README's settings tables are what `make docs` makes from wsgistack.schema."""
+    """The README's settings tables are what `make docs` makes from wsgistack.config.schema."""
     readme = README.read_text()
     assert with_tables(readme) == readme, "the README's settings tables drifted: make docs"
 

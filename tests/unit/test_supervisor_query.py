@@ -9,8 +9,8 @@ import tempfile
 from pathlib import Path
 
 from tests.unit.onhost_stubs import FakeSupervisor
-from wsgistack.paths import SUPERVISOR_QUERY_SOURCE
-from wsgistack.supervisor import ProgramState
+from wsgistack.components.supervisor import ProgramState
+from wsgistack.engine.programs import SUPERVISOR_QUERY_SOURCE
 
 
 def query(*arguments: str) -> subprocess.CompletedProcess[str]:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from wsgistack import targets
-from wsgistack.targets import TargetsError, load_targets
+from wsgistack.config import targets
+from wsgistack.config.targets import TargetsError, load_targets
 
 
 def test_targets_file_for_real_servers(tmp_path: Path) -> None:

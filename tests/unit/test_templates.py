@@ -13,12 +13,14 @@ import jinja2
 import pytest
 
 from tests.unit.test_settings import group_data, production_data
-from wsgistack import nginx
-from wsgistack.app import config_files
-from wsgistack.environment import Environment, Member
-from wsgistack.paths import HERDER, REPO_ROOT, TEMPLATES, AppPaths
-from wsgistack.settings import Settings, SettingsError, load_settings
-from wsgistack.supervisor import herder_digest
+from wsgistack.components import nginx
+from wsgistack.components.app import config_files
+from wsgistack.components.supervisor import herder_digest
+from wsgistack.config.environment import Environment, Member
+from wsgistack.config.settings import Settings, SettingsError, load_settings
+from wsgistack.engine.programs import HERDER
+from wsgistack.onhost.golive.layout import AppPaths
+from wsgistack.paths import REPO_ROOT, TEMPLATES
 
 NO_DATABASE = Environment("production", ())  # its web hosts keep their own SQLite
 ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from wsgistack import sources, wheelhouse
-from wsgistack.settings import AppSettings
-from wsgistack.wheelhouse import Target
+from wsgistack.build import sources, wheelhouse
+from wsgistack.build.wheelhouse import Target
+from wsgistack.config.settings import AppSettings
 
 BOOKWORM = Target("3.11", "x86_64", "2.36")
 
@@ -44,7 +44,8 @@ def test_each_static_dir_must_be_in_the_releases_wheels(tmp_path: Path,
     assert {"app", "app/static", "app/static/css"} <= wheelhouse.wheel_folders(tmp_path)
 
     def app(static: dict) -> AppSettings:
-        return AppSettings("shop", tmp_path, None, "app", "1.0", "app:app", "/shop", 8000, 1,
+        return AppSettings(name="shop", source=tmp_path, package=None, distribution="app",
+                           version="1.0", wsgi="app:app", prefix="/shop", port=8000, workers=1,
                            static=tuple(static.items()))
 
     assert wheelhouse.build_app(app({"/static/": "app/static"}), BOOKWORM) is built

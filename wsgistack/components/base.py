@@ -1,0 +1,147 @@
+"""The host's shared services: nginx, supervisor and python3-venv from Debian; and this
+project's programs on the host: gunicorn-herder, which every app's supervisor program runs
+gunicorn through, golive, which makes each deploy step live, and supervisor-query, which
+the host read and golive ask for a program's state."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.context import ctx_host
+from pyinfra.operations import apt, server, systemd
+
+from wsgistack.config.targets import UPLOADS
+from wsgistack.engine.changes import refuse
+from wsgistack.engine.component import Component, GoLive
+from wsgistack.engine.facts import InstalledPackages, ServiceStates, SystemAccount
+from wsgistack.engine.hoststate import HostState, Read
+from wsgistack.engine.managed import Directory, File, Managed, ensure_all
+from wsgistack.engine.programs import (
+    GOLIVE,
+    HERDER,
+    HERDER_SOURCE,
+    SUPERVISOR_QUERY,
+    SUPERVISOR_QUERY_SOURCE,
+    golive_zipapp,
+)
+from wsgistack.onhost.golive.layout import BUILD_USER, ROOT, build_dir
+
+NOLOGIN = "/usr/sbin/nologin"
+# logrotate: nginx's per-site logs are rotated by its rule in /etc/logrotate.d/nginx.
+PACKAGES = ("nginx", "supervisor", "python3-venv", "logrotate")
+SERVICES = ("nginx.service", "supervisor.service")
+SUPERVISOR_LOGS = "/var/log/supervisor"
+BUILD_USER_COMMENT = "wsgistack build user"  # marks the account as the deploy's own
+
+
+def upload_dirs() -> list[Managed]:
+    """Where a sudo user's uploads wait before root copies them into place: its own dir
+    (0700) in root's /var/lib/wsgistack, named in the host's `_temp_dir` (wsgistack.config.targets),
+    never /tmp, where others could read them or create the file first. None for root, whose
+    uploads go straight to their place."""
+    if not ctx_host.isset():  # read outside a deploy (make lint): no host, no login
+        return []
+    private, user = host.data.get("_temp_dir"), host.data.get("ssh_user")
+    if not private:
+        return []
+    return [
+        Directory(f"Create {UPLOADS.parent}", str(UPLOADS.parent), "root", "root", "755"),
+        Directory(f"Create {UPLOADS} (each sudo user's uploads)", str(UPLOADS), "root", "root",
+                  "755"),
+        Directory(f"Create {private} ({user}'s uploads, before root copies them into place)",
+                  private, user, "root", "700"),
+    ]
+
+
+def tools() -> list[Managed]:
+    """golive, on every host: a database host's go-live steps are golive's too. First the
+    sudo user's upload dir, before anything is uploaded."""
+    return [
+        *upload_dirs(),
+        Directory(f"Create {HERDER.parent} (this project's helpers)", str(HERDER.parent),
+                  "root", "root", "755"),
+        File(f"Install golive, the deploy's go-live steps ({GOLIVE})", str(GOLIVE), "root",
+             "root", "755", local=golive_zipapp()),
+    ]
+
+
+def managed() -> list[Managed]:
+    return [
+        *tools(),
+        File(f"Install gunicorn-herder ({HERDER})", str(HERDER), "root", "root", "755",
+             local=HERDER_SOURCE),
+        File(f"Install supervisor-query, a program's state for the host read"
+             f" ({SUPERVISOR_QUERY})", str(SUPERVISOR_QUERY), "root", "root", "755",
+             local=SUPERVISOR_QUERY_SOURCE),
+        # supervisord (root) writes the apps' logs 0644 in a dir open to all: closing the
+        # dir keeps others out of them (nginx's logs: nginx.log_files).
+        Directory(f"Close {SUPERVISOR_LOGS} to others (the apps' output)", SUPERVISOR_LOGS,
+                  "root", "adm", "750"),
+        Directory(f"Create {build_dir(ROOT)} (each build's dir, the build user's)",
+                  str(build_dir(ROOT)), "root", "root", "755"),
+    ]
+
+
+def any_missing(seen: HostState, packages: tuple[str, ...]) -> bool:
+    """Whether the host lacks any of `packages` (read as InstalledPackages of exactly
+    those, in its state)."""
+    installed = seen.get(InstalledPackages, packages=packages)
+    return any(package not in installed for package in packages)
+
+
+class Base(Component):
+    """The host's packages (the base ones and `extra`, what the other components need),
+    its services, this project's programs and the build user."""
+
+    title = "Base packages and services"
+
+    def __init__(self, extra: tuple[str, ...] = ()) -> None:
+        self.packages_wanted = (*PACKAGES, *extra)
+
+    def managed(self) -> list[Managed]:
+        return managed()
+
+    def reads(self) -> list[Read]:
+        return [Read.of(InstalledPackages, packages=self.packages_wanted),
+                Read.of(ServiceStates, services=SERVICES), Read.of(SystemAccount, user=BUILD_USER)]
+
+    def installs_packages(self, seen: HostState) -> bool:
+        return any_missing(seen, self.packages_wanted)
+
+    def prepare(self, seen: HostState) -> list[GoLive]:
+        if self.installs_packages(seen):
+            apt.packages(
+                name=f"Install {', '.join(self.packages_wanted)}",
+                packages=list(self.packages_wanted),
+                # Only asked when something is missing, so the package lists are refreshed then.
+                update=True,
+                cache_time=3600,
+                no_recommends=True,
+            )
+        states = seen.get(ServiceStates, services=SERVICES)
+        for service in SERVICES:
+            if states.get(service) != ("running", "enabled"):
+                systemd.service(
+                    name=f"Keep {service.removesuffix('.service')} running and enabled at boot",
+                    service=service,
+                    running=True,
+                    enabled=True,
+                )
+        ensure_all(managed(), seen)
+        create_build_user(seen)
+        return []
+
+
+def create_build_user(seen: HostState) -> None:
+    """The user every app's build commands run as: not the app's, so the running app cannot
+    touch what the next release is built from; no login, no home of its own."""
+    account = seen.get(SystemAccount, user=BUILD_USER)
+    if account.get("comment") == BUILD_USER_COMMENT and account.get("shell") == NOLOGIN:
+        return
+    if account:
+        refuse(name=f"Refuse to take over the account {BUILD_USER}",
+               message=f"the account {BUILD_USER} exists on this host and the deploy did not"
+                       " make it: remove it, or the builds have no user of their own")
+        return
+    server.user(name=f"Create {BUILD_USER}, the user build commands run as (no login shell)",
+                user=BUILD_USER, system=True, shell=NOLOGIN, home="/nonexistent",
+                ensure_home=False, comment=BUILD_USER_COMMENT)

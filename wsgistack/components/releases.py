@@ -1,0 +1,144 @@
+"""Releases of an app on a host: installing one, and finding what to roll back to.
+
+A release is /opt/<app>/releases/<version>/ with its own venv, installed from the uploaded
+wheelhouse. It is complete once its marker (the wheelhouse digest) is written, last; the
+marker's time orders the releases, oldest first. Pruning old releases and backing up the
+data before a switch are golive's (golive switch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+
+from pyinfra import host
+from pyinfra.api import FactBase
+from pyinfra.api.operation import OperationMeta
+from pyinfra.operations import files, server
+
+from wsgistack.build import wheelhouse
+from wsgistack.config.settings import AppSettings, is_built
+from wsgistack.engine.changes import refuse
+from wsgistack.engine.facts import FileText, LinkTarget, PythonTarget
+from wsgistack.engine.hoststate import HostState, Read
+from wsgistack.engine.staged import golive
+from wsgistack.onhost.golive.layout import AppPaths
+
+
+class InstalledReleases(FactBase[list[str]]):
+    """The complete releases of an app, oldest first, as golive prunes them; none where
+    golive is not installed (nothing was ever deployed)."""
+
+    default = list
+
+    def command(self, app: str) -> str:
+        return f"{golive('releases', app=app)} 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> list[str]:
+        return [line for line in output if line]
+
+
+def release_link(version: str) -> str:
+    """What `current` holds when `version` is live."""
+    return f"releases/{version}"
+
+
+def probes(app: AppSettings, paths: AppPaths) -> list[Read]:
+    """What install_release reads: the host's Python, the release's marker, the live link."""
+    return [Read.of(PythonTarget),
+            Read.of(FileText, path=str(paths.release(app.version).installed_marker)),
+            Read.of(LinkTarget, path=str(paths.current))]
+
+
+def install_release(app: AppSettings, paths: AppPaths, seen: HostState) -> OperationMeta | None:
+    """Install the wheelhouse as releases/<version> unless that release holds exactly it.
+
+    The comparison is by state, so an interrupted install is redone by the next run, and a
+    converged host uploads and installs nothing. A live release is never reinstalled: new
+    bits need a new version.
+    """
+    build = wheelhouse.build_app(app, seen.get(PythonTarget))
+    release = paths.release(app.version)
+    installed = seen.get(FileText, path=str(release.installed_marker)).strip()
+    if installed == release_digest(app, build):
+        return None
+    if seen.get(LinkTarget, path=str(paths.current)) == release_link(app.version):
+        return refuse(
+            name=f"Refuse to reinstall the live {app.name} {app.version}",
+            message=f"{app.name} {app.version} is live on this host and was built from other"
+                    " sources or dependencies: give the app a new version to deploy them",
+        )
+    files.put(
+        name=f"Upload the {app.name} {app.version} wheelhouse",
+        src=str(build.archive), dest=f"{paths.wheelhouse}.tar", user="root", group="root",
+        mode="644", create_remote_dir=False,
+    )
+    return server.shell(
+        name=f"Install {app.name} {app.version} as a new release (its own venv)",
+        commands=install_commands(app, paths, build),
+    )
+
+
+def release_digest(app: AppSettings, build: wheelhouse.Wheelhouse) -> str:
+    """What a release is made from: the wheelhouse, and the build commands run on it."""
+    if not app.build_commands:
+        return build.digest
+    made = hashlib.sha256(f"{build.digest}\n{json.dumps(app.build_commands)}".encode())
+    return made.hexdigest()[:16]
+
+
+def install_commands(app: AppSettings, paths: AppPaths, build: wheelhouse.Wheelhouse
+                     ) -> list[str]:
+    """Shell, in root's own /opt/<app>: unpack the wheelhouse, make the release's venv, run
+    the build commands (golive build), link each static dir (checked again on the host: it
+    must exist), and write the marker last (checked by shellcheck in `make lint`)."""
+    release = paths.release(app.version)
+    python = f"{release.venv}/bin/python"
+    wheels = paths.wheelhouse
+    own = f" {wheels}/{shlex.quote(build.app_wheel)}" if build.app_wheel else ""
+    commands = [
+        f"rm -rf {release.path} {wheels} && mkdir -p {release.path} {wheels}",
+        f"tar -xf {wheels}.tar -C {wheels}",
+        # -I: nothing from the SSH session's working dir or environment on sys.path.
+        f"python3 -I -m venv --without-pip {release.venv}",
+        # pip runs from its wheel, installing into the venv whose python runs it.
+        f"{python} -I {wheels}/{build.installer_wheel}/pip install --quiet"
+        f" --disable-pip-version-check --no-index --find-links {wheels}"
+        f" --requirement {wheels}/requirements.txt{own}",
+    ]
+    if app.build_commands:
+        commands.append(golive("build", app=app.name, version=app.version,
+                               config=app.config_name, config_env=app.config_env,
+                               prefix=app.prefix, build_commands=app.build_commands))
+    if app.static:  # one command: pyinfra runs each in a shell of its own
+        links = [f"packages=$({python} -c 'import sysconfig;"
+                 " print(sysconfig.get_path(\"purelib\"))')"]
+        for index, (url, folder) in enumerate(app.static):
+            found = f"{release.path}/{folder}" if is_built(folder) else f"\"$packages\"/{folder}"
+            missing = f"apps[{app.name}].static: {url} -> {folder}: no such dir in the release"
+            links.append(f"if [ -d {found} ]; then ln -sfn {found} {release.static(index)};"
+                         f" else echo {shlex.quote(missing)} >&2; exit 1; fi")
+        commands.append("\n".join(links))
+    marker = release_digest(app, build)
+    return [*commands, f"echo {shlex.quote(marker)} > {release.installed_marker}"]
+
+
+def rollback_target(app: AppSettings, paths: AppPaths, wanted: str | None) -> str:
+    """The version to roll back to, or a refusal saying why there is none."""
+    installed = host.get_fact(InstalledReleases, app=app.name)
+    live = host.get_fact(LinkTarget, path=str(paths.current)).removeprefix("releases/")
+    if wanted is not None:
+        if wanted not in installed:
+            raise NoRollback(f"{app.name} {wanted} is not installed on this host"
+                             f" (installed: {', '.join(installed) or 'none'})")
+        return wanted
+    older = installed[:installed.index(live)] if live in installed else []
+    if not older:
+        raise NoRollback(f"nothing to roll back to: {app.name} has no release older than"
+                         f" the live {live or 'none'} on this host")
+    return older[-1]
+
+
+class NoRollback(Exception):
+    pass

@@ -1,0 +1,69 @@
+"""An environment's hosts as the inventory holds them: its web hosts, and its database host
+if it has one (wsgistack.config.targets puts it in the environment's group and in `databases`).
+
+Every host of the environment sees the same view, whatever `--limit` says: the database
+host lets in all the web hosts, and every web host knows where the database is.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from pyinfra import host, state
+from pyinfra.api import Host
+
+from wsgistack.config.targets import DATABASES
+
+
+@dataclass(frozen=True)
+class Member:
+    """One host of an environment, and the address the others reach it at."""
+
+    name: str
+    address: str  # its ssh_hostname in the inventory, else its name
+
+    @classmethod
+    def of(cls, each: Host) -> Member:
+        return cls(each.name, str(each.data.get("ssh_hostname") or each.name))
+
+    @property
+    def network(self) -> str:
+        """The address as a network of one host, as pg_hba.conf and nftables take it; a
+        name stays a name."""
+        try:
+            return str(ipaddress.ip_network(self.address))
+        except ValueError:
+            return self.address
+
+    @property
+    def ip_version(self) -> int | None:
+        """4 or 6 for an IP address; None for a name."""
+        try:
+            return ipaddress.ip_address(self.address).version
+        except ValueError:
+            return None
+
+    @property
+    def is_ipv6(self) -> bool:
+        return self.ip_version == 6
+
+
+@dataclass(frozen=True)
+class Environment:
+    group: str
+    web: tuple[Member, ...]  # in inventory order: the rollout's order
+    database: Member | None = None
+
+    @classmethod
+    def of(cls, group: str) -> Environment:
+        databases = {each.name for each in state.inventory.get_group(DATABASES, default=[])}
+        members = state.inventory.get_group(group, default=[])
+        database = [Member.of(each) for each in members if each.name in databases]
+        return cls(group, tuple(Member.of(each) for each in members
+                                if each.name not in databases), (database or [None])[0])
+
+
+def is_database_host() -> bool:
+    """Whether the host being deployed is its environment's database host."""
+    return DATABASES in host.groups

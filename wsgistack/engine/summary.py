@@ -1,0 +1,83 @@
+"""The deploy summary: a line per app and host (its URL, version and health), a line per
+database host, and each targeted host pyinfra could not reach or that failed first.
+
+It belongs to the run: deploy.py takes it from pyinfra's state (`Summary.of`), the health
+checks and the database host note into it as they execute, and it prints once pyinfra has
+disconnected from the last host, after its own results. A dry run prints none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pyinfra.api import State
+from pyinfra.api.state import BaseStateCallback
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    host: str
+    app: str
+    check: str  # "through nginx", "on gunicorn"
+    url: str  # the app's public URL and the host's address
+    version: str
+    healthy: bool
+    detail: str
+
+
+@dataclass
+class Summary(BaseStateCallback):
+    """What this run found, by host; printed when pyinfra disconnects from the last one."""
+
+    results: list[CheckResult] = field(default_factory=list)
+    database_hosts: dict[str, str] = field(default_factory=dict)  # name -> what it is
+    disconnected: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, state: State) -> Summary:
+        """The run's summary: made, and handed pyinfra's callbacks, by the first host."""
+        for handler in state.callback_handlers:
+            if isinstance(handler, cls):
+                return handler
+        summary = cls()
+        state.add_callback_handler(summary)
+        return summary
+
+    def add(self, result: CheckResult) -> None:
+        self.results.append(result)
+
+    def database_host(self, name: str, what: str) -> None:
+        """A database host has no health checks of its own: the summary says what it is, and
+        whether its deploy failed (its apps' checks on the web hosts say whether it serves)."""
+        self.database_hosts[name] = what
+
+    def host_disconnect(self, state: State, host: object) -> None:  # pyinfra's callback
+        self.disconnected.add(host.name)
+        if state.is_executing and self.disconnected >= {each.name for each in
+                                                         state.activated_hosts}:
+            print(self.text(state))
+
+    def text(self, state: State) -> str:
+        failed = {each.name for each in state.failed_hosts}
+        active = {each.name for each in state.activated_hosts}
+        targets = sorted(each.name for each in state.inventory if state.is_host_in_limit(each))
+        return "\n".join(["\n--> Deploy summary",
+                          *(self.line(name, name in active, name in failed)
+                            for name in targets)])
+
+    def line(self, name: str, connected: bool, failed: bool) -> str:
+        if name in self.database_hosts:
+            return (f"    {name}: {self.database_hosts[name]}"
+                    f"  {'FAILED (see above)' if failed else 'ok'}")
+        checks = [each for each in self.results if each.host == name]
+        if not checks:
+            reason = ("failed before its health checks (see above)" if connected
+                      else "UNREACHABLE: not deployed")
+            return f"    {name}: {reason}"
+        lines = []
+        for app in sorted({each.app for each in checks}):
+            ran = [each for each in checks if each.app == app]
+            detail = "healthy" if all(each.healthy for each in ran) and len(ran) == 2 else \
+                "; ".join(f"{each.check}: {each.detail}" for each in ran if not each.healthy)
+            lines.append(f"    {name}: {ran[0].url}  {app} {ran[0].version}  {detail}")
+        return "\n".join(lines)
