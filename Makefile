@@ -19,8 +19,13 @@ demo: venv system-deps
 	$(BIN)/python -m sandbox up
 	$(BIN)/pyinfra inventory.py deploy.py --limit staging -y
 
+# Test runners side by side (pytest-xdist): each integration module, with its own sandbox,
+# runs whole in one of them; the hosts mostly wait on the network, so more runners than CPUs.
+TEST_RUNNERS ?= 3
+PYTEST_PARALLEL = -n $(TEST_RUNNERS) --dist loadgroup
+
 test: lint venv system-deps
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PARALLEL)
 
 # ruff for the Python; shellcheck for every shell command the deploy still sends to hosts.
 lint: venv system-deps
@@ -31,7 +36,7 @@ unit: venv
 	$(BIN)/pytest -m "not integration"
 
 integration: venv system-deps
-	$(BIN)/pytest -m integration
+	$(BIN)/pytest $(PYTEST_PARALLEL) -m integration
 
 bench: venv system-deps
 	$(BIN)/python -m pip install -q -e '.[bench]'

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
+from collections.abc import Iterator
+from pathlib import Path
 
 from sandbox import ca, network
 from sandbox import host as hosts
@@ -21,6 +25,18 @@ REQUIRED_TOOLS = {
     "ssh-keygen": "openssh-client",
     "mountpoint": "util-linux",
 }
+
+
+# Held while a sandbox is made or removed: what sandboxes share on the controller
+# (ip_forward, the state root) is never changed by two of them at once (tests run several).
+LOCK = Path("/run/wsgistack-sandbox.lock")
+
+
+@contextlib.contextmanager
+def machine_lock() -> Iterator[None]:
+    with open(LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def preflight(spec: SandboxSpec, fresh: bool) -> None:
@@ -52,13 +68,14 @@ def up(spec: SandboxSpec) -> None:
         )
     preflight(spec, fresh=existing is None)
     image = ensure_image(spec.suite, controller_mirrors())
-    try:
-        save_spec(spec)
-        start_all(spec, image)
-    except BaseException:
-        if existing is None:
-            down(spec.name)  # a sandbox this call began is removed whole: no half-made host
-        raise
+    with machine_lock():
+        try:
+            save_spec(spec)
+            start_all(spec, image)
+        except BaseException:
+            if existing is None:
+                remove(spec.name)  # a sandbox this call began is removed whole
+            raise
 
 
 def start_all(spec: SandboxSpec, image) -> None:
@@ -107,6 +124,11 @@ def down(name: str) -> bool:
 
     Returns False when there was no such sandbox.
     """
+    with machine_lock():
+        return remove(name)
+
+
+def remove(name: str) -> bool:
     spec = load_spec(name)
     if spec is None:
         return False

@@ -14,10 +14,19 @@ from tests.integration.helpers import Deployment, Sandbox, deploy, provide_produ
 STACK = ("itest", "10.178.0.0/24", "staging=1,production=2")
 
 
+# Fixtures of the whole session: the modules that use them run in one runner (xdist group).
+SESSION_SANDBOX = {"stack_sandbox", "deployment"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/integration/" in str(item.path):
-            item.add_marker(pytest.mark.integration)
+    """Mark integration tests, and keep each module's tests in one runner (its sandbox is
+    the module's), those on the session's stack sandbox all in one."""
+    integration = [item for item in items if "tests/integration/" in str(item.path)]
+    on_stack = {item.path for item in integration if SESSION_SANDBOX & set(item.fixturenames)}
+    for item in integration:
+        item.add_marker(pytest.mark.integration)
+        item.add_marker(pytest.mark.xdist_group("stack" if item.path in on_stack
+                                                else item.path.stem))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -184,7 +185,9 @@ def recorded_lock(name: str, wanted: list[str], target: Target) -> list[str]:
         return read_requirements(path)
     pins = resolve(wanted, target) if wanted else []
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + "".join(f"{pin}\n" for pin in pins))
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(header + "".join(f"{pin}\n" for pin in pins))
+    temporary.replace(path)  # whole, for a deploy reading it meanwhile
     return pins
 
 
