@@ -1,11 +1,11 @@
-"""The host's state, read in one round trip: what every module compares against.
+"""The host's state, read in one round trip: what every component compares against.
 
 pyinfra reads each fact with its own command over SSH (about 50 ms each here), and its
 operations read several facts each, twice when a deploy asks whether they will change.
-So deploy.py gathers what every module needs to know (the state of each managed path and
-a few probes of our own facts) and reads it all with one command. A module calls pyinfra's
-operation only where that state differs from what it declares; the operation then reads
-its own facts, live, and makes the change. A converged host costs one command.
+So the stack gathers what every component needs to know (the state of each managed path
+and a few reads of our own facts) and reads it all with one command. A component calls
+pyinfra's operation only where that state differs from what it declares; the operation
+then reads its own facts, live, and makes the change. A converged host costs one command.
 """
 
 from __future__ import annotations
@@ -141,9 +141,9 @@ class HostState:
         return self.value(Read.of(fact, **arguments))
 
     def value(self, read: Read) -> Any:
-        """A fact read in the batch. Every read is declared (a module's probes()), so a
+        """A fact read in the batch. Every read is declared (a component's reads()), so a
         converged host costs one command: an undeclared one is a bug, not a slow path."""
         if read not in self.facts:
             raise LookupError(f"{read} was not read with the host's state: declare it in"
-                              " its module's probes() (gathered in wsgistack/components/stack.py)")
+                              " its component's reads() (wsgistack/engine/component.py)")
         return self.facts[read]
