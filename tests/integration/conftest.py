@@ -18,6 +18,7 @@ STACK = ("itest", "10.178.0.0/24", "staging=1,production=2")
 SESSION_SANDBOX = {"stack_sandbox", "deployment"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark integration tests, and keep each module's tests in one runner (its sandbox is
     the module's), those on the session's stack sandbox all in one."""
