@@ -142,7 +142,7 @@ def test_drift_is_repaired_through_sudo(cloud: Cloud) -> None:
     assert any("candidate environment" in name for name in planned), planned
     state = cloud.sandbox.testinfra(host)
     assert state.file("/etc/flasktodo/env.next").mode == 0o640
-    assert "# drift" not in state.file("/usr/local/lib/wsgistack/golive").content_string
+    assert b"# drift" not in state.file("/usr/local/lib/wsgistack/golive").content
     assert cloud.ssh(host, f"ls -A {UPLOADS}") == ""
     assert cloud.deploy("--limit", "staging", "-y").succeeded().changed_ops() == []
 

@@ -126,5 +126,5 @@ def test_directories_and_absent_links() -> None:
 def test_a_read_not_declared_is_an_error_not_a_slow_path() -> None:
     state = HostState({}, {Read.of(FileText, path="/a"): "text"})
     assert state.get(FileText, path="/a") == "text"
-    with pytest.raises(LookupError, match="declare it in its module's probes"):
+    with pytest.raises(LookupError, match="declare it in its component's reads"):
         state.get(FileText, path="/b")
