@@ -16,33 +16,18 @@ STACK = ("itest", "10.178.0.0/24", "staging=1,production=2")
 
 # Fixtures of the whole session: the modules that use them run in one runner (xdist group).
 SESSION_SANDBOX = {"stack_sandbox", "deployment"}
-# The groups, longest first (seconds each took alone, December): runners start on these, so
-# the last to finish is a short one. A group not listed starts after them; only the order,
-# never a check, depends on it.
-LONGEST_FIRST = ("test_database", "test_attacks", "stack", "test_safe_changes", "test_acme",
-                 "test_sudo", "test_releases", "test_jump", "test_any_app", "test_trixie")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark integration tests, and keep each module's tests in one runner (its sandbox is
-    the module's), those on the session's stack sandbox all in one; longest groups first,
-    then the rest (offline tests fill the runners' gaps at the end)."""
+    the module's), those on the session's stack sandbox all in one."""
     integration = [item for item in items if "tests/integration/" in str(item.path)]
     on_stack = {item.path for item in integration if SESSION_SANDBOX & set(item.fixturenames)}
-    groups = {}
     for item in integration:
-        groups[item] = "stack" if item.path in on_stack else item.path.stem
         item.add_marker(pytest.mark.integration)
-        item.add_marker(pytest.mark.xdist_group(groups[item]))
-
-    def rank(item: pytest.Item) -> int:
-        group = groups.get(item)
-        if group is None:
-            return len(LONGEST_FIRST) + 1
-        return LONGEST_FIRST.index(group) if group in LONGEST_FIRST else len(LONGEST_FIRST)
-
-    items.sort(key=rank)  # stable: each module's own order is kept
+        item.add_marker(pytest.mark.xdist_group("stack" if item.path in on_stack
+                                                else item.path.stem))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
