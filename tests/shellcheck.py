@@ -54,11 +54,11 @@ def commands(secrets_dir: Path) -> dict[str, str]:
             database.view_of(settings, DATABASE, {app.name: "x" * 40}))])),
         "the release install": "\n".join(install_commands(app, AppPaths(app.name), build)),
         "a refusal": refusal.get_raw_value(),
-        "certbot's deploy hook": next(item for item in acme.managed(settings)
+        "certbot's deploy hook": next(item for item in acme.AcmeCertificate(settings).managed()
                                       if item.path == str(acme.HOOK)).content.decode(),
         "the removal of certbot's certificate": next(
-            item.command for item in acme.managed(load_settings(
-                {**group_data("staging"), "secrets_dir": str(secrets_dir)}, "staging"))
+            item.command for item in acme.AcmeCertificate(load_settings(
+                {**group_data("staging"), "secrets_dir": str(secrets_dir)}, "staging")).managed()
             if getattr(item, "command", None)),
     }
 

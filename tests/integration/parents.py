@@ -81,7 +81,7 @@ def web_host_paths(settings: Settings) -> list[str]:
 
 
 def database_host_paths(view: database.DatabaseView) -> list[str]:
-    touched = [*(PurePosixPath(item.path) for item in database.managed(view)),
+    touched = [*(PurePosixPath(item.path) for item in database.DatabaseServer(view).managed()),
                *unit_paths(layout.database_unit()), layout.database_backups(ROOT),
                layout.lock_dir(ROOT) / "deploy.lock",
                *(layout.postgresql_include(version, ROOT)

@@ -91,42 +91,6 @@ def site_context(settings: Settings, where: Environment) -> dict[str, object] | 
     return {"webroot": WEBROOT, "peers": peers, "peer_header": PEER_HEADER}
 
 
-def managed(settings: Settings) -> list[Managed]:
-    if not settings.acme:
-        # A certificate from before must not be renewed (port 80 now redirects all, so each
-        # renewal would fail, twice a day), nor replace the operator's pair.
-        site = settings.site_name
-        renewal = str(renewal_config(site, ROOT))
-        return [Absent("Remove certbot's deploy hook (tls_mode is not acme)", str(HOOK)),
-                # Applied unread where packages are being installed: a host that never had
-                # certbot has nothing to delete.
-                Absent(f"Delete certbot's {site} certificate, which it would go on renewing"
-                       " (tls_mode is not acme)", renewal,
-                       command=f"test ! -e {shlex.quote(renewal)} || certbot delete"
-                               f" --non-interactive --cert-name {shlex.quote(site)}")]
-    ca = settings.acme_ca_certificate
-    context = {"path": DROP_IN, "directory": settings.acme_directory,
-               "ca_bundle": CA_BUNDLE if ca else None}
-    return [
-        Directory(f"Create {WEBROOT} (certbot's HTTP-01 tokens, served by nginx)",
-                  str(WEBROOT), "root", "root", "755"),
-        *(Directory(f"Create {path} (certbot makes it on its first run only)", str(path),
-                    "root", "root", "755") for path in (HOOK.parent.parent, HOOK.parent)),
-        File(f"Install certbot's deploy hook: a renewed {settings.site_name} certificate goes"
-             " live through golive", str(HOOK), "root", "root", "755",
-             template=TEMPLATES / "etc/letsencrypt/renewal-hooks/deploy/wsgistack.j2",
-             context={"hook": HOOK, "site": settings.site_name, "golive": GOLIVE,
-                      "lineage": lineage(settings.site_name, ROOT)[0].parent,
-                      "certificate": tls_paths(settings.site_name, ROOT)[0]}),
-        *([File(f"Upload the CA certificate of {settings.acme_directory}", str(CA_BUNDLE),
-                "root", "root", "644", local=ca)] if ca else []),
-        Directory(f"Create {DROP_IN.parent}", str(DROP_IN.parent), "root", "root", "755"),
-        File("Tell certbot's timer which CA certificates to trust", str(DROP_IN), "root",
-             "root", "644", template=TEMPLATES / "etc/systemd/system/certbot.service.d"
-             / "wsgistack.conf.j2", context=context),
-    ]
-
-
 class AcmeCertificate(Component):
     """With tls_mode = "acme": certbot, its deploy hook and timer, and the certificate
     obtained where due once every batch is live (the CA may ask any host of the group for
@@ -136,7 +100,40 @@ class AcmeCertificate(Component):
         self.settings = settings
 
     def managed(self) -> list[Managed]:
-        return managed(self.settings)
+        settings = self.settings
+        if not settings.acme:
+            # A certificate from before must not be renewed (port 80 now redirects all, so each
+            # renewal would fail, twice a day), nor replace the operator's pair.
+            site = settings.site_name
+            renewal = str(renewal_config(site, ROOT))
+            return [Absent("Remove certbot's deploy hook (tls_mode is not acme)", str(HOOK)),
+                    # Applied unread where packages are being installed: a host that never had
+                    # certbot has nothing to delete.
+                    Absent(f"Delete certbot's {site} certificate, which it would go on renewing"
+                           " (tls_mode is not acme)", renewal,
+                           command=f"test ! -e {shlex.quote(renewal)} || certbot delete"
+                                   f" --non-interactive --cert-name {shlex.quote(site)}")]
+        ca = settings.acme_ca_certificate
+        context = {"path": DROP_IN, "directory": settings.acme_directory,
+                   "ca_bundle": CA_BUNDLE if ca else None}
+        return [
+            Directory(f"Create {WEBROOT} (certbot's HTTP-01 tokens, served by nginx)",
+                      str(WEBROOT), "root", "root", "755"),
+            *(Directory(f"Create {path} (certbot makes it on its first run only)", str(path),
+                        "root", "root", "755") for path in (HOOK.parent.parent, HOOK.parent)),
+            File(f"Install certbot's deploy hook: a renewed {settings.site_name} certificate goes"
+                 " live through golive", str(HOOK), "root", "root", "755",
+                 template=TEMPLATES / "etc/letsencrypt/renewal-hooks/deploy/wsgistack.j2",
+                 context={"hook": HOOK, "site": settings.site_name, "golive": GOLIVE,
+                          "lineage": lineage(settings.site_name, ROOT)[0].parent,
+                          "certificate": tls_paths(settings.site_name, ROOT)[0]}),
+            *([File(f"Upload the CA certificate of {settings.acme_directory}", str(CA_BUNDLE),
+                    "root", "root", "644", local=ca)] if ca else []),
+            Directory(f"Create {DROP_IN.parent}", str(DROP_IN.parent), "root", "root", "755"),
+            File("Tell certbot's timer which CA certificates to trust", str(DROP_IN), "root",
+                 "root", "644", template=TEMPLATES / "etc/systemd/system/certbot.service.d"
+                 / "wsgistack.conf.j2", context=context),
+        ]
 
     def reads(self) -> list[Read]:
         if not self.settings.acme:

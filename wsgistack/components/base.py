@@ -64,23 +64,6 @@ def tools() -> list[Managed]:
     ]
 
 
-def managed() -> list[Managed]:
-    return [
-        *tools(),
-        File(f"Install gunicorn-herder ({HERDER})", str(HERDER), "root", "root", "755",
-             local=HERDER_SOURCE),
-        File(f"Install supervisor-query, a program's state for the host read"
-             f" ({SUPERVISOR_QUERY})", str(SUPERVISOR_QUERY), "root", "root", "755",
-             local=SUPERVISOR_QUERY_SOURCE),
-        # supervisord (root) writes the apps' logs 0644 in a dir open to all: closing the
-        # dir keeps others out of them (nginx's logs: nginx.log_files).
-        Directory(f"Close {SUPERVISOR_LOGS} to others (the apps' output)", SUPERVISOR_LOGS,
-                  "root", "adm", "750"),
-        Directory(f"Create {build_dir(ROOT)} (each build's dir, the build user's)",
-                  str(build_dir(ROOT)), "root", "root", "755"),
-    ]
-
-
 def any_missing(seen: HostState, packages: tuple[str, ...]) -> bool:
     """Whether the host lacks any of `packages` (read as InstalledPackages of exactly
     those, in its state)."""
@@ -98,7 +81,20 @@ class Base(Component):
         self.packages_wanted = (*PACKAGES, *extra)
 
     def managed(self) -> list[Managed]:
-        return managed()
+        return [
+            *tools(),
+            File(f"Install gunicorn-herder ({HERDER})", str(HERDER), "root", "root", "755",
+                 local=HERDER_SOURCE),
+            File(f"Install supervisor-query, a program's state for the host read"
+                 f" ({SUPERVISOR_QUERY})", str(SUPERVISOR_QUERY), "root", "root", "755",
+                 local=SUPERVISOR_QUERY_SOURCE),
+            # supervisord (root) writes the apps' logs 0644 in a dir open to all: closing
+            # the dir keeps others out of them (nginx's logs: nginx.log_files).
+            Directory(f"Close {SUPERVISOR_LOGS} to others (the apps' output)",
+                      SUPERVISOR_LOGS, "root", "adm", "750"),
+            Directory(f"Create {build_dir(ROOT)} (each build's dir, the build user's)",
+                      str(build_dir(ROOT)), "root", "root", "755"),
+        ]
 
     def reads(self) -> list[Read]:
         return [Read.of(InstalledPackages, packages=self.packages_wanted),
@@ -126,7 +122,7 @@ class Base(Component):
                     running=True,
                     enabled=True,
                 )
-        ensure_all(managed(), seen)
+        ensure_all(self.managed(), seen)
         create_build_user(seen)
         return []
 

@@ -289,20 +289,7 @@ def view_of(settings: Settings, environment: Environment, secrets: dict[str, str
                         ServerPair.of(settings))
 
 
-def managed(view: DatabaseView) -> list[Managed]:
-    """Every path the host read covers: the same files, and the candidates (their paths
-    are the same for each PostgreSQL a Debian release may bring)."""
-    return [*base.tools(), *directories(), firewall_file(view), *unit_files(view),
-            *candidates(view, "", 0)]
-
-
 SERVICES = (FIREWALL, BACKUP_TIMER, *map(cluster, POSTGRESQL.values()))
-
-
-def probes() -> list[Read]:
-    return [Read.of(DatabaseHost), Read.of(InstalledPackages, packages=PACKAGES),
-            Read.of(RolesDrift), Read.of(ServiceStates, services=SERVICES),
-            Read.of(StagedState, unit=database_unit())]
 
 
 class DatabaseServer(Component):
@@ -315,10 +302,16 @@ class DatabaseServer(Component):
         self.view = view
 
     def managed(self) -> list[Managed]:
-        return managed(self.view)
+        """Every path the host read covers: the same files, and the candidates (their paths
+        are the same for each PostgreSQL a Debian release may bring)."""
+        view = self.view
+        return [*base.tools(), *directories(), firewall_file(view), *unit_files(view),
+                *candidates(view, "", 0)]
 
     def reads(self) -> list[Read]:
-        return probes()
+        return [Read.of(DatabaseHost), Read.of(InstalledPackages, packages=PACKAGES),
+                Read.of(RolesDrift), Read.of(ServiceStates, services=SERVICES),
+                Read.of(StagedState, unit=database_unit())]
 
     def installs_packages(self, seen: HostState) -> bool:
         return base.any_missing(seen, PACKAGES)
@@ -372,15 +365,6 @@ def deploy_database(view: DatabaseView, seen: HostState) -> None:
 
 # --- the web hosts ------------------------------------------------------------------------
 
-def client_managed(settings: Settings, environment: Environment) -> list[Managed]:
-    """The server's certificate, which the apps' URLs pin, where any app uses it."""
-    if not database_apps(settings, environment):
-        return []
-    pair = ServerPair.of(settings)
-    return [File(f"Upload the {environment.group} database server's certificate (pinned by"
-                 " the apps)", str(CLIENT_CA), "root", "root", "644", local=pair.certificate)]
-
-
 class DatabaseClients(Component):
     """On a web host whose apps use the environment's database: PostgreSQL's client (the
     dump before a migration) and the server's certificate, which the apps pin."""
@@ -390,7 +374,13 @@ class DatabaseClients(Component):
         self.used = bool(database_apps(settings, where))
 
     def managed(self) -> list[Managed]:
-        return client_managed(self.settings, self.where)
+        """The server's certificate, which the apps' URLs pin, where any app uses it."""
+        if not self.used:
+            return []
+        pair = ServerPair.of(self.settings)
+        return [File(f"Upload the {self.where.group} database server's certificate (pinned"
+                     " by the apps)", str(CLIENT_CA), "root", "root", "644",
+                     local=pair.certificate)]
 
     def packages(self) -> tuple[str, ...]:
         return CLIENT_PACKAGES if self.used else ()

@@ -59,16 +59,6 @@ def candidates(settings: Settings, where: Environment) -> list[File]:
     return [site, *([] if settings.acme else tls.candidates(settings))]
 
 
-def managed(settings: Settings, where: Environment) -> list[Managed]:
-    return [
-        *tls.directories(),
-        *candidates(settings, where),
-        *log_files(settings),
-        Absent("Disable Debian's default nginx site", f"{unit(settings).listing}/default",
-               link=True),
-    ]
-
-
 class Site(Component):
     """The host's nginx site and its TLS pair: candidates, logs, and the site going live
     in the host's batch, once its apps are live."""
@@ -79,7 +69,13 @@ class Site(Component):
         self.settings, self.where = settings, where
 
     def managed(self) -> list[Managed]:
-        return managed(self.settings, self.where)
+        return [
+            *tls.directories(),
+            *candidates(self.settings, self.where),
+            *log_files(self.settings),
+            Absent("Disable Debian's default nginx site",
+                   f"{unit(self.settings).listing}/default", link=True),
+        ]
 
     def reads(self) -> list[Read]:
         return [Read.of(StagedState, unit=unit(self.settings))]

@@ -45,15 +45,6 @@ def herder_digest() -> str:
     return hashlib.sha256(HERDER_SOURCE.read_bytes()).hexdigest()
 
 
-def managed(settings: Settings, app: AppSettings) -> list[Managed]:
-    paths = AppPaths(app.name)
-    return [File(f"Write the {app.name} candidate supervisor program",
-                 str(candidate(paths.supervisor_program)), "root", "root", "644",
-                 template=TEMPLATES / "etc/supervisor/conf.d/app.conf.j2",
-                 context={"app": app, "paths": paths, "settings": settings, "herder": HERDER,
-                          "herder_digest": herder_digest()})]
-
-
 class Program(Component):
     """An app's supervisor program: its candidate, and the program going live in the
     host's batch (also when it is not running)."""
@@ -64,7 +55,12 @@ class Program(Component):
         self.settings, self.app = settings, app
 
     def managed(self) -> list[Managed]:
-        return managed(self.settings, self.app)
+        app, paths = self.app, AppPaths(self.app.name)
+        return [File(f"Write the {app.name} candidate supervisor program",
+                     str(candidate(paths.supervisor_program)), "root", "root", "644",
+                     template=TEMPLATES / "etc/supervisor/conf.d/app.conf.j2",
+                     context={"app": app, "paths": paths, "settings": self.settings,
+                              "herder": HERDER, "herder_digest": herder_digest()})]
 
     def reads(self) -> list[Read]:
         return [Read.of(ProgramState, program=self.app.name),
