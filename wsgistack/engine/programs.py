@@ -5,6 +5,7 @@ same for the same source, so that a converged host's copy stays in step."""
 from __future__ import annotations
 
 import functools
+import io
 import os
 import zipfile
 from pathlib import Path
@@ -38,16 +39,12 @@ def golive_zipapp() -> Path:
 
 
 def zipapp_bytes(package: Path) -> bytes:
-    temporary = BUILD_DIR / f".golive-{os.getpid()}.zip"
-    temporary.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(temporary, "w", zipfile.ZIP_STORED) as archive:
+    archive_bytes = io.BytesIO()
+    with zipfile.ZipFile(archive_bytes, "w", zipfile.ZIP_STORED) as archive:
         for name, content in [("__main__.py", ZIPAPP_MAIN),
                               *((f"golive/{source.name}", source.read_bytes())
                                 for source in sorted(package.glob("*.py")))]:
             entry = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             entry.external_attr = 0o644 << 16
             archive.writestr(entry, content)
-    try:
-        return b"#!/usr/bin/python3 -I\n" + temporary.read_bytes()
-    finally:
-        temporary.unlink()
+    return b"#!/usr/bin/python3 -I\n" + archive_bytes.getvalue()
