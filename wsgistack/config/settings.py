@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -309,14 +309,10 @@ def load_app(c: Checker, entry: dict[str, Any], index: int,
                **{key: tuple(map(tuple, values[key]))
                   for key in ("build_commands", "release_commands")},
                **{key: tuple(values[key]) for key in ("secret_env", "data_dirs")}}
-    return AppSettings(name=name, source=source, distribution=distribution, version=version,
-                       **{key: as_data.get(key, values[key]) for key in APP_FIELDS})
-
-
-# The app keys an AppSettings field holds as it is checked (or as_data makes it)
-APP_FIELDS = ("package", "wsgi", "prefix", "port", "workers", "config", "config_env",
-              "database_env", "max_body_size", "timeout", "env", "secret_env", "health_path",
-              "build_commands", "release_commands", "static", "data_dirs")
+    held = {field.name for field in fields(AppSettings)}  # keys kept as checked, by name
+    return AppSettings(**{**{key: value for key, value in values.items() if key in held},
+                          **as_data, "name": name, "source": source,
+                          "distribution": distribution, "version": version})
 
 
 def is_built(folder: str) -> bool:
