@@ -1,5 +1,6 @@
 """The hosts, by group: `staging` and `production` (each environment's web hosts and its
-database host, if it has one), and `databases` (the database hosts).
+database and backup hosts, if it has them), `databases` (the database hosts) and `backups`
+(the backup hosts).
 
 By default these are the local sandbox hosts (`python -m sandbox up`). To deploy to real
 servers, write a targets file (see README) and run
@@ -20,3 +21,4 @@ check_before_connecting(_targets)
 staging = _targets["staging"]
 production = _targets["production"]
 databases = _targets["databases"]
+backups = _targets["backups"]

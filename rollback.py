@@ -20,7 +20,7 @@ from pyinfra.facts.files import Sha256File
 from wsgistack.components.app import switch_command
 from wsgistack.components.database import uses_database
 from wsgistack.components.releases import NoRollback, release_link, rollback_target
-from wsgistack.config.environment import Environment, is_database_host
+from wsgistack.config.environment import Environment, is_web_host
 from wsgistack.config.settings import SettingsError, host_group, load_settings
 from wsgistack.engine.changes import refuse
 from wsgistack.engine.component import GoLive, Stage
@@ -39,7 +39,7 @@ if wanted is not None and not isinstance(wanted, str):
 
 apps, steps = [], []
 # A database host has no release; its schema stays as it is (README: "expand/contract").
-for each in [] if is_database_host() else settings.apps:
+for each in settings.apps if is_web_host() else []:
     paths = AppPaths(each.name)
     try:
         target = replace(each, version=rollback_target(each, paths, wanted))
@@ -54,5 +54,5 @@ for each in [] if is_database_host() else settings.apps:
     steps.append(GoLive(f"Switch {each.name} to {target.version}: load check, graceful reload",
                         "" if live == release_link(target.version) else
                         switch_command(settings, target, candidates, shared), Stage.APP, shared))
-if not is_database_host():
+if is_web_host():
     go_live_in_batches(settings, apps, steps)

@@ -1,4 +1,5 @@
-"""python -m sandbox up | down | status | ssh NAME | restart NAME | stop NAME | dns NAME HOST"""
+"""python -m sandbox up | down | status | ssh NAME | restart NAME | stop NAME | replace NAME |
+dns NAME HOST"""
 
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--subnet", default=DEFAULT.subnet, help="private IPv4 subnet for the hosts")
     up.add_argument("--hosts", type=parse_groups, default=DEFAULT.groups,
                     help="hosts per inventory group, e.g. staging=1,production=2,production-db=1"
-                         " (an environment's database host); ca=1 adds the sandbox's own ACME"
+                         ",production-backup=1 (an environment's database host, its backup"
+                         " host); ca=1 adds the sandbox's own ACME"
                          " CA (pebble)")
     up.add_argument("--behind", type=parse_jumps, default={}, metavar="HOST=JUMP,...",
                     help="hosts the controller cannot reach, only through another, e.g."
@@ -62,7 +64,9 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("status", parents=[named], help="list the hosts, their addresses and state")
     for verb, text in [("ssh", "open a shell (or run a command) on a host"),
                        ("restart", "reboot a host, keeping its disk"),
-                       ("stop", "power a host off, keeping its disk")]:
+                       ("stop", "power a host off, keeping its disk"),
+                       ("replace", "a lost host replaced: a new bare one at its address,"
+                                   " with new host keys")]:
         command = commands.add_parser(verb, parents=[named], help=text)
         command.add_argument("host", help="host name, e.g. staging1")
         if verb == "ssh":
@@ -104,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "ssh":
                 command = [*AccessFiles(spec.state_dir).ssh_command(), host.name, *args.args]
                 os.execvp(command[0], command)
-            action = {"restart": lifecycle.restart, "stop": lifecycle.stop_host}[args.command]
+            action = {"restart": lifecycle.restart, "stop": lifecycle.stop_host,
+                      "replace": lifecycle.replace_host}[args.command]
             action(spec, host)
             print_status(spec)
     except SandboxError as error:

@@ -179,8 +179,20 @@ def allow_inotify_for_many_hosts() -> None:
         INOTIFY_INSTANCES.write_text(f"{INOTIFY_INSTANCES_NEEDED}\n")
 
 
+FUSE = Path("/dev/fuse")
+
+
+def open_fuse_to_users() -> None:
+    """/dev/fuse as Debian's udev makes it (0666: users mount their own FUSE filesystems,
+    e.g. postgres its backup repository), where this controller left it root's alone. The
+    hosts share this node (--bind)."""
+    if FUSE.exists() and FUSE.stat().st_mode & 0o777 != 0o666:
+        FUSE.chmod(0o666)
+
+
 def boot(disk: HostDisk, host: HostSpec) -> None:
     """Start systemd-nspawn detached, booting the host's systemd in its own namespace."""
+    open_fuse_to_users()
     command = [
         "systemd-nspawn", "-q", "-D", str(disk.root), f"--machine={host.name}",
         "--register=no", "--keep-unit", f"--network-namespace-path={netns_path(host)}",
@@ -188,6 +200,8 @@ def boot(disk: HostDisk, host: HostSpec) -> None:
         # A firewall of its own, as a server has (the database host's nftables table): the
         # capability acts only on the host's own network namespace.
         "--capability=CAP_NET_ADMIN",
+        # FUSE, as a server has: the database host mounts its backup repository with sshfs.
+        "--bind=/dev/fuse",
     ]
     cgroups = cgroup_dirs(host)
     for cgroup in cgroups:

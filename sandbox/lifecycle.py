@@ -119,6 +119,18 @@ def stop_host(spec: SandboxSpec, host: HostSpec) -> None:
     hosts.stop(hosts.HostDisk(spec, host), host)
 
 
+def replace_host(spec: SandboxSpec, host: HostSpec) -> None:
+    """A lost host replaced: its disk thrown away, a new bare one booted at the same address
+    (new host keys, which the sandbox's known_hosts records)."""
+    image = ensure_image(spec.suite, controller_mirrors())
+    with machine_lock():
+        disk = hosts.HostDisk(spec, host)
+        hosts.stop(disk, host)
+        hosts.unmount_root(disk)
+        shutil.rmtree(disk.dir)
+        start_all(spec, image)
+
+
 def down(name: str) -> bool:
     """Remove everything the sandbox made: processes, mounts, links, NAT, files.
 

@@ -17,10 +17,11 @@ LOGINS = ("root", "admin")  # admin: Debian's cloud images' sudo user
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 # Each host gets a /30 of the sandbox subnet: .1 on the controller, .2 on the host.
 HOST_PREFIX_LENGTH = 30
-# A host group: an environment's web hosts ("production"), or its database host
-# ("production-db", at most one); "ca" is the sandbox's own ACME CA (sandbox/ca.py).
-GROUP_PATTERN = re.compile(r"^[a-z]+(?P<database>-db)?$")
-SINGLE_HOST_GROUP = re.compile(r"^([a-z]+-db|ca)$")
+# A host group: an environment's web hosts ("production"), its database host
+# ("production-db") or its backup host ("production-backup"), at most one of each; "ca" is
+# the sandbox's own ACME CA (sandbox/ca.py).
+GROUP_PATTERN = re.compile(r"^[a-z]+(-db|-backup)?$")
+SINGLE_HOST_GROUP = re.compile(r"^([a-z]+-db|[a-z]+-backup|ca)$")
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class HostSpec:
     """One sandbox host, e.g. `demo-staging1` in group `staging`."""
 
     sandbox: str
-    group: str  # as in the inventory: "production", or "production-db" for its database
+    group: str  # "production"; "production-db", "production-backup" for its database, backups
     index: int  # position in the sandbox, 0-based: picks the /30 and the veth name
     number: int  # position in its group, 1-based: part of the name
 
@@ -79,7 +80,8 @@ class SandboxSpec:
             matched = GROUP_PATTERN.match(group)
             if not matched or count < 0 or (SINGLE_HOST_GROUP.match(group) and count > 1):
                 raise SandboxError(f"group {group!r}={count} is invalid: use name=COUNT,"
-                                   " name-db=1 for an environment's database host, or ca=1"
+                                   " name-db=1 for an environment's database host,"
+                                   " name-backup=1 for its backup host, or ca=1"
                                    " for the sandbox's ACME CA")
         if self.login not in LOGINS:
             raise SandboxError(f"login {self.login!r} is not supported: use one of {LOGINS}")

@@ -180,13 +180,16 @@ def deploy(sandbox: Sandbox, *args: str, secrets_dir: Path, extra_env: dict | No
 
 # Production's database password in the tests' deploys (strong enough to be accepted).
 DATABASE_PASSWORD = "production-database-password-for-tests-0123456789"
+# The key production's backups are encrypted with on its backup host.
+BACKUP_PASSPHRASE = "production-backup-passphrase-for-tests-0123456789"
 
 
 def deploy_environment(sandbox: Sandbox, secrets_dir: Path, *args: str,
                        entry: str = "deploy.py") -> Run:
     """A deploy (or `entry`) of a sandbox whose production may have a database host."""
     return deploy(sandbox, *args, secrets_dir=secrets_dir, entry=entry,
-                  extra_env={"PRODUCTION_FLASKTODO_DATABASE_PASSWORD": DATABASE_PASSWORD})
+                  extra_env={"PRODUCTION_FLASKTODO_DATABASE_PASSWORD": DATABASE_PASSWORD,
+                             "PRODUCTION_BACKUP_PASSPHRASE": BACKUP_PASSPHRASE})
 
 
 @dataclass

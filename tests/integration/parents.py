@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from tests.unit.test_settings import group_data
-from wsgistack.components import database, stack
+from wsgistack.components import backup, database, stack
 from wsgistack.config.environment import Environment, Member
 from wsgistack.config.settings import Settings, load_settings
 from wsgistack.onhost.golive import layout
@@ -81,11 +81,24 @@ def web_host_paths(settings: Settings) -> list[str]:
 
 
 def database_host_paths(view: database.DatabaseView) -> list[str]:
+    """With archiving's own, named here: its files' content needs the controller's
+    inventory, which this list does without."""
+    archiving = layout.backup_dir(ROOT)
     touched = [*(PurePosixPath(item.path) for item in database.DatabaseServer(view).managed()),
                *unit_paths(layout.database_unit()), layout.database_backups(ROOT),
                layout.lock_dir(ROOT) / "deploy.lock",
                *(layout.postgresql_include(version, ROOT)
-                 for version in database.POSTGRESQL.values())]
+                 for version in database.POSTGRESQL.values()),
+               archiving, archiving / "ssh_key", archiving / "known_hosts",
+               *unit_paths(layout.archiving_unit()), layout.repository_mount(ROOT),
+               *(backup.UNIT_DIR / name for name in backup.UNITS)]
+    return sorted(set(map(str, touched)))
+
+
+def backup_host_paths() -> list[str]:
+    store = layout.backup_store(ROOT)
+    touched = [store, store / "repository", backup.AUTHORIZED_KEYS / layout.DATABASE_SENDER,
+               *unit_paths(layout.backup_store_unit()), layout.lock_dir(ROOT) / "deploy.lock"]
     return sorted(set(map(str, touched)))
 
 

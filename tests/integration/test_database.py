@@ -1,5 +1,7 @@
 """One PostgreSQL for an environment's web hosts: production = 2 web hosts + 1 database
-host, deployed by the same run as staging's single host, which keeps SQLite.
+host, deployed by the same run as staging's single host, which keeps SQLite; and its
+backup host, where the database is archived (pgBackRest): restored to a point in time, and
+onto a new bare host put where the database host was.
 
 A sandbox of its own; the tests run in order, each leaving the environment converged for
 the next.
@@ -19,11 +21,13 @@ import pytest
 
 from tests.integration import parents
 from tests.integration.helpers import (
+    BACKUP_PASSPHRASE,
     DATABASE_PASSWORD,
     FLASKTODO_VERSION,
     Deployed,
     app_release,
     apps_data,
+    deploy,
     deploy_environment,
     http,
     own_sandbox,
@@ -57,6 +61,25 @@ class Environment(Deployed):
     def database(self) -> dict:
         return self.sandbox.host("production-db1")
 
+    @property
+    def backup(self) -> dict:
+        return self.sandbox.host("production-backup1")
+
+    def archived(self) -> None:
+        """Every write so far on the backup host: the WAL segment in use closed, and
+        archived."""
+        segment = self.sql("SELECT pg_walfile_name(pg_switch_wal())")
+        deadline = time.monotonic() + 60
+        while self.sql("SELECT last_archived_wal FROM pg_stat_archiver") < segment:
+            assert time.monotonic() < deadline, f"{segment} was not archived within 60 s"
+            time.sleep(0.5)
+
+    def titles(self, host: dict) -> list[str]:
+        """The items' titles as the app on a web host lists them."""
+        status, _headers, body = http(host["address"], "/flasktodo/api/items", "flasktodo.test")
+        assert status == 200, body
+        return [item["title"] for item in json.loads(body)["items"]]
+
     def sql(self, query: str) -> str:
         """A query in FlaskTODO's database, as postgres on the database host."""
         return self.ssh(self.database, f"cd / && runuser -u postgres -- psql -X -A -t -d flasktodo"
@@ -77,7 +100,8 @@ def with_migration(parent: Path, version: str, migration: str) -> Path:
 
 @pytest.fixture(scope="module")
 def environment(secrets_dir: Path) -> Iterator[Environment]:
-    with own_sandbox(NAME, SUBNET, "staging=1,production=2,production-db=1") as sandbox:
+    with own_sandbox(NAME, SUBNET, "staging=1,production=2,production-db=1,production-backup=1"
+                     ) as sandbox:
         first = deploy_environment(sandbox, secrets_dir, "-y")
         yield Environment(sandbox, secrets_dir, first)
 
@@ -93,7 +117,8 @@ def test_the_database_host_comes_first_and_a_second_run_changes_nothing(
 
     assert started("Make PostgreSQL 15's settings") < started("Migrate flasktodo's production")
     assert started("Migrate flasktodo's production") < started("Switch flasktodo")
-    assert re.search(r"idb-production-db1: PostgreSQL 15 at \S+ for flasktodo  ok", first.output)
+    assert re.search(r"idb-production-db1: PostgreSQL 15 at \S+ for flasktodo; archiving to the"
+                     r" backup host from this run on  ok", first.output)
     assert environment.deploy("-y").succeeded().changed_ops() == []
     dry = environment.deploy("--dry", "--debug").succeeded()
     assert dry.planned_changes() == []
@@ -172,6 +197,19 @@ def test_root_never_acts_below_a_dir_postgres_can_write(environment: Environment
     include = environment.ssh(environment.database, "stat -c '%U %a' /etc/postgresql/15/main/"
                               "conf.d/wsgistack.conf; ls /etc/postgresql/15/main/conf.d")
     assert include.split() == ["postgres", "644", "wsgistack.conf"], include
+
+
+def test_root_never_acts_below_a_dir_another_user_can_write_on_the_backup_host(
+        environment: Environment) -> None:
+    """The store's account writes only its own `repository`, which root makes (in root's
+    dir) and never looks into."""
+    listed = "\n".join(parents.backup_host_paths())
+    found = environment.ssh(environment.backup, "python3 -c"
+                            f" {shlex.quote(parents.UNSAFE_PARENTS)} <<'EOF'\n{listed}\nEOF")
+    assert parents.unsafe(found, {}) == []
+    owners = environment.ssh(environment.backup, "stat -c '%U %a' /srv/wsgistack-backups"
+                             "/database /srv/wsgistack-backups/database/repository")
+    assert owners.split() == ["root", "755", "wsgistack-db-backups", "700"], owners
 
 
 def database_environment(environment: Environment) -> WhereEnvironment:
@@ -290,3 +328,131 @@ def test_a_database_reboot_is_503_while_down_and_heals_by_itself(
             time.sleep(1)
         assert status == 200, body
         assert "RUNNING" in environment.ssh(host, "supervisorctl status flasktodo")
+
+
+# --- the backup host ------------------------------------------------------------------------
+
+REPOSITORY = "/srv/wsgistack-backups/database/repository"
+PGBACKREST = ("cd / && runuser -u postgres -- pgbackrest"
+              " --config=/etc/wsgistack/backup/pgbackrest.conf --stanza=production")
+
+
+def add_item(environment: Environment, title: str) -> None:
+    status, _headers, body = http(environment.web[0]["address"], "/flasktodo/api/items",
+                                  "flasktodo.test", method="POST",
+                                  data=json.dumps({"title": title}).encode(),
+                                  headers={"Content-Type": "application/json"})
+    assert status == 201, body
+
+
+def test_the_database_is_archived_encrypted_to_the_backup_host(
+        environment: Environment) -> None:
+    add_item(environment, "needle-7f3a9c in the haystack")
+    environment.archived()
+    info = json.loads(environment.ssh(environment.database, f"{PGBACKREST} --output=json info"))
+    [stanza] = info
+    assert stanza["status"]["code"] == 0 and stanza["cipher"] == "aes-256-cbc"
+    assert [backup["type"] for backup in stanza["backup"]] == ["full"], "the first, at deploy"
+    backup = environment.backup
+    files = environment.ssh(backup, f"find {REPOSITORY} -type f -name '*.gz'").split()
+    assert len(files) >= 3, files
+    assert environment.ssh(backup, f"grep -rl needle-7f3a9c {REPOSITORY} || true") == ""
+    # Not merely compressed: encrypted (gzip cannot read what pgBackRest wrote).
+    unreadable = environment.ssh(backup, "for f in " + " ".join(map(shlex.quote, files[:3]))
+                                 + "; do gzip -t \"$f\" 2>/dev/null || echo unreadable; done")
+    assert unreadable.split() == ["unreadable"] * 3
+    assert BACKUP_PASSPHRASE not in environment.ssh(backup, f"grep -r {BACKUP_PASSPHRASE}"
+                                                            " /etc /srv /var/log || true")
+    summary = environment.deploy("--limit", "production", "-y").succeeded().output
+    assert re.search(r"idb-production-db1: PostgreSQL 15 at \S+ for flasktodo; WAL archived"
+                     r" \d+ s ago; newest backup: full at \S+ \S+ UTC  ok", summary), summary
+
+
+def test_the_repository_lets_in_the_database_host_alone(environment: Environment) -> None:
+    """The database host's key is all its account takes, from the database host's address
+    alone, for SFTP alone: the same key on a web host is refused."""
+    sftp = ("sftp -b - -i {key} -o UserKnownHostsFile=/etc/wsgistack/backup/known_hosts"
+            " -o BatchMode=yes -o ConnectTimeout=5 wsgistack-db-backups@{address}")
+    address = environment.backup["address"]
+    as_postgres = "cd / && echo ls | runuser -u postgres -- "  # the key is postgres's to read
+    listed = environment.ssh(environment.database, as_postgres + sftp.format(
+        key="/etc/wsgistack/backup/ssh_key", address=address))
+    assert "archive" in listed and "backup" in listed
+    shell = environment.ssh(environment.database, "cd / && runuser -u postgres -- ssh -i"
+                            " /etc/wsgistack/backup/ssh_key -o UserKnownHostsFile="
+                            "/etc/wsgistack/backup/known_hosts -o BatchMode=yes"
+                            f" wsgistack-db-backups@{address} id", check=False)
+    assert "uid=" not in shell, "no shell: SFTP only"
+    key = environment.ssh(environment.database, "cat /etc/wsgistack/backup/ssh_key")
+    web = environment.web[0]
+    environment.ssh(web, "umask 077; cat > /root/stolen_key <<'EOF'\n" + key + "EOF\n"
+                         "cp /dev/null /root/known; ")
+    try:
+        refused = environment.ssh(web, "echo ls | " + sftp.format(
+            key="/root/stolen_key", address=address).replace(
+            "/etc/wsgistack/backup/known_hosts", "/root/known -o StrictHostKeyChecking=no"),
+            check=False)
+        assert "Permission denied" in refused and "archive" not in refused, refused
+    finally:
+        environment.ssh(web, "rm -f /root/stolen_key /root/known")
+
+
+def test_a_wrong_backup_key_is_refused_in_one_line_and_archiving_goes_on(
+        environment: Environment) -> None:
+    wrong = "another-backup-passphrase-for-tests-0123456789"
+    run = deploy(environment.sandbox, "--limit", "production", "-y",
+                 secrets_dir=environment.secrets_dir,
+                 extra_env={"PRODUCTION_FLASKTODO_DATABASE_PASSWORD": DATABASE_PASSWORD,
+                            "PRODUCTION_BACKUP_PASSPHRASE": wrong})
+    assert run.returncode != 0
+    assert ("pgBackRest refused production's repository on the backup host (the previous"
+            " config is back): this key does not open it: is PRODUCTION_BACKUP_PASSPHRASE the"
+            " one its backups were made with?") in run.output
+    assert wrong not in run.output and "Traceback" not in run.output
+    add_item(environment, "written after the wrong key")
+    environment.archived()  # with the previous config, still live
+    environment.deploy("--limit", "production", "-y").succeeded()
+    assert environment.deploy("--limit", "production", "-y").succeeded().changed_ops() == []
+
+
+def test_a_point_in_time_restore_brings_back_what_a_delete_took(
+        environment: Environment) -> None:
+    add_item(environment, "written before the delete")
+    environment.archived()
+    before = environment.sql("SELECT now()")
+    time.sleep(1)
+    environment.sql("DELETE FROM items")
+    add_item(environment, "written after the delete")
+    environment.archived()
+    assert environment.titles(environment.web[1]) == ["written after the delete"]
+    dry = environment.deploy("--limit", "production", "--dry", "--data",
+                             f'restore_to="{before}"', entry="restore.py").succeeded()
+    assert "Restore production's database to" in dry.output
+    assert environment.titles(environment.web[1]) == ["written after the delete"], \
+        "a dry run changes nothing"
+    environment.deploy("--limit", "production", "-y", "--data", f'restore_to="{before}"',
+                       entry="restore.py").succeeded()
+    for host in environment.web:
+        titles = environment.titles(host)
+        assert "written before the delete" in titles, titles
+        assert "written after the delete" not in titles, titles
+    assert environment.deploy("--limit", "production", "-y").succeeded().changed_ops() == []
+
+
+def test_a_lost_database_host_comes_back_from_the_backup_host(
+        environment: Environment) -> None:
+    """The database host lost with its disk, a bare one put at its address: a deploy sets it
+    up and says to restore, the restore brings back every write archived (PostgreSQL closes
+    a WAL segment within backup_archive_timeout, 30 s), and the web hosts serve them."""
+    add_item(environment, "committed 35 s before the loss")
+    time.sleep(35)  # no forced switch: what archive_timeout alone gives
+    sandbox_cli(NAME, "replace", "production-db1")
+    run = environment.deploy("--limit", "production", "-y")
+    assert run.returncode != 0 and ("archiving is NOT on: the backup host holds production's"
+                                    " backups of another PostgreSQL cluster") in run.output
+    environment.deploy("--limit", "production", "-y", "--data", "restore_to=latest",
+                       entry="restore.py").succeeded()
+    for host in environment.web:
+        assert "committed 35 s before the loss" in environment.titles(host)
+    environment.deploy("--limit", "production", "-y").succeeded()
+    assert environment.deploy("--limit", "production", "-y").succeeded().changed_ops() == []

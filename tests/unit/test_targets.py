@@ -17,13 +17,15 @@ def test_targets_file_for_real_servers(tmp_path: Path) -> None:
         '[ssh]\nuser = "deploy"\nkey = "~/.ssh/deploy"\nsudo = true\n\n'
         '[staging]\nhosts = ["stage1.example.com"]\n\n'
         '[production]\nhosts = ["web1.example.com", "web2.example.com"]\n'
-        'database = "db1.example.com"\n'
+        'database = "db1.example.com"\nbackup = "backup1.example.com"\n'
         '[production.ssh]\nport = 2222\n'
     )
     groups = load_targets({"WSGISTACK_TARGETS": str(targets)})
     assert [name for name, _ in groups["production"]] == [
-        "web1.example.com", "web2.example.com", "db1.example.com"], "its database host too"
+        "web1.example.com", "web2.example.com", "db1.example.com", "backup1.example.com"], \
+        "its database and backup hosts too"
     assert [name for name, _ in groups["databases"]] == ["db1.example.com"]
+    assert [name for name, _ in groups["backups"]] == ["backup1.example.com"]
     assert groups["databases"][0][1]["ssh_port"] == 2222
     stage_data = groups["staging"][0][1]
     assert stage_data["ssh_user"] == "deploy" and stage_data["_sudo"] is True
@@ -43,7 +45,9 @@ def test_targets_file_for_real_servers(tmp_path: Path) -> None:
     ("[ssh]\npassword = \"x\"\n", "unknown ssh keys"),
     ("[ssh]\nconnect_timeout = 0\n", "connect_timeout must be 1-300 seconds"),
     ("[staging\n", "targets file"),
-    ("[production]\nhosts = [\"web1\"]\ndatabase = \"web1\"\n", "not one of its web hosts"),
+    ("[production]\nhosts = [\"web1\"]\ndatabase = \"web1\"\n", "not one of its other hosts"),
+    ("[production]\nhosts = [\"w1\"]\ndatabase = \"d1\"\nbackup = \"d1\"\n",
+     "backup must be one host's name, not one of its other hosts"),
     ("[production]\nhosts = [\"web1\"]\ndatabases = [\"db\"]\n", "unknown keys"),
     ("[ssh]\nsudo = true\n[staging]\nhosts = [\"s1\"]\n", "sudo = true needs user"),
     # Whatever reaches the ssh config: a newline would start a directive of its own (the
@@ -68,18 +72,22 @@ def test_bad_targets_files(tmp_path: Path, text: str, message: str) -> None:
         load_targets({"WSGISTACK_TARGETS": str(targets)})
 
 
-def test_a_sandbox_database_host_joins_its_environment_and_the_databases(
+def test_sandbox_database_and_backup_hosts_join_their_environment_and_role_groups(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     state = tmp_path / "sb"
     state.mkdir()
     (state / "sandbox.json").write_text(json.dumps({
         "ssh_key": "k", "known_hosts": "h", "hosts": [
             {"name": "sb-production1", "group": "production", "address": "10.9.0.2"},
-            {"name": "sb-production-db1", "group": "production-db", "address": "10.9.0.6"}]}))
+            {"name": "sb-production-db1", "group": "production-db", "address": "10.9.0.6"},
+            {"name": "sb-production-backup1", "group": "production-backup",
+             "address": "10.9.0.10"}]}))
     monkeypatch.setattr(targets, "SANDBOX_STATE", tmp_path)
     groups = load_targets({"WSGISTACK_SANDBOX": "sb"})
-    assert [name for name, _ in groups["production"]] == ["sb-production1", "sb-production-db1"]
+    assert [name for name, _ in groups["production"]] == [
+        "sb-production1", "sb-production-db1", "sb-production-backup1"]
     assert [name for name, _ in groups["databases"]] == ["sb-production-db1"]
+    assert [name for name, _ in groups["backups"]] == ["sb-production-backup1"]
     assert groups["staging"] == []
 
 
@@ -95,7 +103,7 @@ def test_a_sandbox_ca_is_no_target_and_every_host_asks_it_alone(
     monkeypatch.setattr(targets, "SANDBOX_STATE", tmp_path)
     groups = load_targets({"WSGISTACK_SANDBOX": "sb"})
     assert {group: [name for name, _ in hosts] for group, hosts in groups.items()} == {
-        "staging": ["sb-staging1"], "production": [], "databases": []}
+        "staging": ["sb-staging1"], "production": [], "databases": [], "backups": []}
     data = groups["staging"][0][1]
     assert data["acme_directory"] == "https://10.9.0.6:14000/dir", "never a real CA"
     assert data["acme_ca_certificate"] == "/s/ca/listener.crt"

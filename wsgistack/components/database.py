@@ -28,6 +28,7 @@ from pyinfra.api import FactBase
 from pyinfra.operations import apt, server, systemd
 
 from wsgistack.components import base
+from wsgistack.components.backup import ARCHIVING_PACKAGES, Archiving, archives
 from wsgistack.components.tls import MAKE_LOCK, self_signed_pair
 from wsgistack.config.environment import Environment, Member
 from wsgistack.config.secrets import app_secrets
@@ -42,6 +43,7 @@ from wsgistack.engine.staged import StagedState, candidate, expect, expected_dig
 from wsgistack.engine.summary import Summary
 from wsgistack.onhost.golive.layout import (
     ROOT,
+    backup_dir,
     database_backups,
     database_ca,
     database_dir,
@@ -227,7 +229,8 @@ class DatabaseView:
         return {"settings": self.settings, "environment": self.environment, "apps": self.apps,
                 "version": version, "memory_mb": memory, "port": PORT,
                 "directory": DIRECTORY, "backups": BACKUPS, "table": FIREWALL_TABLE,
-                "unit_dir": UNIT_DIR, "golive": GOLIVE, "firewall": FIREWALL}
+                "unit_dir": UNIT_DIR, "golive": GOLIVE, "firewall": FIREWALL,
+                "backup_dir": backup_dir(ROOT)}
 
 
 def directories() -> list[Managed]:
@@ -300,28 +303,35 @@ class DatabaseServer(Component):
 
     def __init__(self, view: DatabaseView) -> None:
         self.view = view
+        self.archiving = Archiving(view.settings, view.environment)
 
     def managed(self) -> list[Managed]:
         """Every path the host read covers: the same files, and the candidates (their paths
         are the same for each PostgreSQL a Debian release may bring)."""
         view = self.view
         return [*base.tools(), *directories(), firewall_file(view), *unit_files(view),
-                *candidates(view, "", 0)]
+                *candidates(view, "", 0), *self.archiving.managed()]
+
+    def packages(self) -> tuple[str, ...]:
+        return (*PACKAGES, *(ARCHIVING_PACKAGES if archives(self.view.environment) else ()))
 
     def reads(self) -> list[Read]:
-        return [Read.of(DatabaseHost), Read.of(InstalledPackages, packages=PACKAGES),
+        return [Read.of(DatabaseHost), Read.of(InstalledPackages, packages=self.packages()),
                 Read.of(RolesDrift), Read.of(ServiceStates, services=SERVICES),
-                Read.of(StagedState, unit=database_unit())]
+                Read.of(StagedState, unit=database_unit()), *self.archiving.reads()]
 
     def installs_packages(self, seen: HostState) -> bool:
-        return base.any_missing(seen, PACKAGES)
+        return base.any_missing(seen, self.packages())
 
     def prepare(self, seen: HostState) -> list[GoLive]:
-        deploy_database(self.view, seen)
-        return []
+        """The database live at once; archiving to the backup host is a go-live step, made
+        once every host of the environment has been prepared (the backup host among them)."""
+        version = deploy_database(self.view, seen, self.packages())
+        return self.archiving.prepare(seen, version)
 
 
-def deploy_database(view: DatabaseView, seen: HostState) -> None:
+def deploy_database(view: DatabaseView, seen: HostState, packages: tuple[str, ...]) -> str:
+    """The database host converged; its PostgreSQL's major version."""
     settings, environment = view.settings, view.environment
     found = seen.get(DatabaseHost)
     version = POSTGRESQL.get(found.get("debian", ""))
@@ -330,12 +340,13 @@ def deploy_database(view: DatabaseView, seen: HostState) -> None:
                          f" {found.get('debian')!r}: wsgistack knows PostgreSQL for Debian"
                          f" {', '.join(POSTGRESQL)}")
     assert environment.database is not None
-    Summary.of(state).database_host(host.name, f"PostgreSQL {version} at"
+    Summary.of(state).role(host.name, f"PostgreSQL {version} at"
                                     f" {environment.database.address} for"
                                     f" {', '.join(view.apps) or 'no app'}")
-    if base.any_missing(seen, PACKAGES):
-        apt.packages(name=f"Install PostgreSQL {version} and nftables", packages=list(PACKAGES),
-                     update=True, cache_time=3600, no_recommends=True)
+    if base.any_missing(seen, packages):
+        apt.packages(name=f"Install PostgreSQL {version}, {', '.join(packages[1:])}",
+                     packages=list(packages), update=True, cache_time=3600,
+                     no_recommends=True)
     server_pair(settings, environment)
     ensure_all([*base.tools(), *directories()], seen)
     firewall = ensure(firewall_file(view), seen)
@@ -361,6 +372,7 @@ def deploy_database(view: DatabaseView, seen: HostState) -> None:
     if not is_on(services.get(BACKUP_TIMER)):
         systemd.service(name="Keep the daily database dump's timer on, and at boot",
                         service=BACKUP_TIMER, running=True, enabled=True)
+    return version
 
 
 # --- the web hosts ------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The stack on one host: its components, listed once, and the three phases every one of
 them goes through in this order. A web host has the web stack; an environment's database
-host has PostgreSQL (wsgistack.components.database).
+host has PostgreSQL (wsgistack.components.database), its backup host the store the
+database is archived to (wsgistack.components.backup).
 
 1. read: what every component manages and reads, in one command (hoststate), before any
    of them compares or changes anything;
@@ -18,6 +19,7 @@ from pyinfra.api import deploy
 
 from wsgistack.components.acme import AcmeCertificate
 from wsgistack.components.app import App
+from wsgistack.components.backup import BackupStore
 from wsgistack.components.base import Base
 from wsgistack.components.database import (
     PASSWORD,
@@ -29,7 +31,7 @@ from wsgistack.components.database import (
 from wsgistack.components.nginx import Site
 from wsgistack.components.removal import Removal
 from wsgistack.components.supervisor import Program
-from wsgistack.config.environment import Environment, is_database_host
+from wsgistack.config.environment import Environment, is_backup_host, is_database_host
 from wsgistack.config.secrets import app_secrets
 from wsgistack.config.settings import Settings
 from wsgistack.engine.component import Component, GoLive
@@ -39,7 +41,9 @@ from wsgistack.engine.managed import File, Managed
 
 
 def components(settings: Settings, where: Environment) -> list[Component]:
-    """This host's components: the database host's, or a web host's."""
+    """This host's components: the database host's, the backup host's, or a web host's."""
+    if is_backup_host():
+        return [BackupStore(settings, where)]
     if is_database_host():
         return [DatabaseServer(view_of(settings, where, passwords(settings, where)))]
     return web_host(settings, where, secrets_of(settings, where))

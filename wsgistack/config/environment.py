@@ -1,5 +1,6 @@
-"""An environment's hosts as the inventory holds them: its web hosts, and its database host
-if it has one (wsgistack.config.targets puts it in the environment's group and in `databases`).
+"""An environment's hosts as the inventory holds them: its web hosts, and its database and
+backup hosts if it has them (wsgistack.config.targets puts each in the environment's group,
+and in `databases` or `backups`).
 
 Every host of the environment sees the same view, whatever `--limit` says: the database
 host lets in all the web hosts, and every web host knows where the database is.
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pyinfra import host, state
 from pyinfra.api import Host
 
-from wsgistack.config.targets import DATABASES
+from wsgistack.config.targets import BACKUPS, DATABASES
 
 
 @dataclass(frozen=True)
@@ -54,16 +55,32 @@ class Environment:
     group: str
     web: tuple[Member, ...]  # in inventory order: the rollout's order
     database: Member | None = None
+    backup: Member | None = None
 
     @classmethod
     def of(cls, group: str) -> Environment:
-        databases = {each.name for each in state.inventory.get_group(DATABASES, default=[])}
         members = state.inventory.get_group(group, default=[])
-        database = [Member.of(each) for each in members if each.name in databases]
+
+        def role(name: str) -> list[Member]:
+            return [Member.of(each) for each in members
+                    if each in state.inventory.get_group(name, default=[])]
+
+        database, backup = role(DATABASES), role(BACKUPS)
         return cls(group, tuple(Member.of(each) for each in members
-                                if each.name not in databases), (database or [None])[0])
+                                if Member.of(each) not in (*database, *backup)),
+                   (database or [None])[0], (backup or [None])[0])
 
 
 def is_database_host() -> bool:
     """Whether the host being deployed is its environment's database host."""
     return DATABASES in host.groups
+
+
+def is_backup_host() -> bool:
+    """Whether the host being deployed is its environment's backup host."""
+    return BACKUPS in host.groups
+
+
+def is_web_host() -> bool:
+    """Whether the host being deployed is one of its environment's web hosts."""
+    return not (is_database_host() or is_backup_host())

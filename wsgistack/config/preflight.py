@@ -22,10 +22,11 @@ from pyinfra_cli.inventory import _get_group_data
 from pyinfra_cli.util import parse_cli_arg
 
 from wsgistack.components.acme import lets_encrypt_limit_problems
+from wsgistack.components.backup import PASSPHRASE
 from wsgistack.components.database import PASSWORD
-from wsgistack.config.secrets import check_secrets
+from wsgistack.config.secrets import Owner, check_secrets, secret_problems
 from wsgistack.config.settings import GROUPS, SettingsError, load_settings, unknown_keys
-from wsgistack.config.targets import DATABASES
+from wsgistack.config.targets import BACKUPS, DATABASES
 from wsgistack.paths import REPO_ROOT
 
 HostEntry = tuple[str, dict[str, Any]]
@@ -65,17 +66,23 @@ def targeted_groups(groups: dict[str, list[HostEntry]], limit: tuple[str, ...]) 
             if any(aimed_at(group, name) for name, _data in groups.get(group, []))]
 
 
-def problems_of(group: str, data: dict[str, Any], has_database: bool = False) -> list[str]:
-    """The group's settings problems, and its secrets': each app's own, and, where the
-    group has a database host, the password of each app that uses it."""
+def problems_of(group: str, data: dict[str, Any], has_database: bool = False,
+                archives: bool = False) -> list[str]:
+    """The group's settings problems, and its secrets': each app's own, where the group has
+    a database host the password of each app that uses it, and where that database is
+    archived to a backup host the key its backups are encrypted with."""
     try:
         settings = load_settings(data, group)
     except SettingsError as error:
         return error.problems
     # Provided keys are checked; none is generated before connecting.
-    return [problem for app in settings.apps for names in (
-                app.secret_env, (PASSWORD,) if has_database and app.database_env else ())
-            for problem in check_secrets(settings, app, names=names)]
+    problems = [problem for app in settings.apps for names in (
+                    app.secret_env, (PASSWORD,) if has_database and app.database_env else ())
+                for problem in check_secrets(settings, app, names=names)]
+    if archives:
+        problems += secret_problems(settings, Owner.environment(settings, "backups"),
+                                    (PASSPHRASE,))
+    return problems
 
 
 def check_before_connecting(groups: dict[str, list[HostEntry]]) -> None:
@@ -85,6 +92,7 @@ def check_before_connecting(groups: dict[str, list[HostEntry]]) -> None:
     problems = []
     names = {group: {name for name, _data in groups.get(group, [])} for group in GROUPS}
     databases = {name for name, _data in groups.get(DATABASES, [])}
+    backups = {name for name, _data in groups.get(BACKUPS, [])}
     for name in sorted(names["staging"] & names["production"]):
         problems.append(f"inventory: {name} is in both staging and production")
     for group in targeted_groups(groups, tuple(options.get("limit") or ())):
@@ -92,8 +100,10 @@ def check_before_connecting(groups: dict[str, list[HostEntry]]) -> None:
             problems += [problem for problem in unknown_keys(values, path)
                          if problem not in problems]
         data = group_data(group, options)
-        problems += problems_of(group, data, has_database=bool(names[group] & databases))
-        web = [entry for entry in groups[group] if entry[0] not in databases]
+        has_database = bool(names[group] & databases)
+        problems += problems_of(group, data, has_database,
+                                archives=has_database and bool(names[group] & backups))
+        web = [entry for entry in groups[group] if entry[0] not in databases | backups]
         problems += lets_encrypt_limit_problems(group, data, web)
     if problems:
         raise SettingsError(problems)

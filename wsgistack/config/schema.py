@@ -46,6 +46,9 @@ TLS_MODES = ("files", "acme")
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 HTTPS_URL = re.compile(r"^https://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?$")
+# A systemd calendar event (systemd.time(7)), e.g. "Sun *-*-* 02:30": a character outside
+# these is refused here; systemd refuses a malformed one when its timer starts.
+CALENDAR = re.compile(r"^[A-Za-z0-9*:,./~ -]+$")
 EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 
@@ -219,6 +222,17 @@ GROUP_KEYS = (
         " `/var/lib/<app>/backups/`, one taken before each release switch"),
     Key("database_backups", 14, between(1, 1000), "daily dumps kept per app on an"
         " environment's database host (`/var/lib/wsgistack/database-backups/`)"),
+    Key("backup_full_on", "Sun *-*-* 02:30", Check(str, CALENDAR.match, "a systemd calendar"
+        " event like \"Sun *-*-* 02:30\""), "when pgBackRest takes a full backup of an"
+        " environment's database to its backup host"),
+    Key("backup_diff_on", "Mon..Sat *-*-* 02:30", Check(str, CALENDAR.match, "a systemd"
+        " calendar event like \"Mon..Sat *-*-* 02:30\""), "when pgBackRest takes a"
+        " differential backup (what changed since the last full one)"),
+    Key("backup_full_kept", 2, between(1, 100), "full backups kept on the backup host, with"
+        " the WAL to recover to any moment since the oldest"),
+    Key("backup_archive_timeout", 30, between(5, 60, " seconds"), "seconds at most before"
+        " PostgreSQL hands a partly filled WAL segment to the archive: the most a database"
+        " host's loss may cost"),
     Key("secrets_dir", "~/.config/wsgistack/secrets", Check(str, bool, "a directory on the"
         " controller"), "on the controller: app secrets are read from"
         " `<dir>/<group>/<app>.<name>` (e.g. `flasktodo.secret_key`), after the variable"

@@ -124,6 +124,10 @@ class Settings:
     keep_releases: int
     keep_backups: int
     database_backups: int
+    backup_full_on: str
+    backup_diff_on: str
+    backup_full_kept: int
+    backup_archive_timeout: int
     secrets_dir: Path
     generate_secrets: bool
     apps: list[AppSettings]

@@ -22,6 +22,10 @@ from typing import Any
 
 GROUPS = ("staging", "production")
 DATABASES = "databases"  # the group of every environment's database host
+BACKUPS = "backups"  # the group of every environment's backup host
+# The roles an environment's own hosts may have beside its web hosts: the targets file's key,
+# the sandbox group's suffix, the inventory group that gathers them.
+ROLES = {"database": ("-db", DATABASES), "backup": ("-backup", BACKUPS)}
 HostEntry = tuple[str, dict[str, Any]]
 SANDBOX_STATE = Path("/var/lib/wsgistack-sandbox")
 SANDBOX_CA = "ca"  # the sandbox's ACME CA host (sandbox/ca.py): no target
@@ -60,7 +64,7 @@ def targets_from_sandbox(name: str) -> dict[str, list[HostEntry]]:
         # The sandbox's own ACME CA: no run against a sandbox asks a real one.
         data.update(acme_directory=sandbox["ca"]["directory"],
                     acme_ca_certificate=sandbox["ca"]["certificate"])
-    groups: dict[str, list[HostEntry]] = {group: [] for group in (*GROUPS, DATABASES)}
+    groups: dict[str, list[HostEntry]] = {group: [] for group in (*GROUPS, DATABASES, BACKUPS)}
     hosts = {host["name"]: {"ssh_hostname": host["address"], **data,
                             **({"jump": host["jump"]} if "jump" in host else {})}
              for host in sandbox["hosts"] if host["group"] != SANDBOX_CA}
@@ -68,17 +72,27 @@ def targets_from_sandbox(name: str) -> dict[str, list[HostEntry]]:
     for host in sandbox["hosts"]:
         if host["group"] == SANDBOX_CA:
             continue
-        environment, database, _ = host["group"].partition("-db")
+        environment, role = sandbox_role(host["group"])
         entry = (host["name"], hosts[host["name"]])
         groups.setdefault(environment, []).append(entry)
-        if database:
-            groups[DATABASES].append(entry)
+        if role:
+            groups[role].append(entry)
     return groups
+
+
+def sandbox_role(group: str) -> tuple[str, str | None]:
+    """A sandbox group's environment, and the role group its host is in (None: a web host):
+    "production-db" is production's, in `databases`."""
+    for suffix, role in ROLES.values():
+        if group.endswith(suffix):
+            return group.removesuffix(suffix), role
+    return group, None
 
 
 def targets_from_file(path: Path) -> dict[str, list[HostEntry]]:
     """Read a targets file: an optional [ssh] table for all hosts, one table per group (its
-    web `hosts` and, optionally, its `database` host, with its own [<group>.ssh]), and
+    web `hosts` and, optionally, its `database` and `backup` hosts, with its own
+    [<group>.ssh]), and
     optional [host."<name>"] tables of one host's own ssh keys (e.g. its `jump` host)."""
     try:
         config = tomllib.loads(path.read_text())
@@ -91,13 +105,14 @@ def targets_from_file(path: Path) -> dict[str, list[HostEntry]]:
     ssh = {"ssh_paramiko_connect_kwargs": connect_timeouts(CONNECT_TIMEOUT),
            **ssh_data(config.get("ssh", {}), path)}
     data: dict[str, dict[str, Any]] = {}  # each host's, shared by every group it is in
-    members: dict[str, list[str]] = {DATABASES: []}
+    members: dict[str, list[str]] = {role: [] for _suffix, role in ROLES.values()}
     for group in GROUPS:
         table = config.get(group, {})
-        hosts, database = group_hosts(table, f"{where}: [{group}]")
+        hosts, roles = group_hosts(table, f"{where}: [{group}]")
         group_ssh = {**ssh, **ssh_data(table.get("ssh", {}), path)}
-        members[group] = [*hosts, *filter(None, [database])]
-        members[DATABASES] += filter(None, [database])
+        members[group] = [*hosts, *roles.values()]
+        for key, name in roles.items():
+            members[ROLES[key][1]].append(name)
         data.update((name, dict(group_ssh)) for name in members[group])
     for name, table in config.get("host", {}).items():
         if name not in data:
@@ -109,21 +124,23 @@ def targets_from_file(path: Path) -> dict[str, list[HostEntry]]:
     return {group: [(name, data[name]) for name in names] for group, names in members.items()}
 
 
-def group_hosts(table: dict[str, Any], where: str) -> tuple[list[str], str | None]:
-    """A group table's web hosts and database host, checked."""
-    unknown = set(table) - {"hosts", "database", "ssh"}
+def group_hosts(table: dict[str, Any], where: str) -> tuple[list[str], dict[str, str]]:
+    """A group table's web hosts, and its database and backup hosts by key, checked."""
+    unknown = set(table) - {"hosts", "ssh", *ROLES}
     if unknown:
         raise TargetsError(f"{where} has unknown keys {sorted(unknown)}")
     hosts = table.get("hosts", [])
     if not isinstance(hosts, list) or not all(isinstance(h, str) and is_host(h) for h in hosts):
         raise TargetsError(f"{where} hosts must be a list of host names or addresses"
                            f" ({HOST_FORM})")
-    database = table.get("database")
-    if database is not None and (not isinstance(database, str) or not is_host(database)
-                                 or database in hosts):
-        raise TargetsError(f"{where} database must be one host's name, not one of its web"
-                           " hosts")
-    return hosts, database
+    roles = {key: table[key] for key in ROLES if table.get(key) is not None}
+    taken = list(hosts)
+    for key, name in roles.items():
+        if not isinstance(name, str) or not is_host(name) or name in taken:
+            raise TargetsError(f"{where} {key} must be one host's name, not one of its other"
+                               " hosts")
+        taken.append(name)
+    return hosts, roles
 
 
 # --- hosts behind a jump host -----------------------------------------------------------

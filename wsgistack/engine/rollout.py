@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from pyinfra import host, state
 from pyinfra.api import StringCommand, operation
+from pyinfra.operations import server
 
 from wsgistack.config.environment import Environment
 from wsgistack.config.settings import AppSettings, Settings
@@ -100,6 +101,13 @@ def only_waits() -> bool:
     """Whether every operation this run calls on the host is database_host_first."""
     return all(state.get_op_meta(op_hash).names <= {DATABASE_FIRST}
                for op_hash in host.op_hash_order)
+
+
+def go_live_here(steps: list[GoLive]) -> None:
+    """A host outside the rollout (the database host): its steps now, in order."""
+    for step in sorted(steps, key=lambda step: step.stage):
+        if step.command:
+            server.shell(name=step.name, commands=[step.command])
 
 
 def go_live_in_batches(settings: Settings, apps: list[AppSettings], steps: list[GoLive],

@@ -30,7 +30,7 @@ class Summary(BaseStateCallback):
     """What this run found, by host; printed when pyinfra disconnects from the last one."""
 
     results: list[CheckResult] = field(default_factory=list)
-    database_hosts: dict[str, str] = field(default_factory=dict)  # name -> what it is
+    roles: dict[str, str] = field(default_factory=dict)  # database, backup host -> what it is
     disconnected: set[str] = field(default_factory=set)
 
     @classmethod
@@ -46,10 +46,15 @@ class Summary(BaseStateCallback):
     def add(self, result: CheckResult) -> None:
         self.results.append(result)
 
-    def database_host(self, name: str, what: str) -> None:
-        """A database host has no health checks of its own: the summary says what it is, and
-        whether its deploy failed (its apps' checks on the web hosts say whether it serves)."""
-        self.database_hosts[name] = what
+    def role(self, name: str, what: str) -> None:
+        """A database or backup host has no health checks of its own: the summary says what
+        it is, and whether its deploy failed (the apps' checks on the web hosts say whether
+        the database serves)."""
+        self.roles[name] = what
+
+    def add_to_role(self, name: str, what: str) -> None:
+        """More of what a database or backup host is, e.g. how its archiving fares."""
+        self.roles[name] = "; ".join(filter(None, [self.roles.get(name), what]))
 
     def host_disconnect(self, state: State, host: object) -> None:  # pyinfra's callback
         self.disconnected.add(host.name)
@@ -66,8 +71,8 @@ class Summary(BaseStateCallback):
                             for name in targets)])
 
     def line(self, name: str, connected: bool, failed: bool) -> str:
-        if name in self.database_hosts:
-            return (f"    {name}: {self.database_hosts[name]}"
+        if name in self.roles:
+            return (f"    {name}: {self.roles[name]}"
                     f"  {'FAILED (see above)' if failed else 'ok'}")
         checks = [each for each in self.results if each.host == name]
         if not checks:

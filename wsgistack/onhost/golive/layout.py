@@ -21,6 +21,11 @@ PG_VERSION = re.compile(r"^[0-9]{2}$")  # Debian's cluster dirs: /etc/postgresql
 # Build commands run as this user (never the app's: the running app must not reach what the
 # next release is built from), in the app's group to read its config; made by the deploy.
 BUILD_USER = "wsgistack-build"
+# An environment's name: its pgBackRest stanza, the backup host's dir for it
+GROUP = re.compile(r"^[a-z]{1,30}$")
+# On a backup host: the SFTP-only account the database host sends its pgBackRest repository
+# as (made by the deploy, no shell, chrooted to its own store)
+DATABASE_SENDER = "wsgistack-db-backups"
 
 
 @dataclass(frozen=True)
@@ -223,6 +228,34 @@ def postgresql_include(version: str, root: PurePosixPath) -> PurePosixPath:
     """The one line in the cluster's conf.d (postgres's own dir) that includes our settings
     from root's database_dir: written as postgres, never by root."""
     return root / f"etc/postgresql/{version}/main/conf.d/wsgistack.conf"
+
+
+def backup_store(root: PurePosixPath) -> PurePosixPath:
+    """On a backup host: a root-owned chroot per sender; the sender's own dir inside it
+    (`repository`) is all it can reach."""
+    return root / "srv/wsgistack-backups/database"
+
+
+def backup_dir(root: PurePosixPath) -> PurePosixPath:
+    """On a database host: pgBackRest's config (with the repository's key), the SSH key and
+    the backup host's known key, root:postgres, closed to others."""
+    return root / "etc/wsgistack/backup"
+
+
+def repository_mount(root: PurePosixPath) -> PurePosixPath:
+    """On a database host: where postgres mounts its repository from the backup host."""
+    return root / "var/lib/wsgistack/pgbackrest"
+
+
+def backup_store_unit(root: PurePosixPath = ROOT) -> Unit:
+    """The backup host's sshd drop-in: the senders' accounts SFTP only, chrooted, by key."""
+    return Unit("backup-store", (root / "etc/ssh/sshd_config.d/wsgistack-backups.conf",),
+                root=root)
+
+
+def archiving_unit(root: PurePosixPath = ROOT) -> Unit:
+    """pgBackRest's config on the database host: live once its stanza checks out."""
+    return Unit("pgbackrest", (backup_dir(root) / "pgbackrest.conf",), root=root)
 
 
 def database_ca(root: PurePosixPath) -> PurePosixPath:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .layout import APP_NAME, BUILD_USER, CONFIG_NAME, DATA_DIR, PG_VERSION, VERSION
+from .layout import APP_NAME, BUILD_USER, CONFIG_NAME, DATA_DIR, GROUP, PG_VERSION, VERSION
 
 TEXT, NUMBER, FLAG, ARGV, EXPECT, REST = "text", "number", "flag", "argv", "expect", "rest"
 
@@ -135,6 +135,11 @@ CONFIG = (Arg("config", "the app's own config file in /etc/APP/, if it has one",
 PREFIX = Arg("prefix", "the app's URL prefix (SCRIPT_NAME)", required=True)
 EXPECTED = Arg("expect", "each candidate and the SHA-256 this deploy wrote", kind=EXPECT,
                required=True)
+STANZA = Arg("stanza", "the environment: pgBackRest's stanza", pattern=GROUP, positional=True,
+             required=True)
+# A restore's target: "latest" (every archived WAL), or a time PostgreSQL reads
+TARGET = re.compile(r"^(latest|[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}"
+                    r"(\.[0-9]{1,6})?([+-][0-9]{2}(:?[0-9]{2})?|Z| UTC)?)$")
 KEEP_BACKUPS = Arg("keep_backups", "backups kept", kind=NUMBER, required=True)
 
 
@@ -202,6 +207,22 @@ STEPS = {step.name: step for step in (
     Step("database-backup", "database:backup_databases", "dump each app's database (as"
          " postgres, its daily timer)",
          (Arg("keep", "dumps kept of each", kind=NUMBER, required=True),), locked=False),
+    Step("backup-store", "offsite:backup_store", "make the backup host's SFTP-only accounts"
+         " live", (EXPECTED,), usage="Checked by sshd -t, then sshd reloaded; put back if"
+         " refused."),
+    Step("archiving", "offsite:archiving", "make pgBackRest's config live: WAL and backups to"
+         " the backup host", (STANZA, EXPECTED),
+         usage="The repository mounted, the stanza made once and checked, a first full"
+               " backup where there is none; put back if refused."),
+    Step("archive-check", "offsite:archive_check", "how archiving to the backup host fares"
+         " (JSON)", locked=False),
+    Step("restore-database", "offsite:restore_database", "restore the environment's"
+         " database from the backup host", (
+             STANZA, Arg("version", "PostgreSQL's major version", pattern=PG_VERSION,
+                         required=True),
+             Arg("to", "a time, or latest (every archived WAL)", pattern=TARGET,
+                 required=True)),
+         usage="The cluster stopped, restored to the time, started; waits for writes."),
     Step("releases", "releases:releases", "an app's complete releases, oldest first",
          (APP,), locked=False),
     Step("run", "apprun:run_in_app", "run a command as the app, in its live release", (
