@@ -33,7 +33,7 @@ environment = Environment.of(settings.group)
 parts = stack.components(settings, environment)
 seen = stack.read(parts)
 steps = stack.prepare(parts, seen)
-if environment.database:  # from this one line on every host: see database_host_first
+if environment.database or environment.backup:  # on every host: see database_host_first
     database_host_first(name=DATABASE_FIRST)
 if is_database_host():  # archiving to the backup host, converged by now
     go_live_here(steps)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from tests.unit.test_settings import group_data
-from wsgistack.components import backup, database, stack
+from wsgistack.components import appdata, archiving, backup, database, stack
 from wsgistack.config.environment import Environment, Member
 from wsgistack.config.settings import Settings, load_settings
 from wsgistack.onhost.golive import layout
@@ -76,28 +76,40 @@ def web_host_paths(settings: Settings) -> list[str]:
                *unit_paths(layout.site_unit(site)), *unit_paths(layout.certificate_unit(site)),
                layout.lock_dir(ROOT) / "deploy.lock", layout.acme_webroot(ROOT),
                *layout.lineage(site, ROOT), layout.renewal_config(site, ROOT),
-               layout.database_ca(ROOT)]
+               layout.database_ca(ROOT), *app_data_paths(settings)]
     return sorted(set(map(str, touched)))
+
+
+def app_data_paths(settings: Settings) -> list[PurePosixPath]:
+    """With a backup host, restic's (named here: their content needs the inventory)."""
+    directory = layout.backup_dir(ROOT)
+    return [directory, *(directory / name for name in ("ssh_key", "known_hosts",
+                                                       "restic-password")),
+            *unit_paths(layout.app_backups_unit()),
+            *(layout.data_sent(app.name) for app in settings.apps),
+            *(appdata.UNIT_DIR / name for name in (appdata.SERVICE, appdata.TIMER))]
 
 
 def database_host_paths(view: database.DatabaseView) -> list[str]:
     """With archiving's own, named here: its files' content needs the controller's
     inventory, which this list does without."""
-    archiving = layout.backup_dir(ROOT)
+    directory = layout.backup_dir(ROOT)
     touched = [*(PurePosixPath(item.path) for item in database.DatabaseServer(view).managed()),
                *unit_paths(layout.database_unit()), layout.database_backups(ROOT),
                layout.lock_dir(ROOT) / "deploy.lock",
                *(layout.postgresql_include(version, ROOT)
                  for version in database.POSTGRESQL.values()),
-               archiving, archiving / "ssh_key", archiving / "known_hosts",
+               directory, directory / "ssh_key", directory / "known_hosts",
                *unit_paths(layout.archiving_unit()), layout.repository_mount(ROOT),
-               *(backup.UNIT_DIR / name for name in backup.UNITS)]
+               *(archiving.UNIT_DIR / name for name in archiving.UNITS)]
     return sorted(set(map(str, touched)))
 
 
-def backup_host_paths() -> list[str]:
-    store = layout.backup_store(ROOT)
-    touched = [store, store / "repository", backup.AUTHORIZED_KEYS / layout.DATABASE_SENDER,
+def backup_host_paths(senders: list[backup.Sender]) -> list[str]:
+    touched = [*(path for sender in senders for path in (
+                   layout.backup_store(ROOT, sender.store),
+                   layout.backup_store(ROOT, sender.store) / "repository",
+                   backup.AUTHORIZED_KEYS / sender.account)),
                *unit_paths(layout.backup_store_unit()), layout.lock_dir(ROOT) / "deploy.lock"]
     return sorted(set(map(str, touched)))
 

@@ -1,9 +1,10 @@
 """Apps nobody here wrote, deployed as they are, side by side with FlaskTODO on one host: a
 Django project as `django-admin startproject` made it, and httpbin straight from PyPI
-(their entries: apps/examples.py).
+(their entries: apps/examples.py); and all their data back on a new host put where the
+host was lost, from staging's backup host.
 
-A sandbox of its own (one staging host); the tests run in order, each leaving the host
-converged for the next.
+A sandbox of its own (one staging host and its backup host); the tests run in order, each
+leaving the host converged for the next.
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ from pathlib import Path
 import pytest
 
 from apps.examples import DJANGO, HTTPBIN
-from tests.integration.helpers import REPO, Browser, Run, Sandbox, deploy, http, own_sandbox
+from tests.integration.helpers import (
+    REPO,
+    Browser,
+    Run,
+    Sandbox,
+    deploy,
+    http,
+    own_sandbox,
+    sandbox_cli,
+)
 from tests.integration.load import Load
 from tests.unit.test_settings import group_data
 
@@ -44,10 +54,12 @@ class Host:
         self.host = sandbox.hosts()[0]
         self.address = self.host["address"]
 
-    def deploy(self, *apps: dict, dry: bool = False) -> Run:
+    def deploy(self, *apps: dict, dry: bool = False, entry: str = "deploy.py",
+               data: tuple[str, ...] = ()) -> Run:
         entries = [group_data("staging")["apps"][0], *apps]
-        return deploy(self.sandbox, "--dry" if dry else "-y",
-                      "--data", "apps=" + json.dumps(entries), secrets_dir=self.secrets_dir)
+        return deploy(self.sandbox, "--dry" if dry else "-y", "--limit", "staging",
+                      "--data", "apps=" + json.dumps(entries), *data,
+                      secrets_dir=self.secrets_dir, entry=entry)
 
     def ssh(self, command: str, stdin: str | None = None) -> str:
         result = subprocess.run(["ssh", "-F", self.sandbox.ssh_config, self.host["name"],
@@ -62,7 +74,7 @@ class Host:
 
 @pytest.fixture(scope="module")
 def host(secrets_dir: Path) -> Iterator[Host]:
-    with own_sandbox(NAME, SUBNET, "staging=1") as sandbox:
+    with own_sandbox(NAME, SUBNET, "staging=1,staging-backup=1") as sandbox:
         yield Host(sandbox, secrets_dir)
 
 
@@ -167,3 +179,40 @@ def test_a_missing_build_dir_or_failing_build_command_stops_the_host_naming_the_
     assert host.live("mysite") == live, "nothing switched"
     status, _headers, _page = http(host.address, "/mysite/admin/login/", SERVER_NAME)
     assert status == 200
+
+
+def test_a_lost_host_comes_back_with_every_apps_data_from_the_backup_host(host: Host) -> None:
+    """Every SQLite database in an app's data dir (FlaskTODO's, Django's, one named
+    db.sqlite3 as Django's default is) and its other files (uploads), sent by the timer's
+    run, come back on a bare host put where the host was lost: a deploy says to restore and
+    sends nothing over them, the restore brings them back, the apps serve them."""
+    status, _headers, body = http(host.address, "/flasktodo/api/items", SERVER_NAME,
+                                  method="POST", data=b'{"title": "kept off the host"}',
+                                  headers={"Content-Type": "application/json"})
+    assert status == 201, body
+    host.ssh("cd / && runuser -u mysite -- python3 -", stdin=(
+        "import sqlite3\nwith sqlite3.connect('/var/lib/mysite/db.sqlite3') as c:\n"
+        "    c.execute('CREATE TABLE t (v TEXT)')\n"
+        "    c.execute(\"INSERT INTO t VALUES ('any name')\")\n"))
+    host.ssh("cd / && runuser -u mysite -- mkdir /var/lib/mysite/media && echo 'an upload'"
+             " | runuser -u mysite -- tee /var/lib/mysite/media/upload.txt >/dev/null")
+    host.ssh("systemctl start wsgistack-app-backups.service")
+    summary = host.deploy(DJANGO, HTTPBIN).succeeded().output
+    assert re.search(r"apps' data last sent to the backup host: flasktodo \S+ \S+ UTC, mysite"
+                     r" \S+ \S+ UTC, httpbin \S+ \S+ UTC", summary), summary[-1500:]
+    sandbox_cli(NAME, "replace", "staging1")
+    refused = host.deploy(DJANGO, HTTPBIN)
+    assert refused.returncode != 0 and "app data from before this host" in refused.output
+    host.deploy(DJANGO, HTTPBIN, entry="restore.py", data=("--data", "restore_to=latest")
+                ).succeeded()
+    status, _headers, body = http(host.address, "/flasktodo/api/items", SERVER_NAME)
+    assert "kept off the host" in [item["title"] for item in json.loads(body)["items"]]
+    assert host.ssh(f"{GOLIVE} run mysite -- django-admin shell -c \"from django.contrib.auth"
+                    ".models import User; print(User.objects.filter(username='admin')"
+                    ".exists())\"").strip() == "True"
+    assert host.ssh("cd / && runuser -u mysite -- python3 -", stdin=(
+        "import sqlite3\nprint(sqlite3.connect('/var/lib/mysite/db.sqlite3')"
+        ".execute('SELECT v FROM t').fetchone()[0])\n")).strip() == "any name"
+    assert host.ssh("cat /var/lib/mysite/media/upload.txt") == "an upload\n"
+    host.deploy(DJANGO, HTTPBIN).succeeded()
+    assert host.deploy(DJANGO, HTTPBIN).succeeded().changed_ops() == []

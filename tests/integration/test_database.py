@@ -15,6 +15,7 @@ import shlex
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ from tests.integration.helpers import (
     wait_for_http_ok,
 )
 from tests.integration.load import Load
-from wsgistack.components import database
+from wsgistack.components import backup, database
 from wsgistack.config.environment import Environment as WhereEnvironment
 from wsgistack.config.environment import Member
 
@@ -203,13 +204,18 @@ def test_root_never_acts_below_a_dir_another_user_can_write_on_the_backup_host(
         environment: Environment) -> None:
     """The store's account writes only its own `repository`, which root makes (in root's
     dir) and never looks into."""
-    listed = "\n".join(parents.backup_host_paths())
+    senders = backup.senders(replace(database_environment(environment), backup=Member(
+        environment.backup["name"], environment.backup["address"])))
+    assert [sender.member.name for sender in senders] == [
+        environment.database["name"], *(host["name"] for host in environment.web)]
+    listed = "\n".join(parents.backup_host_paths(senders))
     found = environment.ssh(environment.backup, "python3 -c"
                             f" {shlex.quote(parents.UNSAFE_PARENTS)} <<'EOF'\n{listed}\nEOF")
     assert parents.unsafe(found, {}) == []
-    owners = environment.ssh(environment.backup, "stat -c '%U %a' /srv/wsgistack-backups"
-                             "/database /srv/wsgistack-backups/database/repository")
-    assert owners.split() == ["root", "755", "wsgistack-db-backups", "700"], owners
+    for sender in senders:
+        store = f"/srv/wsgistack-backups/{sender.store}"
+        owners = environment.ssh(environment.backup, f"stat -c '%U %a' {store} {store}/repository")
+        assert owners.split() == ["root", "755", sender.account, "700"], owners
 
 
 def database_environment(environment: Environment) -> WhereEnvironment:

@@ -1,6 +1,6 @@
 """What the deploy summary says of a database host's archiving, from golive's report."""
 
-from wsgistack.components.backup import archive_report
+from wsgistack.components.archiving import archive_report
 
 
 def test_the_summary_names_the_wal_age_and_the_newest_backup() -> None:

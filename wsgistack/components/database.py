@@ -28,7 +28,7 @@ from pyinfra.api import FactBase
 from pyinfra.operations import apt, server, systemd
 
 from wsgistack.components import base
-from wsgistack.components.backup import ARCHIVING_PACKAGES, Archiving, archives
+from wsgistack.components.archiving import ARCHIVING_PACKAGES, Archiving, archives
 from wsgistack.components.tls import MAKE_LOCK, self_signed_pair
 from wsgistack.config.environment import Environment, Member
 from wsgistack.config.secrets import app_secrets

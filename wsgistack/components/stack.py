@@ -19,6 +19,7 @@ from pyinfra.api import deploy
 
 from wsgistack.components.acme import AcmeCertificate
 from wsgistack.components.app import App
+from wsgistack.components.appdata import AppDataBackups
 from wsgistack.components.backup import BackupStore
 from wsgistack.components.base import Base
 from wsgistack.components.database import (
@@ -69,6 +70,7 @@ def web_host(settings: Settings, where: Environment, secrets: dict[str, dict[str
         parts += [App(settings, each, secrets[each.name], where), Program(settings, each),
                   Health(settings, each)]
     parts += [Removal(gone) for gone in settings.removed_apps]
+    parts.append(AppDataBackups(settings, where))
     return [Base(tuple(package for part in parts for package in part.packages())), *parts]
 
 

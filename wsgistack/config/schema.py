@@ -228,6 +228,9 @@ GROUP_KEYS = (
     Key("backup_diff_on", "Mon..Sat *-*-* 02:30", Check(str, CALENDAR.match, "a systemd"
         " calendar event like \"Mon..Sat *-*-* 02:30\""), "when pgBackRest takes a"
         " differential backup (what changed since the last full one)"),
+    Key("backup_app_data_on", "hourly", Check(str, CALENDAR.match, "a systemd calendar event"
+        " like \"hourly\""), "when each web host sends its apps' data (SQLite databases,"
+        " uploads: `/var/lib/<app>/`) to the backup host; also before each release switch"),
     Key("backup_full_kept", 2, between(1, 100), "full backups kept on the backup host, with"
         " the WAL to recover to any moment since the oldest"),
     Key("backup_archive_timeout", 30, between(5, 60, " seconds"), "seconds at most before"

@@ -31,6 +31,7 @@ class Summary(BaseStateCallback):
 
     results: list[CheckResult] = field(default_factory=list)
     roles: dict[str, str] = field(default_factory=dict)  # database, backup host -> what it is
+    notes: dict[str, str] = field(default_factory=dict)  # web host -> e.g. its backups
     disconnected: set[str] = field(default_factory=set)
 
     @classmethod
@@ -55,6 +56,10 @@ class Summary(BaseStateCallback):
     def add_to_role(self, name: str, what: str) -> None:
         """More of what a database or backup host is, e.g. how its archiving fares."""
         self.roles[name] = "; ".join(filter(None, [self.roles.get(name), what]))
+
+    def note(self, name: str, what: str) -> None:
+        """A line more for a web host, after its apps' (e.g. when its data was backed up)."""
+        self.notes[name] = what
 
     def host_disconnect(self, state: State, host: object) -> None:  # pyinfra's callback
         self.disconnected.add(host.name)
@@ -85,4 +90,6 @@ class Summary(BaseStateCallback):
             detail = "healthy" if all(each.healthy for each in ran) and len(ran) == 2 else \
                 "; ".join(f"{each.check}: {each.detail}" for each in ran if not each.healthy)
             lines.append(f"    {name}: {ran[0].url}  {app} {ran[0].version}  {detail}")
+        if name in self.notes:
+            lines.append(f"    {name}: {self.notes[name]}")
         return "\n".join(lines)

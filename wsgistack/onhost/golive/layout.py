@@ -23,9 +23,6 @@ PG_VERSION = re.compile(r"^[0-9]{2}$")  # Debian's cluster dirs: /etc/postgresql
 BUILD_USER = "wsgistack-build"
 # An environment's name: its pgBackRest stanza, the backup host's dir for it
 GROUP = re.compile(r"^[a-z]{1,30}$")
-# On a backup host: the SFTP-only account the database host sends its pgBackRest repository
-# as (made by the deploy, no shell, chrooted to its own store)
-DATABASE_SENDER = "wsgistack-db-backups"
 
 
 @dataclass(frozen=True)
@@ -230,10 +227,10 @@ def postgresql_include(version: str, root: PurePosixPath) -> PurePosixPath:
     return root / f"etc/postgresql/{version}/main/conf.d/wsgistack.conf"
 
 
-def backup_store(root: PurePosixPath) -> PurePosixPath:
-    """On a backup host: a root-owned chroot per sender; the sender's own dir inside it
-    (`repository`) is all it can reach."""
-    return root / "srv/wsgistack-backups/database"
+def backup_store(root: PurePosixPath, sender: str) -> PurePosixPath:
+    """On a backup host: a root-owned chroot per sender ("": the dir of them all); the
+    sender's own dir inside it (`repository`) is all it can reach."""
+    return root / "srv/wsgistack-backups" / sender
 
 
 def backup_dir(root: PurePosixPath) -> PurePosixPath:
@@ -251,6 +248,17 @@ def backup_store_unit(root: PurePosixPath = ROOT) -> Unit:
     """The backup host's sshd drop-in: the senders' accounts SFTP only, chrooted, by key."""
     return Unit("backup-store", (root / "etc/ssh/sshd_config.d/wsgistack-backups.conf",),
                 root=root)
+
+
+def data_sent(app: str, root: PurePosixPath = ROOT) -> PurePosixPath:
+    """When the app's data last reached the backup host (UTC), for the deploy summary."""
+    return stamps_dir(root) / f"data-sent-{app}"
+
+
+def app_backups_unit(root: PurePosixPath = ROOT) -> Unit:
+    """On a web host: restic's settings (the backup host's repository, the apps whose data
+    goes there), live once the repository opens."""
+    return Unit("app-backups", (backup_dir(root) / "restic.json",), root=root)
 
 
 def archiving_unit(root: PurePosixPath = ROOT) -> Unit:

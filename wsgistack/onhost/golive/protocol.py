@@ -216,6 +216,14 @@ STEPS = {step.name: step for step in (
                " backup where there is none; put back if refused."),
     Step("archive-check", "offsite:archive_check", "how archiving to the backup host fares"
          " (JSON)", locked=False),
+    Step("app-backups", "appdata:app_backups", "make restic's config live: the apps' data to"
+         " the backup host", (EXPECTED,), usage="The repository made once, each app's data"
+         " sent; put back if the repository does not open."),
+    Step("send-apps", "appdata:send_apps", "send every app's data to the backup host (its"
+         " timer)"),
+    Step("restore-app", "appdata:restore_app", "an app's data dir from the backup host", (
+        APP, Arg("to", "a time, or latest", pattern=TARGET, required=True)),
+         usage="Its newest backup at or before the time, unpacked by the app's user."),
     Step("restore-database", "offsite:restore_database", "restore the environment's"
          " database from the backup host", (
              STANZA, Arg("version", "PostgreSQL's major version", pattern=PG_VERSION,

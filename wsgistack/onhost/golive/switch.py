@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import PurePosixPath
 
+from .appdata import send_off_host
 from .backups import backup_database
 from .files import (
     Refused,
@@ -69,6 +70,8 @@ def switch(root: PurePosixPath, app: str, version: str, config: str | None,
     try:
         load_check(paths, staged, version, own, prefix)
         previous = read_link(paths.current)
+        if previous != release and (sent := send_off_host(root, paths.name)):
+            say(sent)
         if previous != release and not shared_database:
             as_user(paths.name, lambda: backup_database(paths, version, keep_backups))
             run_release_commands(paths, staged, version, own, prefix, release_commands)

@@ -61,11 +61,20 @@ def as_user(user: str, work: Callable[[], object]) -> object:
     """Call `work()` in a child process that is `user` and nothing more, and return what it
     returned (JSON): root never acts on a path in a dir another user can write. Raises
     Refused with the child's reason if it fails."""
-    account = pwd.getpwnam(user)
+    pid, answers = fork_as(pwd.getpwnam(user), work)
+    return answer_of(pid, answers, user)
+
+
+def fork_as(account: pwd.struct_passwd, work: Callable[[], object],
+            close: tuple[int, ...] = ()) -> tuple[int, int]:
+    """Fork a child that is `account` and nothing more (its copies of `close` closed first)
+    and calls `work()`; returns its pid and the fd its answer comes on (answer_of)."""
     reader, writer = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child
         os.close(reader)
+        for descriptor in close:
+            os.close(descriptor)
         code = 0
         try:
             become(account)
@@ -78,7 +87,13 @@ def as_user(user: str, work: Callable[[], object]) -> object:
             os.write(writer, json.dumps(answer).encode())
         os._exit(code)
     os.close(writer)
-    with os.fdopen(reader, "rb") as pipe:
+    return pid, reader
+
+
+def answer_of(pid: int, answers: int, user: str) -> object:
+    """What fork_as's child returned, once it has ended; Refused with its reason if it
+    failed."""
+    with os.fdopen(answers, "rb") as pipe:
         said = pipe.read()
     _pid, status = os.waitpid(pid, 0)
     try:
