@@ -83,8 +83,7 @@ def web_host_paths(settings: Settings) -> list[str]:
 def app_data_paths(settings: Settings) -> list[PurePosixPath]:
     """With a backup host, restic's (named here: their content needs the inventory)."""
     directory = layout.backup_dir(ROOT)
-    return [directory, *(directory / name for name in ("ssh_key", "known_hosts",
-                                                       "restic-password")),
+    return [directory, directory / "ssh_key", directory / "known_hosts",
             *unit_paths(layout.app_backups_unit()),
             *(layout.data_sent(app.name) for app in settings.apps),
             *(appdata.UNIT_DIR / name for name in (appdata.SERVICE, appdata.TIMER))]

@@ -32,6 +32,8 @@ args = sys.argv[1:]
 if "init" in args:
     os.makedirs(store, exist_ok=True); sys.exit(0)
 if "cat" in args:
+    if os.environ.get("STUB_WRONG_PASSWORD"):
+        sys.exit("Fatal: wrong password or no key found")
     sys.exit(0 if os.path.isdir(store) else 1)
 if "backup" in args:
     data = sys.stdin.buffer.read()
@@ -67,11 +69,14 @@ def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     restic.write_text(RESTIC.format(python=sys.executable, store=str(tmp_path / "repository")))
     restic.chmod(restic.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    config = {"repository": "sftp:a@b:/repository", "password_file": "/nonexistent",
-              "sftp_command": "ssh", "host": "web1", "group": "staging", "apps": [APP]}
-    [live] = app_backups_unit(PurePosixPath(root)).files
-    write(live, json.dumps(config), 0o600)
+    config, key = app_backups_unit(PurePosixPath(root)).files
+    write(config, json.dumps(CONFIG), 0o600)
+    write(key, "a derived key\n", 0o600)
     return root
+
+
+CONFIG = {"repository": "sftp:a@b:/repository", "password_file": "/nonexistent",
+          "sftp_command": "ssh", "host": "web1", "group": "staging", "apps": [APP]}
 
 
 def data_of(root: Path) -> Path:
@@ -150,9 +155,10 @@ def test_a_new_host_where_the_old_ones_data_is_backed_up_sends_nothing_over_it(
     config = appdata.load_config(unit.files[0])
     sqlite_with(data_of(host) / "db.sqlite3", "the old host's")
     appdata.send_app(config, APP, PurePosixPath(host))
-    content = json.dumps(config)
-    write(Path(str(unit.files[0]) + ".next"), content, 0o600)
-    expected = [f"{unit.files[0]}.next={sha256(content.encode())}"]
+    expected = []
+    for path, content in zip(unit.files, (json.dumps(config), "a derived key\n"), strict=True):
+        write(Path(f"{path}.next"), content, 0o600)
+        expected.append(f"{path}.next={sha256(content.encode())}")
     with pytest.raises(Refused, match=re.escape("restore.py --limit staging --data"
                                                 " restore_to=latest")):
         appdata.app_backups(PurePosixPath(host), expected)
@@ -168,3 +174,16 @@ def test_the_timer_sends_nothing_before_a_deploy_set_backups_up(
 def test_a_restore_to_a_time_takes_the_newest_backup_before_it() -> None:
     assert appdata.moment("2026-12-06T14:05:00.123456789Z") < appdata.moment(
         "2026-12-06 14:05:01+00") < appdata.moment("2026-12-06 15:05:00+00:30")
+
+
+def test_a_key_that_does_not_open_the_repository_is_refused_and_the_previous_one_stays(
+        host: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    unit = app_backups_unit(PurePosixPath(host))
+    expected = []
+    for path, content in zip(unit.files, (json.dumps(CONFIG), "another key\n"), strict=True):
+        write(Path(f"{path}.next"), content, 0o600)
+        expected.append(f"{path}.next={sha256(content.encode())}")
+    monkeypatch.setenv("STUB_WRONG_PASSWORD", "1")
+    with pytest.raises(Refused, match="is STAGING_BACKUP_PASSPHRASE the one its backups were"):
+        appdata.app_backups(PurePosixPath(host), expected)
+    assert Path(unit.files[1]).read_text() == "a derived key\n", "the previous key is back"

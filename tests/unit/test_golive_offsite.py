@@ -89,9 +89,10 @@ def test_archiving_makes_the_stanza_checks_it_and_takes_a_first_full_backup(
     offsite.archiving(PurePosixPath(root), "production", stage(config, "[global]\n"))
     commands = [[arg for arg in call["argv"] if not arg.startswith("--")]
                 for call in calls(log, "pgbackrest")]
-    assert commands[:3] == [["stanza-create"], ["check"], ["info"]]
-    assert ["start", "wsgistack-pgbackrest@full.service"] in [
-        call["argv"] for call in calls(log, "systemctl")], "by its unit, as its timer does"
+    assert commands[:4] == [["stanza-create"], ["check"], ["info"], ["backup"]]
+    assert "--type=full" in calls(log, "pgbackrest")[3]["argv"]
+    assert offsite.archive_state(PurePosixPath(root))["full"]["result"] == "success", \
+        "how it went, kept for the deploy summary"
     assert all(f"--config={config}" in call["argv"] and "--stanza=production" in call["argv"]
                for call in calls(log, "pgbackrest")), "our config, never the key in argv"
     assert Path(archiving_unit(PurePosixPath(root)).stamp).exists()
@@ -148,14 +149,14 @@ def test_a_failed_restore_starts_the_cluster_again_and_says_why(
 
 
 def test_the_archive_check_reports_the_wal_age_and_each_backups_last_result(
-        root: Path) -> None:
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bin_dir = root.parent / "bin"
+    offsite.take_backup(PurePosixPath(root), "production", "full")
+    monkeypatch.setenv("STUB_REPOSITORY", "unreadable")
+    with pytest.raises(Refused, match="the diff backup of production failed"):
+        offsite.take_backup(PurePosixPath(root), "production", "diff")
     (bin_dir / "psql").write_text(f"#!{sys.executable}\nprint('12|f')\n")
-    (bin_dir / "systemctl").write_text(
-        f"#!{sys.executable}\nimport sys\nfailed = 'diff' in sys.argv[-1]\n"
-        "print('Result=' + ('exit-code' if failed else 'success'))\n"
-        "print('ExecMainExitTimestamp=' + ('' if failed else 'Sun 2026-12-06 02:30:04 UTC'))\n")
-    assert offsite.archive_state() == {
-        "wal_age": 12, "wal_failing": False,
-        "full": {"result": "success", "at": "Sun 2026-12-06 02:30:04 UTC"},
-        "diff": {"result": "exit-code", "at": ""}}
+    state = offsite.archive_state(PurePosixPath(root))
+    assert (state["wal_age"], state["wal_failing"]) == (12, False)
+    assert state["full"]["result"] == "success" and state["diff"]["result"] == "failed"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", state["diff"]["at"])

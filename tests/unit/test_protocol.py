@@ -14,7 +14,7 @@ SAMPLES = {"app": "shop", "site": "web", "version": "1.2.0+local", "name": "uplo
            "database_env": "DATABASE_URL", "directory": "https://ca.test/dir",
            "email": "ops@example.test", "ca_bundle": "/etc/ssl/ca.pem",
            "build_user": "wsgistack-build", "stanza": "production",
-           "to": "2026-12-06 14:05:00.123+00"}
+           "to": "2026-12-06 14:05:00.123+00", "kind": "diff"}
 
 
 def sample(arg: Arg) -> object:

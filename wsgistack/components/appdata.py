@@ -80,15 +80,16 @@ class AppDataBackups(Component):
             Directory(f"Create {directory} (restic's key and settings, root's alone)",
                       str(directory), "root", "root", "700"),
             *sender_files(self.settings, self.environment, sender, directory, "root"),
-            File("Write this host's restic key (derived from the environment's backup key)",
-                 str(directory / "restic-password"), "root", "root", "600",
-                 text=derived_key(self.settings, f"restic {host.name}") + "\n", secret=True),
         ]
 
-    def candidate(self, sender: Sender) -> File:
-        [config] = app_backups_unit().files
-        return File("Write restic's candidate settings (the backup host, the apps)",
-                    str(candidate(config)), "root", "root", "600", text=self.config(sender))
+    def candidates(self, sender: Sender) -> list[File]:
+        config, key = app_backups_unit().files
+        return [File("Write restic's candidate settings (the backup host, the apps)",
+                     str(candidate(config)), "root", "root", "600", text=self.config(sender)),
+                File("Write this host's candidate restic key (derived from the environment's"
+                     " backup key)", str(candidate(key)), "root", "root", "600",
+                     text=derived_key(self.settings, f"restic {host.name}") + "\n",
+                     secret=True)]
 
     def report(self, seen: HostState, services: dict[str, tuple[str, str]]) -> str:
         """What the deploy summary says of this host's app data, as the host read found it."""
@@ -101,7 +102,7 @@ class AppDataBackups(Component):
 
     def managed(self) -> list[Managed]:
         sender = self.sender
-        return [*self.files(sender), *self.unit_files(), self.candidate(sender)] if sender \
+        return [*self.files(sender), *self.unit_files(), *self.candidates(sender)] if sender \
             else []
 
     def packages(self) -> tuple[str, ...]:
@@ -118,7 +119,7 @@ class AppDataBackups(Component):
         sender = self.sender
         if sender is None:
             return []
-        written = ensure_all([*self.files(sender), self.candidate(sender)], seen)
+        written = ensure_all([*self.files(sender), *self.candidates(sender)], seen)
         units = ensure_all(self.unit_files(), seen)
         if will_change(*units):
             systemd.daemon_reload(name="Reload systemd: the app backups' units changed")
@@ -131,5 +132,5 @@ class AppDataBackups(Component):
                                                                unit=app_backups_unit()))
         return [GoLive("Send the apps' data to the backup host (restic: its repository made"
                        " once)", golive("app-backups", expect=expect(app_backups_unit(),
-                                        expected_digests([self.candidate(sender)])))
+                                        expected_digests(self.candidates(sender))))
                        if due else "", Stage.LAST)]

@@ -33,6 +33,7 @@ from wsgistack.engine.component import GoLive, Stage
 from wsgistack.engine.facts import InstalledPackages, ServiceStates, is_on
 from wsgistack.engine.hoststate import HostState, Read
 from wsgistack.engine.managed import Directory, File, Managed, ensure_all
+from wsgistack.engine.programs import GOLIVE
 from wsgistack.engine.staged import StagedState, candidate, expect, expected_digests, golive, is_due
 from wsgistack.engine.summary import Summary
 from wsgistack.onhost.golive.layout import ROOT, archiving_unit, backup_dir, repository_mount
@@ -73,14 +74,14 @@ def archive_report(found: dict[str, Any]) -> str:
     age, failed = found.get("wal_age"), []
     wal = ("WAL archiving FAILING (PostgreSQL's log says why)" if found.get("wal_failing")
            else "no WAL archived yet" if age is None else f"WAL archived {age} s ago")
-    done = []  # (when, kind): systemd's "Sun 2026-12-06 02:30:04 UTC" sorts by its date
+    done = []  # (when, kind): "2026-12-06 02:30:04 UTC" sorts as it reads
     for kind in ("full", "diff"):
-        unit = found.get(kind) or {}
-        if unit.get("result") not in (None, "", "success"):
-            failed.append(f"{kind} backup FAILED ({unit.get('at') or 'never done'}):"
-                          f" journalctl -u wsgistack-pgbackrest@{kind}")
-        elif unit.get("at"):
-            done.append((unit["at"].partition(" ")[2], kind))
+        taken = found.get(kind) or {}
+        if taken.get("result") == "failed":
+            failed.append(f"{kind} backup FAILED ({taken.get('at')}): journalctl -u"
+                          f" wsgistack-pgbackrest@{kind}")
+        elif taken.get("at"):
+            done.append((taken["at"], kind))
     newest = "newest backup: {1} at {0}".format(*max(done)) if done else ""
     return "; ".join(filter(None, [wal, newest, *failed]))
 
@@ -105,7 +106,7 @@ class Archiving:
                 "backup_host": f"[{backup.address}]" if backup.is_ipv6 else backup.address,
                 "version": version, "mount": repository_mount(ROOT),
                 "backup_dir": backup_dir(ROOT), "sender": self.sender.account,
-                "unit_dir": UNIT_DIR, "repository_service": REPOSITORY_SERVICE,
+                "unit_dir": UNIT_DIR, "repository_service": REPOSITORY_SERVICE, "golive": GOLIVE,
                 "passphrase_name": f"{self.settings.group.upper()}_{PASSPHRASE}"}
 
     def files(self) -> list[Managed]:

@@ -209,9 +209,16 @@ def send_off_host(root: PurePosixPath, app: str) -> str:
 
 
 def ensure_repository(config: dict[str, object]) -> None:
-    """The host's restic repository on the backup host, made once."""
-    if run(restic(config, "cat", "config"), timeout=RESTIC_TIMEOUT).returncode == 0:
+    """The host's restic repository on the backup host, made once; refused if its key does
+    not open it."""
+    opened = run(restic(config, "cat", "config"), timeout=RESTIC_TIMEOUT)
+    if opened.returncode == 0:
         return
+    if "wrong password" in opened.stderr:
+        raise Refused(f"restic refused {config['host']}'s repository on the backup host (the"
+                      " previous config is back): this key does not open it: is"
+                      f" {str(config['group']).upper()}_BACKUP_PASSPHRASE the one its backups"
+                      " were made with?")
     made = run(restic(config, "init"), timeout=RESTIC_TIMEOUT)
     if made.returncode != 0:
         raise Refused(f"restic could not make or open this host's repository on the backup"

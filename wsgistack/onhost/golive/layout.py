@@ -257,8 +257,9 @@ def data_sent(app: str, root: PurePosixPath = ROOT) -> PurePosixPath:
 
 def app_backups_unit(root: PurePosixPath = ROOT) -> Unit:
     """On a web host: restic's settings (the backup host's repository, the apps whose data
-    goes there), live once the repository opens."""
-    return Unit("app-backups", (backup_dir(root) / "restic.json",), root=root)
+    goes there) and its key, live once the repository opens with them."""
+    return Unit("app-backups", (backup_dir(root) / "restic.json",
+                                backup_dir(root) / "restic-password"), root=root)
 
 
 def archiving_unit(root: PurePosixPath = ROOT) -> Unit:

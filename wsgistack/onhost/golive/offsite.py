@@ -18,8 +18,8 @@ import subprocess
 import time
 from pathlib import PurePosixPath
 
-from .files import Refused, Staged, parse_expect, record, run, say, tail
-from .layout import archiving_unit, backup_dir, backup_store_unit, repository_mount
+from .files import Refused, Staged, parse_expect, record, run, say, tail, write_atomically
+from .layout import archiving_unit, backup_dir, backup_store_unit, repository_mount, stamps_dir
 from .users import user_options
 
 POSTGRES = "postgres"
@@ -128,25 +128,36 @@ def archiving(root: PurePosixPath, stanza: str, expect: list[str]) -> None:
                           f" previous config is back): {said}")
     finally:
         staged.clean_up()
-    if not backups_in(root, stanza):  # by its unit, which systemd then reports (archive-check)
-        taken = run(["systemctl", "start", backup_unit("full")], timeout=3600)
-        if taken.returncode != 0:
-            raise Refused(f"the first full backup of {stanza} failed: journalctl -u"
-                          f" {backup_unit('full')}")
+    if not backups_in(root, stanza):
+        take_backup(root, stanza, "full")
     record(unit)
     say(f"{stanza}: WAL archived to the backup host, {len(backups_in(root, stanza))}"
         " backup(s) there")
 
 
-def backup_unit(kind: str) -> str:
-    """The unit that takes a `kind` (full, diff) backup, as its timer does."""
-    return f"wsgistack-pgbackrest@{kind}.service"
+BACKUP_KINDS = ("full", "diff")
 
 
-def archive_state() -> dict[str, object]:
+def take_backup(root: PurePosixPath, stanza: str, kind: str) -> None:
+    """A `kind` (full, diff) backup to the backup host, now (its timer's unit, or the
+    deploy's first); how it went kept for the deploy summary (archive-check)."""
+    if kind not in BACKUP_KINDS:
+        raise Refused(f"{kind!r} is not a kind of backup: {', '.join(BACKUP_KINDS)}")
+    status, said = pgbackrest(root, stanza, f"--type={kind}", "backup", timeout=6 * 3600)
+    outcome = {"result": "success" if status == 0 else "failed",
+               "at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    os.makedirs(stamps_dir(root), mode=0o755, exist_ok=True)
+    write_atomically(stamps_dir(root) / f"pgbackrest-{kind}", json.dumps(outcome).encode(),
+                     0, 0, 0o644)
+    if status != 0:
+        raise Refused(f"the {kind} backup of {stanza} failed: {said}")
+    say(f"{stanza}: {kind} backup taken")
+
+
+def archive_state(root: PurePosixPath) -> dict[str, object]:
     """How archiving fares, read-only: seconds since PostgreSQL last archived a WAL segment
-    (None: never), whether its last try failed, and each backup unit's last result and
-    when it ended ("": never ran)."""
+    (None: never), whether its last try failed, and each kind of backup's last result and
+    when it ended ({}: never taken)."""
     asked = run(["psql", "-X", "-A", "-t", "-d", "postgres", "-c",
                  "SELECT extract(epoch FROM now() - last_archived_time)::int, coalesce("
                  "last_failed_time > coalesce(last_archived_time, '-infinity'), false)"
@@ -154,17 +165,17 @@ def archive_state() -> dict[str, object]:
     age, _, failing = asked.stdout.strip().partition("|")
     state: dict[str, object] = {"wal_age": int(age) if age.isdigit() else None,
                                 "wal_failing": failing == "t"}
-    for kind in ("full", "diff"):
-        shown = run(["systemctl", "show", "-p", "Result", "-p", "ExecMainExitTimestamp",
-                     backup_unit(kind)])
-        values = dict(line.partition("=")[::2] for line in shown.stdout.splitlines())
-        state[kind] = {"result": values.get("Result", ""),
-                       "at": values.get("ExecMainExitTimestamp", "")}
+    for kind in BACKUP_KINDS:
+        try:
+            with open(stamps_dir(root) / f"pgbackrest-{kind}") as stamp:
+                state[kind] = json.load(stamp)
+        except (OSError, ValueError):
+            state[kind] = {}
     return state
 
 
 def archive_check(root: PurePosixPath) -> None:
-    say(json.dumps(archive_state()))
+    say(json.dumps(archive_state(root)))
 
 
 def restore_database(root: PurePosixPath, stanza: str, version: str, to: str) -> None:

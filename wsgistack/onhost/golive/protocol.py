@@ -140,6 +140,7 @@ STANZA = Arg("stanza", "the environment: pgBackRest's stanza", pattern=GROUP, po
 # A restore's target: "latest" (every archived WAL), or a time PostgreSQL reads
 TARGET = re.compile(r"^(latest|[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}"
                     r"(\.[0-9]{1,6})?([+-][0-9]{2}(:?[0-9]{2})?|Z| UTC)?)$")
+BACKUP_KIND = re.compile(r"^(full|diff)$")
 KEEP_BACKUPS = Arg("keep_backups", "backups kept", kind=NUMBER, required=True)
 
 
@@ -214,6 +215,9 @@ STEPS = {step.name: step for step in (
          " the backup host", (STANZA, EXPECTED),
          usage="The repository mounted, the stanza made once and checked, a first full"
                " backup where there is none; put back if refused."),
+    Step("take-backup", "offsite:take_backup", "a pgBackRest backup to the backup host, now"
+         " (its timers)", (STANZA, Arg("kind", "full or diff", pattern=BACKUP_KIND,
+                                       required=True))),
     Step("archive-check", "offsite:archive_check", "how archiving to the backup host fares"
          " (JSON)", locked=False),
     Step("app-backups", "appdata:app_backups", "make restic's config live: the apps' data to"
