@@ -197,6 +197,11 @@ def test_a_lost_host_comes_back_with_every_apps_data_from_the_backup_host(host: 
     host.ssh("cd / && runuser -u mysite -- mkdir /var/lib/mysite/media && echo 'an upload'"
              " | runuser -u mysite -- tee /var/lib/mysite/media/upload.txt >/dev/null")
     host.ssh("systemctl start wsgistack-app-backups.service")
+    stored = host.sandbox.ssh(host.sandbox.host("staging-backup1"),
+                              "find /srv/wsgistack-backups -type f | wc -l;"
+                              " grep -rl -e 'kept off the host' -e 'an upload'"
+                              " /srv/wsgistack-backups || true").stdout.split()
+    assert int(stored[0]) > 5 and stored[1:] == [], "there, and unreadable without the key"
     summary = host.deploy(DJANGO, HTTPBIN).succeeded().output
     assert re.search(r"apps' data last sent to the backup host: flasktodo \S+ \S+ UTC, mysite"
                      r" \S+ \S+ UTC, httpbin \S+ \S+ UTC", summary), summary[-1500:]
@@ -209,7 +214,7 @@ def test_a_lost_host_comes_back_with_every_apps_data_from_the_backup_host(host: 
     assert "kept off the host" in [item["title"] for item in json.loads(body)["items"]]
     assert host.ssh(f"{GOLIVE} run mysite -- django-admin shell -c \"from django.contrib.auth"
                     ".models import User; print(User.objects.filter(username='admin')"
-                    ".exists())\"").strip() == "True"
+                    ".exists())\"").split()[-1] == "True", "Django's admin user is back"
     assert host.ssh("cd / && runuser -u mysite -- python3 -", stdin=(
         "import sqlite3\nprint(sqlite3.connect('/var/lib/mysite/db.sqlite3')"
         ".execute('SELECT v FROM t').fetchone()[0])\n")).strip() == "any name"
