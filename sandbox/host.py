@@ -67,6 +67,16 @@ def personalise(disk: HostDisk, host: HostSpec, authorized_key: str, login: str)
         make_sudo_user(root, login, authorized_key)
     if not list((root / "etc/ssh").glob("ssh_host_*_key")):
         run(["ssh-keygen", "-A", "-f", str(root)])
+    package_as_containers_do(root)
+
+
+def package_as_containers_do(root: Path) -> None:
+    """dpkg and apt as Debian's container images set them: no fsync per unpacked file (a
+    sandbox host's disk is thrown away, never power-cut) and no translations fetched.
+    Measured on a fresh host: apt's update and the stack's packages 19.7 s -> 17.2 s,
+    15.9 -> 14.5 CPU-s."""
+    (root / "etc/dpkg/dpkg.cfg.d/wsgistack-sandbox").write_text("force-unsafe-io\n")
+    (root / "etc/apt/apt.conf.d/90wsgistack-sandbox").write_text('Acquire::Languages "none";\n')
 
 
 def authorize(home: Path, authorized_key: str, uid: int, gid: int) -> None:
