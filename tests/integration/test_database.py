@@ -3,6 +3,10 @@ host, deployed by the same run as staging's single host, which keeps SQLite; and
 backup host, where the database is archived (pgBackRest): restored to a point in time, and
 onto a new bare host put where the database host was.
 
+The database host has no way in from the controller, only through production1, as a
+database host normally sits (`sandbox up --behind production-db1=production1`): deployed
+through its jump host, and stopped with one clear line when either hop's host key changes.
+
 A sandbox of its own; the tests run in order, each leaving the environment converged for
 the next.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -101,8 +106,8 @@ def with_migration(parent: Path, version: str, migration: str) -> Path:
 
 @pytest.fixture(scope="module")
 def environment(secrets_dir: Path) -> Iterator[Environment]:
-    with own_sandbox(NAME, SUBNET, "staging=1,production=2,production-db=1,production-backup=1"
-                     ) as sandbox:
+    with own_sandbox(NAME, SUBNET, "staging=1,production=2,production-db=1,production-backup=1",
+                     options=("--behind", "production-db1=production1")) as sandbox:
         first = deploy_environment(sandbox, secrets_dir, "-y")
         yield Environment(sandbox, secrets_dir, first)
 
@@ -125,6 +130,43 @@ def test_the_database_host_comes_first_and_a_second_run_changes_nothing(
     assert dry.planned_changes() == []
     for run in (first, dry):
         assert PASSWORD not in run.output, "the password never in pyinfra's output"
+    reads = re.findall(r"Running command on ([^:\s]+)", dry.output)
+    assert sorted(reads) == sorted(host["name"] for host in environment.sandbox.hosts()), \
+        "one command per host (the one behind its jump host too): its state read"
+
+
+def test_the_controller_reaches_the_database_host_only_through_its_jump_host(
+        environment: Environment) -> None:
+    with pytest.raises(OSError):
+        socket.create_connection((environment.database["address"], 22), timeout=3).close()
+    socket.create_connection((environment.web[0]["address"], 22), timeout=3).close()
+    assert environment.ssh(environment.database, "hostname").strip() == \
+        environment.database["name"], "the tests reach it as the deploy does: through production1"
+
+
+@pytest.mark.parametrize("hop", ["production-db1", "production1"])
+def test_a_changed_host_key_on_either_hop_stops_the_host_behind_with_one_line(
+        environment: Environment, hop: str) -> None:
+    changed = environment.sandbox.host(hop)
+    known_hosts = Path(environment.sandbox.manifest["known_hosts"])
+    kept = known_hosts.read_text()
+    other = {line.split()[1]: line.split(None, 1)[1] for line in kept.splitlines()
+             if line.startswith(environment.web[1]["address"] + ",")}
+    known_hosts.write_text("".join(
+        (f"{line.split()[0]} {other[line.split()[1]]}"
+         if line.startswith(changed["address"] + ",") else line) + "\n"
+        for line in kept.splitlines()))
+    try:
+        run = environment.deploy("--limit", "production", "-y")
+    finally:
+        known_hosts.write_text(kept)
+    assert run.returncode != 0
+    assert "Traceback" not in run.output, "one line, not pyinfra's crash"
+    assert re.search(rf"\[{NAME}-production-db1\] +SSH host key error \(Host key for"
+                     rf" {re.escape(changed['address'])} does not match\.\)", run.output)
+    assert f"{NAME}-production-db1: UNREACHABLE: not deployed" in run.output
+    assert f"{NAME}-production2: https://" in run.output, "the other hosts go on"
+    assert environment.deploy("--limit", "production", "-y").succeeded().changed_ops() == []
 
 
 def test_an_item_added_through_one_web_host_is_listed_through_the_other(
