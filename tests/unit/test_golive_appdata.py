@@ -51,6 +51,8 @@ if "snapshots" in args:
 if "dump" in args:
     sys.stdout.buffer.write(open(os.path.join(store, args[args.index("dump") + 1]), "rb").read())
     sys.exit(0)
+if "forget" in args and "--keep-within" in args:  # keeps what is younger: all here
+    open({log!r}, "a").write(" ".join(args) + "\\n"); sys.exit(0)
 if "forget" in args:
     os.unlink(os.path.join(store, args[-1])); sys.exit(0)
 sys.exit(2)
@@ -66,7 +68,8 @@ def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     restic = bin_dir / "restic"
-    restic.write_text(RESTIC.format(python=sys.executable, store=str(tmp_path / "repository")))
+    restic.write_text(RESTIC.format(python=sys.executable, store=str(tmp_path / "repository"),
+                                    log=str(tmp_path / "forgotten.log")))
     restic.chmod(restic.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     config, key = app_backups_unit(PurePosixPath(root)).files
@@ -76,7 +79,8 @@ def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 CONFIG = {"repository": "sftp:a@b:/repository", "password_file": "/nonexistent",
-          "sftp_command": "ssh", "host": "web1", "group": "staging", "apps": [APP]}
+          "sftp_command": "ssh", "host": "web1", "group": "staging", "apps": [APP],
+          "keep_days": 30}
 
 
 def data_of(root: Path) -> Path:
@@ -187,3 +191,13 @@ def test_a_key_that_does_not_open_the_repository_is_refused_and_the_previous_one
     with pytest.raises(Refused, match="is STAGING_BACKUP_PASSPHRASE the one its backups were"):
         appdata.app_backups(PurePosixPath(host), expected)
     assert Path(unit.files[1]).read_text() == "a derived key\n", "the previous key is back"
+
+
+def test_a_timed_run_sends_every_app_then_forgets_this_hosts_old_backups(
+        host: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    write(Path(app_backups_unit(PurePosixPath(host)).stamp), "set up\n", 0o644)
+    appdata.send_apps(PurePosixPath(host))
+    assert f"{APP}: data sent" in capfd.readouterr().out
+    forgotten = (host.parent / "forgotten.log").read_text()
+    assert "--host web1 --keep-within 30d --keep-last 1 --prune" in forgotten, \
+        "this host's alone, the newest always kept"

@@ -65,7 +65,8 @@ class AppDataBackups(Component):
         return json.dumps({"repository": f"sftp:{sender.account}@{bracketed}:/repository",
                            "password_file": str(directory / "restic-password"),
                            "sftp_command": ssh, "host": host.name, "group": self.settings.group,
-                           "apps": [app.name for app in self.settings.apps]}, indent=1) + "\n"
+                           "apps": [app.name for app in self.settings.apps],
+                           "keep_days": self.settings.backup_app_data_days}, indent=1) + "\n"
 
     def unit_files(self) -> list[File]:
         context = {"settings": self.settings, "golive": GOLIVE, "unit_dir": UNIT_DIR,

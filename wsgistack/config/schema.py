@@ -231,6 +231,9 @@ GROUP_KEYS = (
     Key("backup_app_data_on", "hourly", Check(str, CALENDAR.match, "a systemd calendar event"
         " like \"hourly\""), "when each web host sends its apps' data (SQLite databases,"
         " uploads: `/var/lib/<app>/`) to the backup host; also before each release switch"),
+    Key("backup_app_data_days", 30, between(1, 3650, " days"), "days each app's data is kept"
+        " on the backup host (its newest copy always): older copies are forgotten after each"
+        " timed run"),
     Key("backup_full_kept", 2, between(1, 100), "full backups kept on the backup host, with"
         " the WAL to recover to any moment since the oldest"),
     Key("backup_archive_timeout", 30, between(5, 60, " seconds"), "seconds at most before"

@@ -127,6 +127,7 @@ class Settings:
     backup_full_on: str
     backup_diff_on: str
     backup_app_data_on: str
+    backup_app_data_days: int
     backup_full_kept: int
     backup_archive_timeout: int
     secrets_dir: Path

@@ -267,6 +267,20 @@ def send_apps(root: PurePosixPath) -> None:
             failed.append(str(error))
     if failed:
         raise Refused("; ".join(failed))
+    say(forget_old(config))
+
+
+def forget_old(config: dict[str, object]) -> str:
+    """Snapshots of this host older than its retention forgotten, and their data pruned
+    (after a timed run: the newest is always kept)."""
+    days = int(config["keep_days"])  # type: ignore[call-overload]
+    done = run(restic(config, "forget", "--host", str(config["host"]), "--keep-within",
+                      f"{days}d", "--keep-last", "1", "--prune", "--quiet"),
+               timeout=RESTIC_TIMEOUT)
+    if done.returncode != 0:
+        raise Refused(f"restic could not forget this host's backups older than {days} days:"
+                      f" {tail(done.stderr, 3)}")
+    return f"backups older than {days} days forgotten and pruned"
 
 
 def snapshots_of(config: dict[str, object], *tag: str) -> list[dict[str, str]]:
