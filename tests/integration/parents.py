@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from tests.unit.test_settings import group_data
-from wsgistack.components import appdata, archiving, backup, database, stack
+from wsgistack.components import appdata, archiving, backup, base, database, stack
 from wsgistack.config.environment import Environment, Member
 from wsgistack.config.settings import Settings, load_settings
 from wsgistack.onhost.golive import layout
@@ -86,7 +86,7 @@ def app_data_paths(settings: Settings) -> list[PurePosixPath]:
     return [directory, directory / "ssh_key", directory / "known_hosts",
             *unit_paths(layout.app_backups_unit()),
             *(layout.data_sent(app.name) for app in settings.apps),
-            *(appdata.UNIT_DIR / name for name in (appdata.SERVICE, appdata.TIMER))]
+            *(base.UNIT_DIR / name for name in (appdata.SERVICE, appdata.TIMER))]
 
 
 def database_host_paths(view: database.DatabaseView) -> list[str]:
@@ -100,7 +100,7 @@ def database_host_paths(view: database.DatabaseView) -> list[str]:
                  for version in database.POSTGRESQL.values()),
                directory, directory / "ssh_key", directory / "known_hosts",
                *unit_paths(layout.archiving_unit()), layout.repository_mount(ROOT),
-               *(archiving.UNIT_DIR / name for name in archiving.UNITS)]
+               *(base.UNIT_DIR / name for name in archiving.UNITS)]
     return sorted(set(map(str, touched)))
 
 

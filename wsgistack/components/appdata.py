@@ -12,11 +12,11 @@ host is root's.
 from __future__ import annotations
 
 import json
-from pathlib import PurePosixPath
 
 from pyinfra import host, state
 from pyinfra.operations import systemd
 
+from wsgistack.components import base
 from wsgistack.components.backup import Sender, derived_key, sender_files, web_sender
 from wsgistack.config.environment import Environment
 from wsgistack.config.settings import Settings
@@ -29,10 +29,8 @@ from wsgistack.engine.programs import GOLIVE
 from wsgistack.engine.staged import StagedState, candidate, expect, expected_digests, golive, is_due
 from wsgistack.engine.summary import Summary
 from wsgistack.onhost.golive.layout import ROOT, app_backups_unit, backup_dir, data_sent
-from wsgistack.paths import TEMPLATES
 
 PACKAGES = ("restic",)
-UNIT_DIR = PurePosixPath("/etc/systemd/system")
 SERVICE = "wsgistack-app-backups.service"
 TIMER = "wsgistack-app-backups.timer"
 
@@ -57,23 +55,19 @@ class AppDataBackups(Component):
         there (golive's appdata reads it)."""
         directory, backup = backup_dir(ROOT), self.environment.backup
         assert backup is not None
-        address = backup.address
-        bracketed = f"[{address}]" if ":" in address else address
         ssh = (f"ssh -i {directory / 'ssh_key'} -o UserKnownHostsFile="
                f"{directory / 'known_hosts'} -o StrictHostKeyChecking=yes -o BatchMode=yes"
-               f" -o ServerAliveInterval=15 {sender.account}@{address} -s sftp")
-        return json.dumps({"repository": f"sftp:{sender.account}@{bracketed}:/repository",
+               f" -o ServerAliveInterval=15 {sender.account}@{backup.address} -s sftp")
+        return json.dumps({"repository": f"sftp:{sender.account}@{backup.url_host}:/repository",
                            "password_file": str(directory / "restic-password"),
                            "sftp_command": ssh, "host": host.name, "group": self.settings.group,
                            "apps": [app.name for app in self.settings.apps],
                            "keep_days": self.settings.backup_app_data_days}, indent=1) + "\n"
 
     def unit_files(self) -> list[File]:
-        context = {"settings": self.settings, "golive": GOLIVE, "unit_dir": UNIT_DIR,
+        context = {"settings": self.settings, "golive": GOLIVE, "unit_dir": base.UNIT_DIR,
                    "group": self.settings.group}
-        return [File(f"Install {UNIT_DIR / name}", str(UNIT_DIR / name), "root", "root", "644",
-                     template=TEMPLATES / "etc/systemd/system" / f"{name}.j2", context=context)
-                for name in (SERVICE, TIMER)]
+        return [base.unit_file(name, context) for name in (SERVICE, TIMER)]
 
     def files(self, sender: Sender) -> list[Managed]:
         directory = backup_dir(ROOT)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Any
 
 from pyinfra import host, state
 from pyinfra.api import FactBase
 from pyinfra.operations import systemd
 
+from wsgistack.components import base
 from wsgistack.components.backup import (
     PASSPHRASE,
     Sender,
@@ -40,7 +40,6 @@ from wsgistack.onhost.golive.layout import ROOT, archiving_unit, backup_dir, rep
 from wsgistack.paths import TEMPLATES
 
 ARCHIVING_PACKAGES = ("pgbackrest", "sshfs")
-UNIT_DIR = PurePosixPath("/etc/systemd/system")
 REPOSITORY_SERVICE = "wsgistack-pgbackrest-repository.service"
 TIMERS = ("wsgistack-pgbackrest-full.timer", "wsgistack-pgbackrest-diff.timer")
 UNITS = (REPOSITORY_SERVICE, "wsgistack-pgbackrest@.service", *TIMERS)
@@ -103,10 +102,11 @@ class Archiving:
         backup = self.environment.backup
         assert backup is not None
         return {"settings": self.settings, "group": self.settings.group, "backup": backup,
-                "backup_host": f"[{backup.address}]" if backup.is_ipv6 else backup.address,
+                "backup_host": backup.url_host,
                 "version": version, "mount": repository_mount(ROOT),
                 "backup_dir": backup_dir(ROOT), "sender": self.sender.account,
-                "unit_dir": UNIT_DIR, "repository_service": REPOSITORY_SERVICE, "golive": GOLIVE,
+                "unit_dir": base.UNIT_DIR, "repository_service": REPOSITORY_SERVICE,
+                "golive": GOLIVE,
                 "passphrase_name": f"{self.settings.group.upper()}_{PASSPHRASE}"}
 
     def files(self) -> list[Managed]:
@@ -118,9 +118,7 @@ class Archiving:
                       str(directory), "root", "postgres", "750"),
             # postgres runs sshfs and pgBackRest: the key is its to read
             *sender_files(self.settings, self.environment, self.sender, directory, "postgres"),
-            *(File(f"Install {UNIT_DIR / name}", str(UNIT_DIR / name), "root", "root", "644",
-                   template=TEMPLATES / "etc/systemd/system" / f"{name}.j2", context=context)
-              for name in UNITS),
+            *(base.unit_file(name, context) for name in UNITS),
         ]
 
     def candidate(self, version: str) -> File:

@@ -26,7 +26,7 @@ from wsgistack.components import base
 from wsgistack.config.environment import Environment, Member
 from wsgistack.config.secrets import Owner, secrets_of
 from wsgistack.config.settings import Settings, SettingsError
-from wsgistack.engine.changes import refuse, will_change
+from wsgistack.engine.changes import will_change
 from wsgistack.engine.component import Component, GoLive
 from wsgistack.engine.facts import SystemAccount
 from wsgistack.engine.hoststate import HostState, Read
@@ -37,7 +37,6 @@ from wsgistack.onhost.golive.layout import ROOT, backup_store, backup_store_unit
 from wsgistack.paths import TEMPLATES
 
 PASSPHRASE = "BACKUP_PASSPHRASE"  # the environment's: $<GROUP>_BACKUP_PASSPHRASE
-NOLOGIN = "/usr/sbin/nologin"
 AUTHORIZED_KEYS = PurePosixPath("/etc/ssh/wsgistack-backups")
 
 
@@ -200,7 +199,9 @@ class BackupStore(Component):
         Summary.of(state).role(host.name, f"backup host of {self.settings.group}, for "
                                + ", ".join(sender.member.name for sender in self.senders))
         for sender in self.senders:
-            create_account(sender, seen)
+            base.create_system_account(
+                sender.account, sender.comment, f"{sender.member.name}'s SFTP-only account",
+                f"{sender.member.name} has no account here", seen)
         ensure_all([*base.tools(), *self.store_files()], seen)
         written = ensure_all([self.candidate()], seen)
         if will_change(*written) or is_due(seen.get(StagedState, unit=backup_store_unit())):
@@ -209,17 +210,3 @@ class BackupStore(Component):
                              backup_store_unit(), expected_digests([self.candidate()])))])
         return []
 
-
-def create_account(sender: Sender, seen: HostState) -> None:
-    """A sender's account: made by the deploy and marked so, never one it found."""
-    account = seen.get(SystemAccount, user=sender.account)
-    if account.get("comment") == sender.comment and account.get("shell") == NOLOGIN:
-        return
-    if account:
-        refuse(name=f"Refuse to take over the account {sender.account}",
-               message=f"the account {sender.account} exists on this host and the deploy did"
-                       f" not make it: remove it, or {sender.member.name} has no account here")
-        return
-    server.user(name=f"Create {sender.account}, {sender.member.name}'s SFTP-only account",
-                user=sender.account, system=True, shell=NOLOGIN, home="/nonexistent",
-                ensure_home=False, comment=sender.comment)

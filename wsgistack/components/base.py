@@ -5,6 +5,8 @@ the host read and golive ask for a program's state."""
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 from pyinfra import host
 from pyinfra.context import ctx_host
 from pyinfra.operations import apt, server, systemd
@@ -24,8 +26,10 @@ from wsgistack.engine.programs import (
     golive_zipapp,
 )
 from wsgistack.onhost.golive.layout import BUILD_USER, ROOT, build_dir
+from wsgistack.paths import TEMPLATES
 
 NOLOGIN = "/usr/sbin/nologin"
+UNIT_DIR = PurePosixPath("/etc/systemd/system")
 # logrotate: nginx's per-site logs are rotated by its rule in /etc/logrotate.d/nginx.
 PACKAGES = ("nginx", "supervisor", "python3-venv", "logrotate")
 SERVICES = ("nginx.service", "supervisor.service")
@@ -130,14 +134,28 @@ class Base(Component):
 def create_build_user(seen: HostState) -> None:
     """The user every app's build commands run as: not the app's, so the running app cannot
     touch what the next release is built from; no login, no home of its own."""
-    account = seen.get(SystemAccount, user=BUILD_USER)
-    if account.get("comment") == BUILD_USER_COMMENT and account.get("shell") == NOLOGIN:
+    create_system_account(BUILD_USER, BUILD_USER_COMMENT, "the user build commands run as",
+                          "the builds have no user of their own", seen)
+
+
+def create_system_account(user: str, comment: str, what: str, without: str,
+                          seen: HostState) -> None:
+    """A system account with no login and no home, made by the deploy and marked so (its
+    comment): one the deploy did not make is refused, never taken over (`without` says what
+    is missing then)."""
+    account = seen.get(SystemAccount, user=user)
+    if account.get("comment") == comment and account.get("shell") == NOLOGIN:
         return
     if account:
-        refuse(name=f"Refuse to take over the account {BUILD_USER}",
-               message=f"the account {BUILD_USER} exists on this host and the deploy did not"
-                       " make it: remove it, or the builds have no user of their own")
+        refuse(name=f"Refuse to take over the account {user}",
+               message=f"the account {user} exists on this host and the deploy did not"
+                       f" make it: remove it, or {without}")
         return
-    server.user(name=f"Create {BUILD_USER}, the user build commands run as (no login shell)",
-                user=BUILD_USER, system=True, shell=NOLOGIN, home="/nonexistent",
-                ensure_home=False, comment=BUILD_USER_COMMENT)
+    server.user(name=f"Create {user}, {what} (no login shell)", user=user, system=True,
+                shell=NOLOGIN, home="/nonexistent", ensure_home=False, comment=comment)
+
+
+def unit_file(name: str, context: dict[str, object]) -> File:
+    """A systemd unit of ours, from templates/etc/systemd/system/<name>.j2."""
+    return File(f"Install {UNIT_DIR / name}", str(UNIT_DIR / name), "root", "root", "644",
+                template=TEMPLATES / "etc/systemd/system" / f"{name}.j2", context=context)

@@ -21,7 +21,7 @@ import json
 import subprocess
 import urllib.parse
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from pyinfra import host, state
 from pyinfra.api import FactBase
@@ -60,7 +60,6 @@ PASSWORD = "DATABASE_PASSWORD"  # the app's secret: $<GROUP>_<APP>_DATABASE_PASS
 DIRECTORY = database_dir(ROOT)
 BACKUPS = database_backups(ROOT)
 CLIENT_CA = database_ca(ROOT)
-UNIT_DIR = PurePosixPath("/etc/systemd/system")
 FIREWALL_TABLE = "wsgistack_postgresql"
 FIREWALL = "wsgistack-database-firewall.service"
 BACKUP_SERVICE = "wsgistack-database-backup.service"
@@ -115,8 +114,7 @@ def url(app: AppSettings, environment: Environment, password: str) -> str:
     """The app's connection URL: its own role and database, over TLS to the pinned
     certificate."""
     assert environment.database is not None
-    address = environment.database.address
-    netloc = f"[{address}]" if environment.database.is_ipv6 else address
+    netloc = environment.database.url_host
     query = urllib.parse.urlencode({"sslmode": "verify-full", "sslrootcert": str(CLIENT_CA)})
     return (f"postgresql://{app.name}:{urllib.parse.quote(password, safe='')}@{netloc}:{PORT}"
             f"/{app.name}?{query}")
@@ -229,7 +227,7 @@ class DatabaseView:
         return {"settings": self.settings, "environment": self.environment, "apps": self.apps,
                 "version": version, "memory_mb": memory, "port": PORT,
                 "directory": DIRECTORY, "backups": BACKUPS, "table": FIREWALL_TABLE,
-                "unit_dir": UNIT_DIR, "golive": GOLIVE, "firewall": FIREWALL,
+                "unit_dir": base.UNIT_DIR, "golive": GOLIVE, "firewall": FIREWALL,
                 "backup_dir": backup_dir(ROOT)}
 
 
@@ -241,7 +239,7 @@ def directories() -> list[Managed]:
         Directory(f"Create {BACKUPS} (the daily dumps, postgres's own)", str(BACKUPS),
                   "postgres", "postgres", "700"),
         Directory("Create postgresql@.service.d (when PostgreSQL starts)",
-                  str((UNIT_DIR / CLUSTER_DROP_IN).parent), "root", "root", "755"),
+                  str((base.UNIT_DIR / CLUSTER_DROP_IN).parent), "root", "root", "755"),
     ]
 
 
@@ -253,9 +251,7 @@ def firewall_file(view: DatabaseView) -> File:
 
 
 def unit_files(view: DatabaseView) -> list[File]:
-    return [File(f"Install {UNIT_DIR / name}", str(UNIT_DIR / name), "root", "root", "644",
-                 template=TEMPLATES / "etc/systemd/system" / f"{name}.j2",
-                 context=view.context("", 0))
+    return [base.unit_file(name, view.context("", 0))
             for name in (FIREWALL, BACKUP_SERVICE, BACKUP_TIMER, CLUSTER_DROP_IN)]
 
 

@@ -49,6 +49,11 @@ class Member:
     def is_ipv6(self) -> bool:
         return self.ip_version == 6
 
+    @property
+    def url_host(self) -> str:
+        """The address as a URL's host part: an IPv6 address in brackets."""
+        return f"[{self.address}]" if self.is_ipv6 else self.address
+
 
 @dataclass(frozen=True)
 class Environment:
