@@ -114,7 +114,8 @@ class AppDataBackups(Component):
         sender = self.sender
         if sender is None:
             return []
-        written = ensure_all([*self.files(sender), *self.candidates(sender)], seen)
+        candidates = self.candidates(sender)
+        written = ensure_all([*self.files(sender), *candidates], seen)
         units = ensure_all(self.unit_files(), seen)
         if will_change(*units):
             systemd.daemon_reload(name="Reload systemd: the app backups' units changed")
@@ -127,5 +128,5 @@ class AppDataBackups(Component):
                                                                unit=app_backups_unit()))
         return [GoLive("Send the apps' data to the backup host (restic: its repository made"
                        " once)", golive("app-backups", expect=expect(app_backups_unit(),
-                                        expected_digests(self.candidates(sender))))
+                                        expected_digests(candidates)))
                        if due else "", Stage.LAST)]

@@ -147,7 +147,8 @@ class Archiving:
             return []
         Summary.of(state).add_to_role(host.name, archive_report(seen.get(ArchiveCheck)))
         units = ensure_all(self.files(), seen)
-        written = ensure_all([self.candidate(version)], seen)
+        config = self.candidate(version)
+        written = ensure_all([config], seen)
         if will_change(*units):
             systemd.daemon_reload(name="Reload systemd: the archiving units changed")
         services = seen.get(ServiceStates, services=(REPOSITORY_SERVICE, *TIMERS))
@@ -164,6 +165,5 @@ class Archiving:
         return [GoLive(f"Archive {self.settings.group}'s database to its backup host: the"
                        " stanza checked, a first full backup where there is none",
                        golive("archiving", stanza=self.settings.group,
-                              expect=expect(archiving_unit(), expected_digests(
-                                  [self.candidate(version)])))
+                              expect=expect(archiving_unit(), expected_digests([config])))
                        if due else "", Stage.LAST)]

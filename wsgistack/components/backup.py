@@ -12,6 +12,7 @@ one the controller knows it by.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import subprocess
@@ -122,13 +123,18 @@ def known_host_lines(backup: Member) -> str:
     checks it against): its senders pin the same, never trusting a first answer."""
     data = state.inventory.get_host(backup.name).data
     known = Path(str(data.get("ssh_known_hosts_file") or "~/.ssh/known_hosts")).expanduser()
-    found = subprocess.run(["ssh-keygen", "-F", backup.address, "-f", str(known)],
+    return known_lines(backup.name, backup.address, known)
+
+
+@functools.cache  # asked by every sender's read and prepare: one ssh-keygen per run
+def known_lines(name: str, address: str, known: Path) -> str:
+    found = subprocess.run(["ssh-keygen", "-F", address, "-f", str(known)],
                            capture_output=True, text=True)
     lines = [line for line in found.stdout.splitlines() if line and not line.startswith("#")]
     if not lines:
-        raise SettingsError([f"{backup.name}: the backup host's key is not in {known}: its"
-                             " senders must know it; connect to it once (ssh"
-                             f" {backup.address}) and check the key you accept"])
+        raise SettingsError([f"{name}: the backup host's key is not in {known}: its senders"
+                             f" must know it; connect to it once (ssh {address}) and check"
+                             " the key you accept"])
     return "\n".join(lines) + "\n"
 
 
@@ -203,10 +209,11 @@ class BackupStore(Component):
                 sender.account, sender.comment, f"{sender.member.name}'s SFTP-only account",
                 f"{sender.member.name} has no account here", seen)
         ensure_all([*base.tools(), *self.store_files()], seen)
-        written = ensure_all([self.candidate()], seen)
+        drop_in = self.candidate()
+        written = ensure_all([drop_in], seen)
         if will_change(*written) or is_due(seen.get(StagedState, unit=backup_store_unit())):
             server.shell(name="Make the backup store's sshd drop-in live (sshd -t first)",
                          commands=[golive("backup-store", expect=expect(
-                             backup_store_unit(), expected_digests([self.candidate()])))])
+                             backup_store_unit(), expected_digests([drop_in])))])
         return []
 
