@@ -46,6 +46,7 @@ from wsgistack.config.environment import Environment as WhereEnvironment
 from wsgistack.config.environment import Member
 
 NAME, SUBNET = "idb", "10.188.0.0/24"
+BACKUP_PORT = 2222  # backup_port's default
 PASSWORD = DATABASE_PASSWORD
 SERVER_NAME = {"staging": "staging.flasktodo.test", "production": "flasktodo.test"}
 PSQL = ("psql -X -A -t -v ON_ERROR_STOP=1 \"host={host} dbname=flasktodo user=flasktodo"
@@ -93,6 +94,17 @@ class Environment(Deployed):
 
     def live(self, host: dict) -> str:
         return self.ssh(host, "readlink /opt/flasktodo/current").strip()
+
+    def reaches(self, host: dict, address: str, port: int) -> bool:
+        """Whether `host` opens a TCP connection to address:port within 5 s."""
+        return self.ssh(host, f"timeout 5 bash -c 'echo > /dev/tcp/{address}/{port}'"
+                              " && echo open || echo refused", check=False).split() == ["open"]
+
+
+def reachable(address: str, port: int) -> bool:
+    """Whether the controller opens a TCP connection to address:port within 5 s."""
+    return subprocess.run(["timeout", "5", "bash", "-c", f"echo > /dev/tcp/{address}/{port}"],
+                          capture_output=True).returncode == 0
 
 
 def with_migration(parent: Path, version: str, migration: str) -> Path:
@@ -195,12 +207,8 @@ def test_only_the_environments_web_hosts_reach_postgresql(environment: Environme
         host=address, sslmode="disable") + " -c 'SELECT 1'", check=False)
     assert "no pg_hba.conf entry" in plain or "rejects connection" in plain, plain
     staging = environment.sandbox.hosts("staging")[0]
-    other = environment.ssh(staging, f"timeout 5 bash -c 'echo > /dev/tcp/{address}/5432'"
-                                     " && echo open || echo refused", check=False)
-    assert "refused" in other and "open" not in other.split()
-    controller = subprocess.run(["timeout", "5", "bash", "-c",
-                                 f"echo > /dev/tcp/{address}/5432"], capture_output=True)
-    assert controller.returncode != 0, "the controller is no web host of production"
+    assert not environment.reaches(staging, address, 5432), "staging is not production"
+    assert not reachable(address, 5432), "the controller is no web host of production"
 
 
 def test_secrets_stay_in_root_and_app_only_files(environment: Environment) -> None:
@@ -213,7 +221,7 @@ def test_secrets_stay_in_root_and_app_only_files(environment: Environment) -> No
     assert database.file("/etc/wsgistack/postgresql").mode == 0o750
     roles = database.file("/etc/wsgistack/postgresql/apps.json").content_string
     assert "SCRAM-SHA-256$4096:" in roles and PASSWORD not in roles
-    assert database.service("wsgistack-database-firewall").is_enabled
+    assert database.service("wsgistack-firewall@postgresql").is_enabled
     assert database.service("wsgistack-database-backup.timer").is_enabled
     assert database.socket(f"tcp://{environment.database['address']}:5432").is_listening
     assert not database.socket("tcp://0.0.0.0:5432").is_listening, "its private address only"
@@ -416,17 +424,40 @@ def test_the_database_is_archived_encrypted_to_the_backup_host(
                      r" \d+ s ago; newest backup: full at \S+ \S+ UTC  ok", summary), summary
 
 
+def test_the_backup_store_answers_its_senders_alone_on_a_port_of_its_own(
+        environment: Environment) -> None:
+    """The senders' sshd: its port answers the environment's hosts alone; the host's own
+    sshd refuses their accounts, whatever key they bring."""
+    address = environment.backup["address"]
+    assert environment.reaches(environment.web[1], address, BACKUP_PORT)
+    staging = environment.sandbox.hosts("staging")[0]
+    assert not environment.reaches(staging, address, BACKUP_PORT), "staging is not production"
+    assert not reachable(address, BACKUP_PORT), "the controller sends no backup"
+    assert reachable(address, 22), "the host's own sshd is the deploy's way in"
+    store = environment.sandbox.testinfra(environment.backup)
+    assert store.service("wsgistack-backup-sftp").is_running
+    assert store.service("wsgistack-backup-sftp").is_enabled
+    assert store.service("wsgistack-firewall@backups").is_enabled
+    own_port = environment.ssh(environment.database, "cd / && echo ls | runuser -u postgres --"
+                               " sftp -b - -P 22 -i /etc/wsgistack/backup/ssh_key -o"
+                               " StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o"
+                               f" BatchMode=yes wsgistack-db-backups@{address}", check=False)
+    assert "Permission denied" in own_port and "archive" not in own_port, own_port
+
+
 def test_the_repository_lets_in_the_database_host_alone(environment: Environment) -> None:
     """The database host's key is all its account takes, from the database host's address
     alone, for SFTP alone: the same key on a web host is refused."""
-    sftp = ("sftp -b - -i {key} -o UserKnownHostsFile=/etc/wsgistack/backup/known_hosts"
-            " -o BatchMode=yes -o ConnectTimeout=5 wsgistack-db-backups@{address}")
+    sftp = (f"sftp -b - -P {BACKUP_PORT} -i {{key}} -o UserKnownHostsFile="
+            "/etc/wsgistack/backup/known_hosts -o BatchMode=yes -o ConnectTimeout=5"
+            " wsgistack-db-backups@{address}")
     address = environment.backup["address"]
     as_postgres = "cd / && echo ls | runuser -u postgres -- "  # the key is postgres's to read
     listed = environment.ssh(environment.database, as_postgres + sftp.format(
         key="/etc/wsgistack/backup/ssh_key", address=address))
     assert "archive" in listed and "backup" in listed
-    shell = environment.ssh(environment.database, "cd / && runuser -u postgres -- ssh -i"
+    shell = environment.ssh(environment.database, "cd / && runuser -u postgres -- ssh -p"
+                            f" {BACKUP_PORT} -i"
                             " /etc/wsgistack/backup/ssh_key -o UserKnownHostsFile="
                             "/etc/wsgistack/backup/known_hosts -o BatchMode=yes"
                             f" wsgistack-db-backups@{address} id", check=False)

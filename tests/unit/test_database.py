@@ -91,7 +91,8 @@ def test_the_server_pair_names_the_database_host_and_follows_it(settings: Settin
 
 def rendered(settings: Settings, memory: int = 4096) -> dict[str, str]:
     view = database.view_of(settings, PRODUCTION, {"flasktodo": "x" * 40})
-    files = [*database.candidates(view, "15", memory)[:2], database.firewall_file(view)]
+    files = [*database.candidates(view, "15", memory)[:2],
+             database.firewall(view.environment).rules()]
     return {Path(file.path).name: file.content.decode() for file in files}
 
 
@@ -108,7 +109,7 @@ def test_pg_hba_lets_in_each_web_host_over_tls_only(settings: Settings) -> None:
 
 
 def test_the_firewall_opens_the_port_to_the_web_hosts_only(settings: Settings) -> None:
-    firewall = rendered(settings)["firewall.nft"]
+    firewall = rendered(settings)["postgresql.nft"]
     assert 'tcp dport 5432 ip saddr 10.9.0.2/32 accept comment "web1"' in firewall
     assert 'tcp dport 5432 ip saddr 10.9.0.6/32 accept comment "web2"' in firewall
     assert firewall.rstrip().splitlines()[-3].strip() == "tcp dport 5432 reject with tcp reset"

@@ -67,18 +67,24 @@ def stage(path: PurePosixPath, content: str) -> list[str]:
 def test_the_backup_store_goes_live_only_as_sshd_takes_it(
         root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     unit = backup_store_unit(PurePosixPath(root))
-    [drop_in] = unit.files
+    own, drop_in = unit.files
+    Path(own).parent.mkdir(parents=True)
     log = root.parent / "calls.log"
-    offsite.backup_store(PurePosixPath(root), stage(drop_in, "Match User a\n"))
-    assert Path(drop_in).read_text() == "Match User a\n"
+    offsite.backup_store(PurePosixPath(root), [*stage(own, "Port 2222\n"),
+                                               *stage(drop_in, "DenyUsers a\n")])
+    assert Path(own).read_text() == "Port 2222\n" and Path(drop_in).read_text() == "DenyUsers a\n"
     assert Path(unit.stamp).read_text().strip() == digest(unit)
+    assert [call["argv"] for call in calls(log, "sshd")] == [["-t", "-f", str(own)], ["-t"]], \
+        "each sshd's config checked: the senders' own, and the host's with its drop-in"
     assert [call["argv"] for call in calls(log, "systemctl")] == [
-        ["reload-or-restart", "ssh.service"]]
+        ["reload-or-restart", "ssh.service"],
+        ["reload-or-restart", "wsgistack-backup-sftp.service"]]
     monkeypatch.setenv("STUB_FAIL", "sshd")
     with pytest.raises(Refused, match="sshd refused the candidate"):
-        offsite.backup_store(PurePosixPath(root), stage(drop_in, "Match Nonsense\n"))
-    assert Path(drop_in).read_text() == "Match User a\n", "the previous drop-in is back"
-    assert len(calls(log, "systemctl")) == 1, "and sshd was never reloaded with it"
+        offsite.backup_store(PurePosixPath(root), [*stage(own, "Port nonsense\n"),
+                                                   *stage(drop_in, "DenyUsers a\n")])
+    assert Path(own).read_text() == "Port 2222\n", "the previous config is back"
+    assert len(calls(log, "systemctl")) == 2, "and no sshd was reloaded with it"
 
 
 def test_archiving_makes_the_stanza_checks_it_and_takes_a_first_full_backup(

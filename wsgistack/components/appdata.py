@@ -55,7 +55,8 @@ class AppDataBackups(Component):
         there (golive's appdata reads it)."""
         directory, backup = backup_dir(ROOT), self.environment.backup
         assert backup is not None
-        ssh = (f"ssh -i {directory / 'ssh_key'} -o UserKnownHostsFile="
+        ssh = (f"ssh -p {self.settings.backup_port} -i {directory / 'ssh_key'}"
+               f" -o UserKnownHostsFile="
                f"{directory / 'known_hosts'} -o StrictHostKeyChecking=yes -o BatchMode=yes"
                f" -o ServerAliveInterval=15 {sender.account}@{backup.address} -s sftp")
         return json.dumps({"repository": f"sftp:{sender.account}@{backup.url_host}:/repository",

@@ -165,5 +165,6 @@ class Archiving:
         return [GoLive(f"Archive {self.settings.group}'s database to its backup host: the"
                        " stanza checked, a first full backup where there is none",
                        golive("archiving", stanza=self.settings.group,
-                              expect=expect(archiving_unit(), expected_digests([config])))
+                              expect=expect(archiving_unit(), expected_digests([config])),
+                              remount=will_change(*units))
                        if due else "", Stage.LAST)]

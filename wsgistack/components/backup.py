@@ -21,20 +21,21 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from pyinfra import host, state
-from pyinfra.operations import server
+from pyinfra.operations import apt, server, systemd
 
 from wsgistack.components import base
+from wsgistack.components.firewall import Firewall
 from wsgistack.config.environment import Environment, Member
 from wsgistack.config.secrets import Owner, secrets_of
 from wsgistack.config.settings import Settings, SettingsError
 from wsgistack.engine.changes import will_change
 from wsgistack.engine.component import Component, GoLive
-from wsgistack.engine.facts import SystemAccount
+from wsgistack.engine.facts import InstalledPackages, ServiceStates, SystemAccount
 from wsgistack.engine.hoststate import HostState, Read
 from wsgistack.engine.managed import Directory, File, Managed, ensure_all
 from wsgistack.engine.staged import StagedState, candidate, expect, expected_digests, golive, is_due
 from wsgistack.engine.summary import Summary
-from wsgistack.onhost.golive.layout import ROOT, backup_store, backup_store_unit
+from wsgistack.onhost.golive.layout import ROOT, backup_sftp_dir, backup_store, backup_store_unit
 from wsgistack.paths import TEMPLATES
 
 PASSPHRASE = "BACKUP_PASSPHRASE"  # the environment's: $<GROUP>_BACKUP_PASSPHRASE
@@ -118,24 +119,41 @@ class SenderKey:
         return self
 
 
-def known_host_lines(backup: Member) -> str:
+def known_host_lines(backup: Member, port: int) -> str:
     """The backup host's keys as the controller knows them (the known_hosts file pyinfra
-    checks it against): its senders pin the same, never trusting a first answer."""
+    checks it against), as its senders reach it on `port`: they pin the same, never
+    trusting a first answer (the senders' sshd serves the host's own keys)."""
+    return "".join(f"[{backup.address}]:{port} {kind} {key}\n"
+                   for kind, key in known_keys(backup))
+
+
+def known_keys(backup: Member) -> tuple[tuple[str, str], ...]:
     data = state.inventory.get_host(backup.name).data
     known = Path(str(data.get("ssh_known_hosts_file") or "~/.ssh/known_hosts")).expanduser()
-    return known_lines(backup.name, backup.address, known)
+    return host_keys(backup.name, backup.address, known)
 
 
 @functools.cache  # asked by every sender's read and prepare: one ssh-keygen per run
-def known_lines(name: str, address: str, known: Path) -> str:
+def host_keys(name: str, address: str, known: Path) -> tuple[tuple[str, str], ...]:
+    """(type, key) of each of the host's keys in `known` that sshd's own host keys are."""
     found = subprocess.run(["ssh-keygen", "-F", address, "-f", str(known)],
                            capture_output=True, text=True)
-    lines = [line for line in found.stdout.splitlines() if line and not line.startswith("#")]
-    if not lines:
+    keys = tuple((fields[1], fields[2]) for fields in map(str.split, found.stdout.splitlines())
+                 if len(fields) >= 3 and not fields[0].startswith(("#", "@"))
+                 and host_key_file(fields[1]))
+    if not keys:
         raise SettingsError([f"{name}: the backup host's key is not in {known}: its senders"
                              f" must know it; connect to it once (ssh {address}) and check"
                              " the key you accept"])
-    return "\n".join(lines) + "\n"
+    return keys
+
+
+def host_key_file(kind: str) -> str | None:
+    """Where Debian's sshd keeps its host key of this type (ssh-ed25519, ecdsa-sha2-...,
+    ssh-rsa); None for a type it makes none of."""
+    name = {"ssh-ed25519": "ed25519", "ssh-rsa": "rsa"}.get(
+        kind, "ecdsa" if kind.startswith("ecdsa-sha2-") else None)
+    return f"/etc/ssh/ssh_host_{name}_key" if name else None
 
 
 def sender_files(settings: Settings, environment: Environment, sender: Sender,
@@ -149,26 +167,35 @@ def sender_files(settings: Settings, environment: Environment, sender: Sender,
              secret=True),
         File("Pin the backup host's key, as the controller knows it",
              str(directory / "known_hosts"), "root", group, "644",
-             text=known_host_lines(environment.backup)),
+             text=known_host_lines(environment.backup, settings.backup_port)),
     ]
 
 
 # --- the backup host ------------------------------------------------------------------------
 
+SFTP_SERVICE = "wsgistack-backup-sftp.service"
+PACKAGES = ("nftables",)  # sshd is the host's own (openssh-server)
+
+
 class BackupStore(Component):
-    """The backup host: each sender's SFTP-only account and its store."""
+    """The backup host: each sender's SFTP-only account and its store, and the sshd that
+    lets them in on a port of its own, firewalled to them."""
 
     title = "Backup host"
 
     def __init__(self, settings: Settings, environment: Environment) -> None:
         self.settings, self.environment = settings, environment
         self.senders = senders(environment)
+        self.firewall = Firewall("backups", settings.backup_port, "the backup store's SFTP",
+                                 tuple(sender.member for sender in self.senders))
 
     def store_files(self) -> list[Managed]:
         top = backup_store(ROOT, "")
         items: list[Managed] = [
             Directory(f"Create {top}", str(top), "root", "root", "755"),
-            Directory(f"Create {AUTHORIZED_KEYS}", str(AUTHORIZED_KEYS), "root", "root", "755")]
+            Directory(f"Create {AUTHORIZED_KEYS}", str(AUTHORIZED_KEYS), "root", "root", "755"),
+            Directory(f"Create {backup_sftp_dir(ROOT)} (the senders' sshd)",
+                      str(backup_sftp_dir(ROOT)), "root", "root", "755")]
         for sender in self.senders:
             store = backup_store(ROOT, sender.store)
             key = sender.key(self.settings).public.read_text().strip()
@@ -183,21 +210,51 @@ class BackupStore(Component):
                      text=f'from="{sender.member.address}",restrict {key}\n')]
         return items
 
-    def candidate(self) -> File:
-        [drop_in] = backup_store_unit().files
-        return File("Write the candidate sshd drop-in (the senders: SFTP only, chrooted)",
-                    str(candidate(drop_in)), "root", "root", "644",
-                    template=TEMPLATES / "etc/ssh/sshd_config.d/wsgistack-backups.conf.j2",
-                    context={"group": self.settings.group, "senders": self.senders,
-                             "store": lambda sender: backup_store(ROOT, sender.store),
-                             "authorized_keys": AUTHORIZED_KEYS / "%u"})
+    def context(self) -> dict[str, object]:
+        backup = self.environment.backup
+        assert backup is not None
+        return {"group": self.settings.group, "senders": self.senders,
+                "port": self.settings.backup_port, "unit_dir": base.UNIT_DIR,
+                "store": lambda sender: backup_store(ROOT, sender.store),
+                "authorized_keys": AUTHORIZED_KEYS / "%u", "firewall": self.firewall,
+                "host_keys": [host_key_file(kind) for kind, _ in known_keys(backup)],
+                "config": backup_store_unit().files[0]}
+
+    def candidates(self) -> list[File]:
+        own, drop_in = backup_store_unit().files
+        context = self.context()
+        return [File("Write the candidate config of the senders' sshd (SFTP only, chrooted,"
+                     f" on port {self.settings.backup_port})", str(candidate(own)), "root",
+                     "root", "644", context=context,
+                     template=TEMPLATES / "etc/wsgistack/backup-store/sshd_config.j2"),
+                File("Write the candidate drop-in that keeps the senders off the host's own"
+                     " sshd", str(candidate(drop_in)), "root", "root", "644",
+                     template=TEMPLATES / "etc/ssh/sshd_config.d/wsgistack-backups.conf.j2",
+                     context=context)]
+
+    def unit(self) -> File:
+        return base.unit_file(SFTP_SERVICE, self.context())
 
     def managed(self) -> list[Managed]:
-        return [*base.tools(), *self.store_files(), self.candidate()] if self.senders else []
+        if not self.senders:
+            return []
+        return [*base.tools(), *self.store_files(), *self.firewall.managed(), self.unit(),
+                *self.candidates()]
+
+    def packages(self) -> tuple[str, ...]:
+        return PACKAGES if self.senders else ()
+
+    def installs_packages(self, seen: HostState) -> bool:
+        return base.any_missing(seen, self.packages())
 
     def reads(self) -> list[Read]:
-        return [*(Read.of(SystemAccount, user=sender.account) for sender in self.senders),
-                Read.of(StagedState, unit=backup_store_unit())]
+        return [Read.of(InstalledPackages, packages=self.packages()),
+                *(Read.of(SystemAccount, user=sender.account) for sender in self.senders),
+                Read.of(StagedState, unit=backup_store_unit()),
+                Read.of(ServiceStates, services=self.services())]
+
+    def services(self) -> tuple[str, ...]:
+        return (self.firewall.service, SFTP_SERVICE)
 
     def prepare(self, seen: HostState) -> list[GoLive]:
         if not self.senders:
@@ -208,12 +265,23 @@ class BackupStore(Component):
             base.create_system_account(
                 sender.account, sender.comment, f"{sender.member.name}'s SFTP-only account",
                 f"{sender.member.name} has no account here", seen)
+        if self.installs_packages(seen):
+            apt.packages(name=f"Install {', '.join(PACKAGES)}", packages=list(PACKAGES),
+                         update=True, cache_time=3600, no_recommends=True)
         ensure_all([*base.tools(), *self.store_files()], seen)
-        drop_in = self.candidate()
-        written = ensure_all([drop_in], seen)
+        services = seen.get(ServiceStates, services=self.services())
+        changed = [*self.firewall.ensure(seen, services), *ensure_all([self.unit()], seen)]
+        if will_change(*changed):
+            systemd.daemon_reload(name="Reload systemd: the senders' sshd's unit changed")
+        files = self.candidates()
+        written = ensure_all(files, seen)
         if will_change(*written) or is_due(seen.get(StagedState, unit=backup_store_unit())):
-            server.shell(name="Make the backup store's sshd drop-in live (sshd -t first)",
+            server.shell(name="Make the senders' sshd config and the host's sshd drop-in live"
+                              " (sshd -t first)",
                          commands=[golive("backup-store", expect=expect(
-                             backup_store_unit(), expected_digests([drop_in])))])
+                             backup_store_unit(), expected_digests(files)))])
+        if services.get(SFTP_SERVICE) != ("running", "enabled"):
+            systemd.service(name=f"Keep the senders' sshd running, and at boot (port"
+                                 f" {self.settings.backup_port})", service=SFTP_SERVICE,
+                            running=True, enabled=True)
         return []
-

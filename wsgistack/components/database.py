@@ -25,10 +25,13 @@ from pathlib import Path
 
 from pyinfra import host, state
 from pyinfra.api import FactBase
+from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import apt, server, systemd
 
 from wsgistack.components import base
 from wsgistack.components.archiving import ARCHIVING_PACKAGES, Archiving, archives
+from wsgistack.components.firewall import DIRECTORY as firewall_dir
+from wsgistack.components.firewall import Firewall, firewall_service
 from wsgistack.components.tls import MAKE_LOCK, self_signed_pair
 from wsgistack.config.environment import Environment, Member
 from wsgistack.config.secrets import app_secrets
@@ -37,7 +40,7 @@ from wsgistack.engine.changes import will_change
 from wsgistack.engine.component import Component, GoLive
 from wsgistack.engine.facts import InstalledPackages, ServiceStates, is_on
 from wsgistack.engine.hoststate import HostState, Read
-from wsgistack.engine.managed import Directory, File, Managed, ensure, ensure_all
+from wsgistack.engine.managed import Absent, Directory, File, Managed, ensure, ensure_all
 from wsgistack.engine.programs import GOLIVE
 from wsgistack.engine.staged import StagedState, candidate, expect, expected_digests, golive, is_due
 from wsgistack.engine.summary import Summary
@@ -60,8 +63,11 @@ PASSWORD = "DATABASE_PASSWORD"  # the app's secret: $<GROUP>_<APP>_DATABASE_PASS
 DIRECTORY = database_dir(ROOT)
 BACKUPS = database_backups(ROOT)
 CLIENT_CA = database_ca(ROOT)
-FIREWALL_TABLE = "wsgistack_postgresql"
-FIREWALL = "wsgistack-database-firewall.service"
+FIREWALL_NAME = "postgresql"  # its table: inet wsgistack_postgresql
+FIREWALL = firewall_service(FIREWALL_NAME)
+# Before the firewall was one of wsgistack-firewall@'s: disabled and removed where found.
+LEGACY_FIREWALL = (base.UNIT_DIR / "wsgistack-database-firewall.service",
+                   DIRECTORY / "firewall.nft")
 BACKUP_SERVICE = "wsgistack-database-backup.service"
 BACKUP_TIMER = "wsgistack-database-backup.timer"
 CLUSTER_DROP_IN = "postgresql@.service.d/wsgistack.conf"  # starts after the network is up
@@ -226,7 +232,7 @@ class DatabaseView:
     def context(self, version: str, memory: int) -> dict[str, object]:
         return {"settings": self.settings, "environment": self.environment, "apps": self.apps,
                 "version": version, "memory_mb": memory, "port": PORT,
-                "directory": DIRECTORY, "backups": BACKUPS, "table": FIREWALL_TABLE,
+                "directory": DIRECTORY, "backups": BACKUPS,
                 "unit_dir": base.UNIT_DIR, "golive": GOLIVE, "firewall": FIREWALL,
                 "backup_dir": backup_dir(ROOT)}
 
@@ -243,16 +249,29 @@ def directories() -> list[Managed]:
     ]
 
 
-def firewall_file(view: DatabaseView) -> File:
-    return File("Write the firewall table for PostgreSQL's port", str(DIRECTORY / "firewall.nft"),
-                "root", "root", "644",
-                template=TEMPLATES / "etc/wsgistack/postgresql/firewall.nft.j2",
-                context=view.context("", 0))
+def firewall(environment: Environment) -> Firewall:
+    return Firewall(FIREWALL_NAME, PORT, "PostgreSQL's port", environment.web)
+
+
+def legacy_firewall() -> list[Managed]:
+    unit, rules = LEGACY_FIREWALL
+    return [Absent(f"Remove {unit} (now {FIREWALL})", str(unit)),
+            Absent(f"Remove {rules} (now in {firewall_dir})", str(rules))]
+
+
+def remove_legacy_firewall(seen: HostState) -> list[OperationMeta | None]:
+    """An earlier version's firewall unit disabled, then its files removed; its table, the
+    same, stays loaded."""
+    unit, _rules = LEGACY_FIREWALL
+    if seen.path(str(unit)) is not None:  # made by us alone: no package brings it
+        systemd.service(name=f"Disable {unit.name} (now {FIREWALL})", service=unit.name,
+                        running=None, enabled=False)
+    return ensure_all(legacy_firewall(), seen)
 
 
 def unit_files(view: DatabaseView) -> list[File]:
     return [base.unit_file(name, view.context("", 0))
-            for name in (FIREWALL, BACKUP_SERVICE, BACKUP_TIMER, CLUSTER_DROP_IN)]
+            for name in (BACKUP_SERVICE, BACKUP_TIMER, CLUSTER_DROP_IN)]
 
 
 def candidates(view: DatabaseView, version: str, memory: int) -> list[File]:
@@ -305,7 +324,8 @@ class DatabaseServer(Component):
         """Every path the host read covers: the same files, and the candidates (their paths
         are the same for each PostgreSQL a Debian release may bring)."""
         view = self.view
-        return [*base.tools(), *directories(), firewall_file(view), *unit_files(view),
+        return [*base.tools(), *directories(), *firewall(view.environment).managed(),
+                *legacy_firewall(), *unit_files(view),
                 *candidates(view, "", 0), *self.archiving.managed()]
 
     def packages(self) -> tuple[str, ...]:
@@ -345,18 +365,13 @@ def deploy_database(view: DatabaseView, seen: HostState, packages: tuple[str, ..
                      no_recommends=True)
     server_pair(settings, environment)
     ensure_all([*base.tools(), *directories()], seen)
-    firewall = ensure(firewall_file(view), seen)
-    units = ensure_all(unit_files(view), seen)
+    services = seen.get(ServiceStates, services=SERVICES)
+    units = [*remove_legacy_firewall(seen),
+             *firewall(environment).ensure(seen, services), *ensure_all(unit_files(view), seen)]
     files = candidates(view, version, memory_mb(found))
     written = ensure_all(files, seen)
-    services = seen.get(ServiceStates, services=SERVICES)
     if will_change(*units):
         systemd.daemon_reload(name="Reload systemd: wsgistack's units changed")
-    if not is_on(services.get(FIREWALL)):
-        systemd.service(name="Keep PostgreSQL's firewall table loaded, and at boot",
-                        service=FIREWALL, running=True, enabled=True)
-    elif will_change(firewall):
-        systemd.service(name="Load the changed firewall table", service=FIREWALL, reloaded=True)
     unit = database_unit()
     running = services.get(cluster(version), ("", ""))[0] == "running"
     if (will_change(*written) or is_due(seen.get(StagedState, unit=unit))

@@ -239,6 +239,9 @@ GROUP_KEYS = (
     Key("backup_archive_timeout", 30, between(5, 60, " seconds"), "seconds at most before"
         " PostgreSQL hands a partly filled WAL segment to the archive: the most a database"
         " host's loss may cost"),
+    Key("backup_port", 2222, PORT, "the backup host's SFTP port for its senders: an sshd of"
+        " its own, firewalled to the environment's hosts (the host's own sshd keeps its"
+        " port, and refuses the senders' accounts)"),
     Key("secrets_dir", "~/.config/wsgistack/secrets", Check(str, bool, "a directory on the"
         " controller"), "on the controller: app secrets are read from"
         " `<dir>/<group>/<app>.<name>` (e.g. `flasktodo.secret_key`), after the variable"

@@ -130,6 +130,7 @@ class Settings:
     backup_app_data_days: int
     backup_full_kept: int
     backup_archive_timeout: int
+    backup_port: int
     secrets_dir: Path
     generate_secrets: bool
     apps: list[AppSettings]

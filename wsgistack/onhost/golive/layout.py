@@ -244,9 +244,17 @@ def repository_mount(root: PurePosixPath) -> PurePosixPath:
     return root / "var/lib/wsgistack/pgbackrest"
 
 
+def backup_sftp_dir(root: PurePosixPath) -> PurePosixPath:
+    """On a backup host: the config of the sshd that lets the senders in (root's)."""
+    return root / "etc/wsgistack/backup-store"
+
+
 def backup_store_unit(root: PurePosixPath = ROOT) -> Unit:
-    """The backup host's sshd drop-in: the senders' accounts SFTP only, chrooted, by key."""
-    return Unit("backup-store", (root / "etc/ssh/sshd_config.d/wsgistack-backups.conf",),
+    """The backup host's SFTP for its senders: an sshd of its own (their accounts SFTP only,
+    chrooted, by key, on a port firewalled to them), and the host's own sshd's drop-in that
+    refuses them."""
+    return Unit("backup-store", (backup_sftp_dir(root) / "sshd_config",
+                                 root / "etc/ssh/sshd_config.d/wsgistack-backups.conf"),
                 root=root)
 
 

@@ -24,6 +24,7 @@ from .users import user_options
 
 POSTGRES = "postgres"
 REPOSITORY_SERVICE = "wsgistack-pgbackrest-repository.service"
+SFTP_SERVICE = "wsgistack-backup-sftp.service"  # the backup host's sshd for its senders
 # What pgBackRest says when the repository holds another cluster's backups: this host's
 # PostgreSQL is new where the environment's was (restore.py brings its data back).
 OTHER_CLUSTER = "do not match the database"
@@ -32,23 +33,27 @@ UNREADABLE = "unable to load info file"
 
 
 def backup_store(root: PurePosixPath, expect: list[str]) -> None:
-    """Make the candidate sshd drop-in live, if sshd takes it, and reload sshd."""
+    """Make the candidate configs live, if sshd takes both, and reload both sshds."""
     unit = backup_store_unit(root)
+    own, drop_in = unit.files
     staged = Staged.verified(unit, parse_expect(expect))
     try:
         staged.make_live()
-        checked = run(["sshd", "-t"])
-        if checked.returncode != 0:
-            staged.put_back()
-            raise Refused(f"sshd refused the candidate {unit.files[0]}; the previous one is"
-                          f" back:\n{tail(checked.stderr, 5)}")
-        reloaded = run(["systemctl", "reload-or-restart", "ssh.service"])
-        if reloaded.returncode != 0:
-            raise Refused(f"sshd did not reload: {tail(reloaded.stderr, 3)}")
+        for checked, config in ((run(["sshd", "-t", "-f", str(own)]), own),
+                                (run(["sshd", "-t"]), drop_in)):
+            if checked.returncode != 0:
+                staged.put_back()
+                raise Refused(f"sshd refused the candidate {config}; the previous one is"
+                              f" back:\n{tail(checked.stderr, 5)}")
+        for service in ("ssh.service", SFTP_SERVICE):
+            reloaded = run(["systemctl", "reload-or-restart", service])
+            if reloaded.returncode != 0:
+                raise Refused(f"{service} did not reload: {tail(reloaded.stderr, 3)}")
     finally:
         staged.clean_up()
     record(unit)
-    say("the backup store's accounts are live: SFTP only, each chrooted to its own store")
+    say("the backup store's accounts are live: SFTP only on their own port, each chrooted to"
+        " its own store")
 
 
 def pgbackrest_run(root: PurePosixPath, stanza: str, *args: str, timeout: float = 600
@@ -78,7 +83,7 @@ def backups_in(root: PurePosixPath, stanza: str) -> list[dict[str, object]]:
     return list(stanzas[0].get("backup", [])) if stanzas else []
 
 
-def mount_repository(root: PurePosixPath) -> None:
+def mount_repository(root: PurePosixPath, again: bool = False) -> None:
     """The repository mounted from the backup host (its service is postgres's sshfs), at a
     mount point of postgres's in root's dir (only postgres sees into the mount)."""
     mount = repository_mount(root)
@@ -89,7 +94,7 @@ def mount_repository(root: PurePosixPath) -> None:
     else:
         account = pwd.getpwnam(POSTGRES)
         os.chown(mount, account.pw_uid, account.pw_gid, follow_symlinks=False)
-    started = run(["systemctl", "start", REPOSITORY_SERVICE])
+    started = run(["systemctl", "restart" if again else "start", REPOSITORY_SERVICE])
     if started.returncode != 0 or not is_mounted(repository_mount(root)):
         status = run(["systemctl", "status", "--no-pager", "-n", "5", REPOSITORY_SERVICE])
         raise Refused(f"the backup host's repository is not mounted at"
@@ -101,14 +106,16 @@ def is_mounted(path: PurePosixPath) -> bool:
         return any(line.split()[4] == str(path) for line in mounts)
 
 
-def archiving(root: PurePosixPath, stanza: str, expect: list[str]) -> None:
+def archiving(root: PurePosixPath, stanza: str, expect: list[str], remount: bool = False
+              ) -> None:
     """Make pgBackRest's candidate config live if the repository takes it: the stanza
     (made once), archiving checked end to end, a first full backup where there is none.
     Where the repository holds another cluster's backups (this PostgreSQL is new where the
-    environment's was), refused, but the config stays live for restore.py."""
+    environment's was), refused, but the config stays live for restore.py. `remount`: the
+    mount's unit changed, so it is mounted again with it."""
     unit = archiving_unit(root)
     staged = Staged.verified(unit, parse_expect(expect))
-    mount_repository(root)
+    mount_repository(root, again=remount)
     try:
         staged.make_live()
         status, said = pgbackrest(root, stanza, "stanza-create")

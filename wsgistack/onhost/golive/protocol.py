@@ -212,7 +212,8 @@ STEPS = {step.name: step for step in (
          " live", (EXPECTED,), usage="Checked by sshd -t, then sshd reloaded; put back if"
          " refused."),
     Step("archiving", "offsite:archiving", "make pgBackRest's config live: WAL and backups to"
-         " the backup host", (STANZA, EXPECTED),
+         " the backup host", (STANZA, EXPECTED, Arg("remount", "mount the repository again:"
+                                                    " its unit changed", kind=FLAG)),
          usage="The repository mounted, the stanza made once and checked, a first full"
                " backup where there is none; put back if refused."),
     Step("take-backup", "offsite:take_backup", "a pgBackRest backup to the backup host, now"
