@@ -208,6 +208,17 @@ def test_a_lost_host_comes_back_with_every_apps_data_from_the_backup_host(host: 
     sandbox_cli(NAME, "replace", "staging1")
     refused = host.deploy(DJANGO, HTTPBIN)
     assert refused.returncode != 0 and "app data from before this host" in refused.output
+    preview = host.deploy(DJANGO, HTTPBIN, dry=True, entry="restore.py",
+                          data=("--data", "restore_to=latest")).succeeded().output
+    for app in ("flasktodo", "mysite", "httpbin"):
+        assert re.search(rf"Restore {app}'s data to latest from the backup host, and start it:"
+                         r" backup [0-9a-f]{8} of \S+ \S+ UTC, \d+ files \(.+\): \d+"
+                         r" replace the data dir's, \d+ are added; \d+ not in it stay", preview), \
+            preview
+    assert re.search(r"Restore mysite's data .*: \d+ replace the data dir's, [1-9]\d* are"
+                     r" added", preview), "its upload, which the new host lacks"
+    assert host.ssh("ls /var/lib/mysite/media 2>&1 || true").startswith("ls: cannot access"), \
+        "a preview restores nothing"
     host.deploy(DJANGO, HTTPBIN, entry="restore.py", data=("--data", "restore_to=latest")
                 ).succeeded()
     status, _headers, body = http(host.address, "/flasktodo/api/items", SERVER_NAME)
@@ -221,3 +232,25 @@ def test_a_lost_host_comes_back_with_every_apps_data_from_the_backup_host(host: 
     assert host.ssh("cat /var/lib/mysite/media/upload.txt") == "an upload\n"
     host.deploy(DJANGO, HTTPBIN).succeeded()
     assert host.deploy(DJANGO, HTTPBIN).succeeded().changed_ops() == []
+
+
+def test_one_app_is_restored_alone_and_the_others_go_on(host: Host) -> None:
+    """`app=mysite`: its data dir back as its newest backup, its program stopped meanwhile;
+    FlaskTODO, on the same host, keeps serving and keeps what it wrote since."""
+    host.ssh("systemctl start wsgistack-app-backups.service")
+    host.ssh("echo 'changed after the backup' | runuser -u mysite -- tee"
+             " /var/lib/mysite/media/upload.txt >/dev/null")
+    status, _headers, body = http(host.address, "/flasktodo/api/items", SERVER_NAME,
+                                  method="POST", data=b'{"title": "written since"}',
+                                  headers={"Content-Type": "application/json"})
+    assert status == 201, body
+    started = host.ssh("systemctl show -p ActiveEnterTimestampMonotonic supervisor;"
+                       " supervisorctl pid flasktodo")
+    run = host.deploy(DJANGO, HTTPBIN, entry="restore.py",
+                      data=("--data", "restore_to=latest", "--data", "app=mysite")).succeeded()
+    assert "Restore mysite's data" in run.output and "Restore flasktodo" not in run.output
+    assert host.ssh("cat /var/lib/mysite/media/upload.txt") == "an upload\n"
+    assert host.ssh("systemctl show -p ActiveEnterTimestampMonotonic supervisor;"
+                    " supervisorctl pid flasktodo") == started, "FlaskTODO never stopped"
+    status, _headers, body = http(host.address, "/flasktodo/api/items", SERVER_NAME)
+    assert "written since" in [item["title"] for item in json.loads(body)["items"]]

@@ -44,7 +44,7 @@ if "backup" in args:
     sys.exit(0)
 if "snapshots" in args:
     names = sorted(os.listdir(store)) if os.path.isdir(store) else []
-    print(json.dumps([{{"id": n, "time": time.strftime("%Y-%m-%dT%H:%M:%S",
+    print(json.dumps([{{"id": n, "short_id": n[-8:], "time": time.strftime("%Y-%m-%dT%H:%M:%S",
                                                        time.gmtime(float(n))) + "Z"}}
                       for n in names]))
     sys.exit(0)
@@ -173,6 +173,27 @@ def test_the_timer_sends_nothing_before_a_deploy_set_backups_up(
         host: Path, capfd: pytest.CaptureFixture[str]) -> None:
     appdata.send_apps(PurePosixPath(host))
     assert "nothing sent" in capfd.readouterr().out
+
+
+def test_a_restore_plan_says_what_the_restore_would_replace_and_changes_nothing(
+        host: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    data = data_of(host)
+    sqlite_with(data / "db.sqlite3", "backed up")
+    (data / "uploads").mkdir()
+    (data / "uploads" / "photo.jpg").write_bytes(b"jpeg")
+    config = appdata.load_config(app_backups_unit(PurePosixPath(host)).files[0])
+    appdata.send_app(config, APP, PurePosixPath(host))
+    (data / "uploads" / "photo.jpg").unlink()
+    (data / "uploads" / "later.jpg").write_bytes(b"uploaded after the backup")
+    capfd.readouterr()
+    appdata.restore_plan(PurePosixPath(host), APP, "latest")
+    plan = json.loads(capfd.readouterr().out)
+    assert (plan["files"], plan["replaced"], plan["added"], plan["kept"]) == (2, 1, 1, 1), \
+        "db.sqlite3 replaced, photo.jpg back, later.jpg left as it is"
+    assert plan["backup"] and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", plan["time"])
+    assert not (data / "uploads" / "photo.jpg").exists(), "a plan changes nothing"
+    with pytest.raises(Refused, match="holds no backup of its data from before 2001"):
+        appdata.restore_plan(PurePosixPath(host), APP, "2001-01-01 00:00:00+00")
 
 
 def test_a_restore_to_a_time_takes_the_newest_backup_before_it() -> None:

@@ -27,7 +27,7 @@ from typing import BinaryIO
 
 from .files import Refused, Staged, parse_expect, record, run, say, tail, write_atomically
 from .layout import AppPaths, app_backups_unit, data_sent
-from .users import answer_of, fork_as
+from .users import answer_of, as_user, fork_as
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 LOCAL_COPIES = "backups"  # the data dir's own copies before each release: not sent again
@@ -304,21 +304,21 @@ def moment(text: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def snapshot_at(config: dict[str, object], app: str, to: str) -> str:
-    """The id of the app's newest snapshot taken at or before `to` ("latest": newest)."""
+def snapshot_at(config: dict[str, object], app: str, to: str) -> dict[str, str]:
+    """The app's newest snapshot taken at or before `to` ("latest": newest)."""
     snapshots = snapshots_of(config, "--tag", app)
     if to != "latest":
         snapshots = [each for each in snapshots if moment(each["time"]) <= moment(to)]
     if not snapshots:
         raise Refused(f"{app}: the backup host holds no backup of its data"
                       f"{'' if to == 'latest' else ' from before ' + to}")
-    return str(snapshots[-1]["id"])
+    return snapshots[-1]
 
 
 def restore_app(root: PurePosixPath, app: str, to: str) -> None:
     """The app's data dir as its newest backup at or before `to` (its program stopped)."""
     config = load_config(app_backups_unit(root).files[0])
-    snapshot = snapshot_at(config, app, to)
+    snapshot = snapshot_at(config, app, to)["id"]
     paths = AppPaths(app, root)
     done, written = through_pipe(app, lambda source: unpack_data_tar(paths.data, source),
                                  restic(config, "dump", snapshot, f"/{app}.tar"),
@@ -328,3 +328,48 @@ def restore_app(root: PurePosixPath, app: str, to: str) -> None:
                       f" {tail(done.stderr.decode(errors='replace'), 3)}")
     record(app_backups_unit(root))  # this host's data is the one backed up: send it again
     say(f"{app}: {written} files restored from backup {snapshot}")
+
+
+def restore_plan(root: PurePosixPath, app: str, to: str) -> None:
+    """What restore-app would do, changing nothing (JSON): the backup it would take, the
+    files it holds, and how many of them replace the data dir's, are new, or leave the
+    data dir's others as they are."""
+    config = load_config(app_backups_unit(root).files[0])
+    snapshot = snapshot_at(config, app, to)
+    backed_up = files_in_backup(config, app, snapshot["id"])
+    present = set(as_user(app, lambda: files_in(AppPaths(app, root).data)))  # type: ignore[arg-type]
+    say(json.dumps({"backup": snapshot["short_id"],
+                    "time": moment(snapshot["time"]).strftime("%Y-%m-%d %H:%M:%S UTC"),
+                    "files": len(backed_up), "bytes": sum(backed_up.values()),
+                    "replaced": len(present & backed_up.keys()),
+                    "added": len(backed_up.keys() - present),
+                    "kept": len(present - backed_up.keys())}))
+
+
+def files_in_backup(config: dict[str, object], app: str, snapshot: str) -> dict[str, int]:
+    """Each regular file in the app's backup, and its size (read from restic's stream: the
+    data never lands on the disk)."""
+    with subprocess.Popen(restic(config, "dump", snapshot, f"/{app}.tar"),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as dump:
+        assert dump.stdout is not None
+        with tarfile.open(fileobj=dump.stdout, mode="r|") as tar:
+            files = {member.name: member.size for member in tar if member.isfile()}
+        _, error = dump.communicate(timeout=RESTIC_TIMEOUT)
+    if dump.returncode != 0:
+        raise Refused(f"{app}: restic could not read backup {snapshot}:"
+                      f" {tail(error.decode(errors='replace'), 3)}")
+    return files
+
+
+def files_in(data: PurePosixPath) -> list[str]:
+    """The data dir's regular files, relative to it, as the tar names them (its own copies
+    before each release are no part of a backup); links never followed. As the app's user."""
+    found = []
+    for top, dirs, names in os.walk(data):
+        if top == str(data):
+            dirs[:] = [name for name in dirs if name != LOCAL_COPIES]
+        for name in names:
+            path = os.path.join(top, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                found.append(os.path.relpath(path, data))
+    return found

@@ -18,6 +18,7 @@ import subprocess
 import time
 from pathlib import PurePosixPath
 
+from .appdata import moment
 from .files import Refused, Staged, parse_expect, record, run, say, tail, write_atomically
 from .layout import archiving_unit, backup_dir, backup_store_unit, repository_mount, stamps_dir
 from .users import user_options
@@ -212,6 +213,33 @@ def restore_database(root: PurePosixPath, stanza: str, version: str, to: str) ->
         raise Refused(f"{cluster} restored, but did not take a checkpoint:"
                       f" {tail(checkpoint.stderr, 3)}")
     say(f"{stanza}: PostgreSQL {version} restored to {to}")
+
+
+def restore_plan(root: PurePosixPath, stanza: str, to: str) -> None:
+    """What restore-database would do, changing nothing (JSON): the backup pgBackRest would
+    start from (the newest that ended before `to`), the WAL it would replay, and what the
+    cluster holds now, which it replaces whole."""
+    if not is_mounted(repository_mount(root)):
+        raise Refused(f"the backup host's repository is not mounted at"
+                      f" {repository_mount(root)}: deploy first")
+    backups = backups_in(root, stanza)
+    if to != "latest":
+        before = moment(to).timestamp()
+        backups = [each for each in backups
+                   if each["timestamp"]["stop"] <= before]  # type: ignore[index]
+    if not backups:
+        raise Refused(f"{stanza}: the backup host holds no backup of its database"
+                      f"{'' if to == 'latest' else ' that ended before ' + to}")
+    newest = backups[-1]
+    asked = run(["psql", "-X", "-A", "-t", "-d", "postgres", "-c",
+                 "SELECT string_agg(datname, ' ' ORDER BY datname),"
+                 " pg_size_pretty(sum(pg_database_size(datname))) FROM pg_database"
+                 " WHERE NOT datistemplate"], cwd="/", **user_options(POSTGRES))
+    databases, _, size = asked.stdout.strip().partition("|")
+    say(json.dumps({"backup": newest["label"], "type": newest["type"],
+                    "ended": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(
+                        newest["timestamp"]["stop"])),  # type: ignore[index]
+                    "databases": databases.split(), "size": size}))
 
 
 def wait_for_writes(cluster: str, timeout: float = 300) -> None:

@@ -142,6 +142,8 @@ TARGET = re.compile(r"^(latest|[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[
                     r"(\.[0-9]{1,6})?([+-][0-9]{2}(:?[0-9]{2})?|Z| UTC)?)$")
 BACKUP_KIND = re.compile(r"^(full|diff)$")
 KEEP_BACKUPS = Arg("keep_backups", "backups kept", kind=NUMBER, required=True)
+TO = Arg("to", "a time, or latest (every write the backup host holds)", pattern=TARGET,
+         required=True)
 
 
 def release_commands(required: bool) -> Arg:
@@ -226,15 +228,16 @@ STEPS = {step.name: step for step in (
          " sent; put back if the repository does not open."),
     Step("send-apps", "appdata:send_apps", "send every app's data to the backup host (its"
          " timer)"),
-    Step("restore-app", "appdata:restore_app", "an app's data dir from the backup host", (
-        APP, Arg("to", "a time, or latest", pattern=TARGET, required=True)),
-         usage="Its newest backup at or before the time, unpacked by the app's user."),
+    Step("restore-app", "appdata:restore_app", "an app's data dir from the backup host",
+         (APP, TO), usage="Its newest backup at or before the time, unpacked by the app's user."),
+    Step("restore-app-plan", "appdata:restore_plan", "what restore-app would replace (JSON)",
+         (APP, TO), locked=False),
+    Step("restore-database-plan", "offsite:restore_plan", "what restore-database would"
+         " replace (JSON)", (STANZA, TO), locked=False),
     Step("restore-database", "offsite:restore_database", "restore the environment's"
          " database from the backup host", (
              STANZA, Arg("version", "PostgreSQL's major version", pattern=PG_VERSION,
-                         required=True),
-             Arg("to", "a time, or latest (every archived WAL)", pattern=TARGET,
-                 required=True)),
+                         required=True), TO),
          usage="The cluster stopped, restored to the time, started; waits for writes."),
     Step("releases", "releases:releases", "an app's complete releases, oldest first",
          (APP,), locked=False),
