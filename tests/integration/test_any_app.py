@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -254,3 +255,27 @@ def test_one_app_is_restored_alone_and_the_others_go_on(host: Host) -> None:
                     " supervisorctl pid flasktodo") == started, "FlaskTODO never stopped"
     status, _headers, body = http(host.address, "/flasktodo/api/items", SERVER_NAME)
     assert "written since" in [item["title"] for item in json.loads(body)["items"]]
+
+
+def test_a_secret_set_with_the_vault_command_reaches_the_app_and_a_wrong_key_stops_first(
+        host: Host, tmp_path: Path) -> None:
+    """`python -m wsgistack.config.vault set` (the value on stdin) into a stack's file that
+    holds no plaintext; the deploy reads it ahead of secrets_dir and the app has it; a wrong
+    key stops the run in one line naming the stack, before any host is connected."""
+    value = "a-secret-key-from-the-encrypted-file-0123456789-abcdefgh"
+    stack = tmp_path / "staging.toml"
+    data = ("--data", f"secrets_file={stack}")
+    done = subprocess.run([sys.executable, "-m", "wsgistack.config.vault", "set", "staging",
+                           "flasktodo", "SECRET_KEY", f"--data=secrets_dir={host.secrets_dir}",
+                           f"--data=secrets_file={stack}"], input=value, cwd=REPO,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert value not in stack.read_text(), "safe to commit"
+    host.deploy(DJANGO, HTTPBIN, data=data).succeeded()
+    assert value in host.ssh("cat /etc/flasktodo/env")
+    wrong = deploy(host.sandbox, "-y", "--limit", "staging", *data,
+                   secrets_dir=host.secrets_dir,
+                   extra_env={"STAGING_SECRETS_KEY": "not-the-key-of-staging-0123456789-abc"})
+    assert wrong.returncode != 0, wrong.output
+    assert f"staging: the key does not open {stack}" in wrong.output
+    assert "Connecting to hosts" not in wrong.output and value not in wrong.output

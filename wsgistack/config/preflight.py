@@ -24,7 +24,7 @@ from pyinfra_cli.util import parse_cli_arg
 from wsgistack.components.acme import lets_encrypt_limit_problems
 from wsgistack.components.backup import PASSPHRASE
 from wsgistack.components.database import PASSWORD
-from wsgistack.config.secrets import Owner, check_secrets, secret_problems
+from wsgistack.config.secrets import Owner, check_secrets, secret_problems, vault_problems
 from wsgistack.config.settings import GROUPS, SettingsError, load_settings, unknown_keys
 from wsgistack.config.targets import BACKUPS, DATABASES
 from wsgistack.paths import REPO_ROOT
@@ -76,7 +76,10 @@ def problems_of(group: str, data: dict[str, Any], has_database: bool = False,
     except SettingsError as error:
         return error.problems
     # Provided keys are checked; none is generated before connecting.
-    problems = [problem for app in settings.apps for names in (
+    problems = vault_problems(settings)
+    if problems:  # every secret below would say the same
+        return problems
+    problems += [problem for app in settings.apps for names in (
                     app.secret_env, (PASSWORD,) if has_database and app.database_env else ())
                 for problem in check_secrets(settings, app, names=names)]
     if archives:

@@ -242,10 +242,15 @@ GROUP_KEYS = (
     Key("backup_port", 2222, PORT, "the backup host's SFTP port for its senders: an sshd of"
         " its own, firewalled to the environment's hosts (the host's own sshd keeps its"
         " port, and refuses the senders' accounts)"),
+    Key("secrets_file", None, Check(str, bool, "a file on the controller"), "the stack's"
+        " secrets, encrypted (`python -m wsgistack.config.vault`; safe to commit), read after"
+        " the variables and before `secrets_dir`; unset: `secrets/<group>.toml` in this repo"),
     Key("secrets_dir", "~/.config/wsgistack/secrets", Check(str, bool, "a directory on the"
         " controller"), "on the controller: app secrets are read from"
         " `<dir>/<group>/<app>.<name>` (e.g. `flasktodo.secret_key`), after the variable"
-        " `<GROUP>_<APP>_<NAME>` (e.g. `PRODUCTION_FLASKTODO_SECRET_KEY`)"),
+        " `<GROUP>_<APP>_<NAME>` (e.g. `PRODUCTION_FLASKTODO_SECRET_KEY`) and the"
+        " `secrets_file`; the key of that file is `<dir>/<group>/secrets_key`"
+        " (`$<GROUP>_SECRETS_KEY` first)"),
     Key("generate_secrets", True, BOOL, "make a missing secret once and keep it in"
         " `secrets_dir` (never in production)"),
     Key("apps", REQUIRED, Check(list, bool, "a non-empty list of app entries"),
@@ -294,8 +299,9 @@ APP_KEYS = (
     Key("secret_env", [], Check(list, lambda v: all(
         isinstance(name, str) and ENV_NAME.match(name) for name in v),
         "a list of upper-case names"),
-        "variables whose values are secrets, `[\"NAME\"]`: read from `$<GROUP>_<APP>_<NAME>`"
-        " or `<secrets_dir>/<group>/<app>.<name>`"),
+        "variables whose values are secrets, `[\"NAME\"]`: read from `$<GROUP>_<APP>_<NAME>`,"
+        " the stack's encrypted `secrets_file` (`<app>.<NAME>`) or"
+        " `<secrets_dir>/<group>/<app>.<name>`"),
     Key("health_path", "/", Check(str, HEALTH_PATH.match, "a path under the prefix like"
                                   " /healthz"),
         "what the health checks ask under the prefix (see \"An app's health\")"),

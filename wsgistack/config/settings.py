@@ -26,6 +26,7 @@ from wsgistack.config.schema import (
     FromGroup,
     Key,
 )
+from wsgistack.config.vault import vault_path
 from wsgistack.engine.changes import OperatorError
 from wsgistack.onhost.golive.layout import VERSION
 from wsgistack.paths import REPO_ROOT
@@ -131,6 +132,7 @@ class Settings:
     backup_full_kept: int
     backup_archive_timeout: int
     backup_port: int
+    secrets_file: Path
     secrets_dir: Path
     generate_secrets: bool
     apps: list[AppSettings]
@@ -201,7 +203,9 @@ def load_settings(data: Mapping[str, Any], group: str) -> Settings:
     return Settings(**{
         **values, "group": group, "tls_certificate": certificate, "tls_certificate_key": key,
         "tls_make_self_signed": self_signed, "secrets_dir": Path(values["secrets_dir"])
-        .expanduser(), "acme_ca_certificate": Path(ca).expanduser() if ca else None,
+        .expanduser(), "secrets_file": Path(values["secrets_file"]).expanduser()
+        if values["secrets_file"] else vault_path(group),
+        "acme_ca_certificate": Path(ca).expanduser() if ca else None,
         "apps": apps, "removed_apps": removed})
 
 
