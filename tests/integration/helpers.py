@@ -118,6 +118,10 @@ def own_sandbox(name: str, subnet: str, hosts: str, options: tuple[str, ...] = (
         sandbox.down()
 
 
+# what a real run's changes say, as a dry run's preview says it
+WORDS = {"created": "create", "updated": "update", "replaced": "replace", "deleted": "delete"}
+
+
 @dataclass
 class Run:
     """One pyinfra run: its exit status and everything it printed."""
@@ -144,6 +148,28 @@ class Run:
         table = self.output.split("--> Results:", 1)[-1].split("Grand total", 1)[0]
         rows = [re.split(r"\s{2,}", row.strip()) for row in table.strip().splitlines()[1:]]
         return [row[0] for row in rows if len(row) == 5 and row[2] != "-"]
+
+    def preview(self) -> dict[str, tuple[dict[str, int], list[str]]]:
+        """The run's preview (a dry run) or its changes (a real one), by host (and "in all"):
+        the count of each kind ("create", ..., "unchanged") and a line per change, as
+        wsgistack.engine.preview prints them."""
+        section = re.split(r"\n--> (?:Preview: what a real run changes|Changes made)\n",
+                           self.output)
+        assert len(section) == 2, "no preview in the run's output"
+        found: dict[str, tuple[dict[str, int], list[str]]] = {}
+        name = ""
+        for line in section[1].split("\n--> ", 1)[0].splitlines():
+            if line.startswith("        "):
+                found[name][1].append(line.strip())
+            elif line.startswith("    "):
+                name, _, said = line.strip().partition(": ")
+                counts = {WORDS.get(word, word): int(number)
+                          for number, word in re.findall(r"(\d+) (?:to )?(\w+)", said)}
+                found[name] = ({kind: count for kind, count in counts.items()
+                                if kind != "resources"}
+                               | ({"unchanged": counts["resources"]} if "resources" in counts
+                                  else {}), [])
+        return found
 
     def planned_changes(self) -> list[str]:
         """Rows of the dry run's "Detected changes" table that name any host."""

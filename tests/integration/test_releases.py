@@ -45,12 +45,12 @@ class Host:
         source = app_release(self.sources, version)
         return self.run("deploy.py", "--data", apps_data(source), *args)
 
-    def two_apps(self, second: dict) -> Run:
+    def two_apps(self, second: dict, *args: str) -> Run:
         """FlaskTODO 1.5.0 as group data declares it, and a second entry built on it."""
         entry = {**group_data("staging")["apps"][0],
                  "source": str(app_release(self.sources, "1.5.0"))}
         apps = "apps=" + json.dumps([entry, {**entry, **second}])
-        return self.run("deploy.py", "--data", apps, "--data", "keep_releases=1")
+        return self.run("deploy.py", "--data", apps, "--data", "keep_releases=1", *args)
 
     def rollback(self, *args: str) -> Run:
         return self.run("rollback.py", *args)
@@ -112,8 +112,13 @@ def test_the_backup_taken_before_a_switch_restores_the_same_items(host: Host) ->
 
 def test_n_plus_2_deploys_leave_n_releases(host: Host) -> None:
     for version in ("1.2.0", "1.3.0", "1.4.0"):
+        preview = host.deploy(version, "--data", "keep_releases=2", "--dry")
         run = host.deploy(version, "--data", "keep_releases=2")
         assert run.returncode == 0, run.output[-3000:]
+        assert run.preview() == preview.preview(), "a new release: what the preview said"
+    [(counts, lines)] = [each for name, each in run.preview().items() if name != "in all"]
+    assert "+ App user, config and release | Install flasktodo 1.4.0 as a new release (its own" \
+           " venv)" in lines and counts["create"] >= 2
     assert host.ssh("ls /opt/flasktodo/releases").split() == ["1.3.0", "1.4.0"]
     assert host.version() == "1.4.0"
 
@@ -144,8 +149,12 @@ def test_two_apps_on_one_host_then_one_removed_keeping_its_data(host: Host) -> N
     users = host.ssh("ps -eo user:20=,args= | grep '[g]unicorn --config'")
     assert {line.split()[0] for line in users.splitlines()} == {"flasktodo", "todo2"}
 
+    preview = host.two_apps({"name": "todo2", "state": "absent"}, "--dry")
     removed = host.two_apps({"name": "todo2", "state": "absent"})
     assert removed.returncode == 0, removed.output[-3000:]
+    assert removed.preview() == preview.preview(), "a removed app: what the preview said"
+    assert any(line.startswith("- Remove todo2: program, code and config")
+               for _counts, lines in removed.preview().values() for line in lines)
     assert host.get("/todo2/")[0] == 404
     wait_for_http_ok(host.address, "/flasktodo/healthz", 5, host_header=SERVER_NAME)
     assert "no such process" in host.sandbox.ssh(

@@ -22,6 +22,7 @@ from wsgistack.engine.component import Component, GoLive, Stage
 from wsgistack.engine.facts import LinkTarget, SystemAccount
 from wsgistack.engine.hoststate import HostState, Read
 from wsgistack.engine.managed import Directory, File, Managed, OwnersDirectory, ensure_all
+from wsgistack.engine.preview import CREATE
 from wsgistack.engine.staged import (
     StagedState,
     candidate,
@@ -30,6 +31,7 @@ from wsgistack.engine.staged import (
     golive,
     is_due,
 )
+from wsgistack.engine.summary import declare
 from wsgistack.onhost.golive.layout import AppPaths, account_comment, app_unit
 from wsgistack.paths import TEMPLATES
 
@@ -167,12 +169,13 @@ def create_user(app: AppSettings, paths: AppPaths, seen: HostState) -> None:
             and account["home"] == str(paths.data) and account["shell"] == NOLOGIN
             and account["comment"] == comment):
         return
-    server.group(name=f"Create the {app.name} group", group=app.name, system=True)
-    server.user(
+    declare(server.group(name=f"Create the {app.name} group", group=app.name, system=True),
+            CREATE)
+    declare(server.user(
         name=f"Create the {app.name} system user (no login shell)",
         user=app.name, group=app.name, system=True, shell=NOLOGIN,
         home=str(paths.data), create_home=False, comment=comment,
-    )
+    ), CREATE)
 
 
 def foreign_account(app: AppSettings, account: dict[str, str], comment: str,

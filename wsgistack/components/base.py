@@ -17,6 +17,7 @@ from wsgistack.engine.component import Component, GoLive
 from wsgistack.engine.facts import InstalledPackages, ServiceStates, SystemAccount
 from wsgistack.engine.hoststate import HostState, Read
 from wsgistack.engine.managed import Directory, File, Managed, ensure_all
+from wsgistack.engine.preview import CREATE
 from wsgistack.engine.programs import (
     GOLIVE,
     HERDER,
@@ -25,6 +26,7 @@ from wsgistack.engine.programs import (
     SUPERVISOR_QUERY_SOURCE,
     golive_zipapp,
 )
+from wsgistack.engine.summary import declare
 from wsgistack.onhost.golive.layout import BUILD_USER, ROOT, build_dir
 from wsgistack.paths import TEMPLATES
 
@@ -109,14 +111,14 @@ class Base(Component):
 
     def prepare(self, seen: HostState) -> list[GoLive]:
         if self.installs_packages(seen):
-            apt.packages(
+            declare(apt.packages(
                 name=f"Install {', '.join(self.packages_wanted)}",
                 packages=list(self.packages_wanted),
                 # Only asked when something is missing, so the package lists are refreshed then.
                 update=True,
                 cache_time=3600,
                 no_recommends=True,
-            )
+            ), CREATE)
         states = seen.get(ServiceStates, services=SERVICES)
         for service in SERVICES:
             if states.get(service) != ("running", "enabled"):
@@ -151,8 +153,9 @@ def create_system_account(user: str, comment: str, what: str, without: str,
                message=f"the account {user} exists on this host and the deploy did not"
                        f" make it: remove it, or {without}")
         return
-    server.user(name=f"Create {user}, {what} (no login shell)", user=user, system=True,
-                shell=NOLOGIN, home="/nonexistent", ensure_home=False, comment=comment)
+    declare(server.user(name=f"Create {user}, {what} (no login shell)", user=user,
+                        system=True, shell=NOLOGIN, home="/nonexistent", ensure_home=False,
+                        comment=comment), CREATE)
 
 
 def unit_file(name: str, context: dict[str, object]) -> File:

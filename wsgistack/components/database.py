@@ -41,9 +41,10 @@ from wsgistack.engine.component import Component, GoLive
 from wsgistack.engine.facts import InstalledPackages, ServiceStates, is_on
 from wsgistack.engine.hoststate import HostState, Read
 from wsgistack.engine.managed import Absent, Directory, File, Managed, ensure, ensure_all
+from wsgistack.engine.preview import CREATE
 from wsgistack.engine.programs import GOLIVE
 from wsgistack.engine.staged import StagedState, candidate, expect, expected_digests, golive, is_due
-from wsgistack.engine.summary import Summary
+from wsgistack.engine.summary import Summary, declare
 from wsgistack.onhost.golive.layout import (
     ROOT,
     backup_dir,
@@ -360,9 +361,9 @@ def deploy_database(view: DatabaseView, seen: HostState, packages: tuple[str, ..
                                     f" {environment.database.address} for"
                                     f" {', '.join(view.apps) or 'no app'}")
     if base.any_missing(seen, packages):
-        apt.packages(name=f"Install PostgreSQL {version}, {', '.join(packages[1:])}",
-                     packages=list(packages), update=True, cache_time=3600,
-                     no_recommends=True)
+        declare(apt.packages(name=f"Install PostgreSQL {version}, {', '.join(packages[1:])}",
+                             packages=list(packages), update=True, cache_time=3600,
+                             no_recommends=True), CREATE)
     server_pair(settings, environment)
     ensure_all([*base.tools(), *directories()], seen)
     services = seen.get(ServiceStates, services=SERVICES)

@@ -22,7 +22,9 @@ from wsgistack.config.settings import AppSettings, is_built
 from wsgistack.engine.changes import refuse
 from wsgistack.engine.facts import FileText, LinkTarget, PythonTarget
 from wsgistack.engine.hoststate import HostState, Read
+from wsgistack.engine.preview import CREATE
 from wsgistack.engine.staged import golive
+from wsgistack.engine.summary import declare
 from wsgistack.onhost.golive.layout import AppPaths
 
 
@@ -69,15 +71,15 @@ def install_release(app: AppSettings, paths: AppPaths, seen: HostState) -> Opera
             message=f"{app.name} {app.version} is live on this host and was built from other"
                     " sources or dependencies: give the app a new version to deploy them",
         )
-    files.put(
+    declare(files.put(
         name=f"Upload the {app.name} {app.version} wheelhouse",
         src=str(build.archive), dest=f"{paths.wheelhouse}.tar", user="root", group="root",
         mode="644", create_remote_dir=False,
-    )
-    return server.shell(
+    ), CREATE)
+    return declare(server.shell(
         name=f"Install {app.name} {app.version} as a new release (its own venv)",
         commands=install_commands(app, paths, build),
-    )
+    ), CREATE)
 
 
 def release_digest(app: AppSettings, build: wheelhouse.Wheelhouse) -> str:

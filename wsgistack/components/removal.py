@@ -16,6 +16,7 @@ from wsgistack.config.settings import RemovedApp
 from wsgistack.engine.component import Component, GoLive, Stage
 from wsgistack.engine.facts import SystemAccount
 from wsgistack.engine.hoststate import HostState, Read
+from wsgistack.engine.preview import DELETE
 from wsgistack.engine.staged import golive
 from wsgistack.onhost.golive.layout import AppPaths, account_comment
 
@@ -62,4 +63,4 @@ class Removal(Component):
 
     def prepare(self, seen: HostState) -> list[GoLive]:
         return [GoLive(f"Remove {self.gone.name}: program, code and config",
-                       removal_command(self.gone, seen), Stage.REMOVE)]
+                       removal_command(self.gone, seen), Stage.REMOVE, kind=DELETE)]

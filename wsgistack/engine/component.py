@@ -19,6 +19,7 @@ from enum import IntEnum
 
 from wsgistack.engine.hoststate import HostState, Read
 from wsgistack.engine.managed import Managed
+from wsgistack.engine.preview import UPDATE
 
 
 class Stage(IntEnum):
@@ -41,6 +42,7 @@ class GoLive:
     command: str
     stage: Stage
     shared: bool = False  # the app's data is the environment's: a failed migration stops it
+    kind: str = UPDATE  # what it does to its resource, for the run's preview
 
 
 class Component:

@@ -27,6 +27,8 @@ from pyinfra.facts.files import Sha1File
 from pyinfra.operations import files, server
 
 from wsgistack.engine.hoststate import HostState, PathState
+from wsgistack.engine.preview import CREATE, DELETE, UPDATE
+from wsgistack.engine.summary import declare, in_place
 
 
 @dataclass(frozen=True)
@@ -173,9 +175,13 @@ Managed = Directory | OwnersDirectory | File | LogFile | Absent
 
 def ensure(item: Managed, seen: HostState) -> OperationMeta | None:
     """Apply `item` if the host differs from it; None when it is already in place."""
-    if seen.settled and item.in_place(seen.path(item.path)):
+    trusted = seen.settled or (isinstance(item, Absent) and item.command is not None)
+    if trusted and item.in_place(seen.path(item.path)):  # what the tool that made it removes:
+        in_place()  # no package this run installs makes it (certbot's certificate)
         return None
-    return item.apply()
+    kind = DELETE if isinstance(item, Absent) else CREATE if seen.path(item.path) is None \
+        else UPDATE
+    return declare(item.apply(), kind)
 
 
 def ensure_all(items: list[Managed], seen: HostState) -> list[OperationMeta | None]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from pyinfra import host, state
 from pyinfra.api import StringCommand, operation
+from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import server
 
 from wsgistack.config.environment import Environment
@@ -24,6 +25,7 @@ from wsgistack.config.settings import AppSettings, Settings
 from wsgistack.engine import health
 from wsgistack.engine.component import GoLive, Stage
 from wsgistack.engine.hoststate import HostState
+from wsgistack.engine.summary import declare
 
 
 @dataclass(frozen=True)
@@ -103,11 +105,16 @@ def only_waits() -> bool:
                for op_hash in host.op_hash_order)
 
 
+def previewed(step: GoLive, operation: OperationMeta | None) -> None:
+    """The step's operation in the run's preview: what it does to what it makes live."""
+    declare(operation, step.kind, resource=False)
+
+
 def go_live_here(steps: list[GoLive]) -> None:
     """A host outside the rollout (the database host): its steps now, in order."""
     for step in sorted(steps, key=lambda step: step.stage):
         if step.command:
-            server.shell(name=step.name, commands=[step.command])
+            previewed(step, server.shell(name=step.name, commands=[step.command]))
 
 
 def go_live_in_batches(settings: Settings, apps: list[AppSettings], steps: list[GoLive],
@@ -126,15 +133,17 @@ def go_live_in_batches(settings: Settings, apps: list[AppSettings], steps: list[
     rollout = Rollout.for_group(settings.group, settings.rollout_batch_size)
     ordered = sorted(steps, key=lambda step: step.stage)
     for step in (step for step in ordered if step.stage == Stage.MIGRATE):
-        go_live(name=step.name, rollout=rollout, shared=step.shared,
-                commands=[step.command] if step.command and host.name == rollout.migrator
-                else [])
+        previewed(step, go_live(name=step.name, rollout=rollout, shared=step.shared,
+                                commands=[step.command] if step.command
+                                and host.name == rollout.migrator else []))
     for batch in host.loop(range(rollout.batch_count)):
         turn = rollout.is_turn_of(host.name, batch)
         for step in (step for step in ordered if step.stage in IN_BATCH):
-            go_live(name=f"{step.name} (rollout batch {batch + 1})", rollout=rollout,
-                    shared=step.shared, commands=[step.command] if turn and step.command else [])
+            previewed(step, go_live(name=f"{step.name} (rollout batch {batch + 1})",
+                                    rollout=rollout, shared=step.shared,
+                                    commands=[step.command] if turn and step.command else []))
         for each in apps:
             health.check_app(settings, each, active=turn)
     for step in (step for step in ordered if step.stage == Stage.LAST):
-        go_live(name=step.name, rollout=rollout, commands=[step.command] if step.command else [])
+        previewed(step, go_live(name=step.name, rollout=rollout,
+                                commands=[step.command] if step.command else []))

@@ -3,15 +3,24 @@ database host, and each targeted host pyinfra could not reach or that failed fir
 
 It belongs to the run: deploy.py takes it from pyinfra's state (`Summary.of`), the health
 checks and the database host note into it as they execute, and it prints once pyinfra has
-disconnected from the last host, after its own results. A dry run prints none.
+disconnected from the last host, after its own results, after the run's changes
+(wsgistack.engine.preview). A dry run prints the preview of those changes alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+from pyinfra import host as current_host
+from pyinfra import state as current_state
 from pyinfra.api import State
+from pyinfra.api.operation import OperationMeta
 from pyinfra.api.state import BaseStateCallback
+
+from wsgistack.engine.preview import Preview
+
+Callback = TypeVar("Callback", bound=BaseStateCallback)
 
 
 @dataclass(frozen=True)
@@ -25,6 +34,17 @@ class CheckResult:
     detail: str
 
 
+def run_callback(state: State, kind: type[Callback]) -> Callback:
+    """The run's one `kind` of callback: made, and handed to pyinfra, by the first host
+    that asks; each later one gets the same."""
+    for handler in state.callback_handlers:
+        if isinstance(handler, kind):
+            return handler
+    made = kind()
+    state.add_callback_handler(made)
+    return made
+
+
 @dataclass
 class Summary(BaseStateCallback):
     """What this run found, by host; printed when pyinfra disconnects from the last one."""
@@ -33,16 +53,12 @@ class Summary(BaseStateCallback):
     roles: dict[str, str] = field(default_factory=dict)  # database, backup host -> what it is
     notes: dict[str, str] = field(default_factory=dict)  # web host -> e.g. its backups
     disconnected: set[str] = field(default_factory=set)
+    preview: Preview = field(default_factory=Preview)
 
     @classmethod
     def of(cls, state: State) -> Summary:
         """The run's summary: made, and handed pyinfra's callbacks, by the first host."""
-        for handler in state.callback_handlers:
-            if isinstance(handler, cls):
-                return handler
-        summary = cls()
-        state.add_callback_handler(summary)
-        return summary
+        return run_callback(state, cls)
 
     def add(self, result: CheckResult) -> None:
         self.results.append(result)
@@ -63,11 +79,14 @@ class Summary(BaseStateCallback):
 
     def host_disconnect(self, state: State, host: object) -> None:  # pyinfra's callback
         self.disconnected.add(host.name)
-        if state.is_executing and self.disconnected >= {each.name for each in
-                                                         state.activated_hosts}:
-            print(self.text(state))
+        if self.disconnected >= {each.name for each in state.activated_hosts}:
+            hosts = [each for each in state.inventory if each in state.activated_hosts]
+            print(self.preview.text(state, hosts))
+            if state.is_executing:
+                print(self.text(state))
 
     def text(self, state: State) -> str:
+        """The summary's lines, by host."""
         failed = {each.name for each in state.failed_hosts}
         active = {each.name for each in state.activated_hosts}
         targets = sorted(each.name for each in state.inventory if state.is_host_in_limit(each))
@@ -93,3 +112,17 @@ class Summary(BaseStateCallback):
         if name in self.notes:
             lines.append(f"    {name}: {self.notes[name]}")
         return "\n".join(lines)
+
+
+def declare(operation: OperationMeta | None, kind: str, resource: bool = True
+            ) -> OperationMeta | None:
+    """What `operation` does to its resource, for the run's preview (wsgistack.engine.preview:
+    create, update, replace, delete; `resource` False for a go-live step); the operation,
+    for its caller."""
+    Summary.of(current_state).preview.declare(operation, kind, resource)
+    return operation
+
+
+def in_place() -> None:
+    """One resource more that this host has as declared."""
+    Summary.of(current_state).preview.in_place(current_host.name)
