@@ -13,6 +13,7 @@ import re
 import shlex
 import socket
 import time
+from pathlib import PurePosixPath
 
 import pytest
 
@@ -28,6 +29,7 @@ from tests.integration.helpers import (
     wait_for_http_ok,
 )
 from tests.unit.test_settings import group_data
+from wsgistack.onhost.golive.layout import tls_paths
 
 PREFIX = "/flasktodo"
 SERVER_NAMES = {"staging": "staging.flasktodo.test", "production": "flasktodo.test"}
@@ -67,6 +69,36 @@ def test_dry_run_on_converged_hosts_plans_nothing(deployment: Deployment) -> Non
     assert deployment.converged_dry_run.returncode == 0
     assert "--> Detected changes:" in deployment.converged_dry_run.output
     assert deployment.converged_dry_run.planned_changes() == []
+
+
+# What Debian's packages do themselves on a bare host, which no preview can read before they
+# are installed: nginx's default site, and the services their packages start.
+MADE_BY_PACKAGES = {"- nginx site | Disable Debian's default nginx site",
+                    "~ Base packages and services | Keep nginx running and enabled at boot",
+                    "~ Base packages and services | Keep supervisor running and enabled at boot"}
+
+
+def test_a_first_deploys_preview_names_what_it_then_created(deployment: Deployment) -> None:
+    """Each resource the preview of bare hosts names is what the deploy then changed, but
+    for what Debian's packages did themselves meanwhile."""
+    planned, done = deployment.bare_dry_run.preview(), deployment.first.preview()
+    for host in deployment.sandbox.hosts():
+        (planned_counts, planned_lines), (done_counts, done_lines) = (
+            planned[host["name"]], done[host["name"]])
+        assert len(planned_lines) > 30 and planned_counts["create"] > 30
+        assert set(planned_lines) ^ set(done_lines) <= MADE_BY_PACKAGES, host["name"]
+        assert planned_counts["create"] == done_counts["create"]
+        assert "+ Base packages and services | Install nginx, supervisor, python3-venv," \
+               " logrotate" in done_lines
+
+
+def test_a_converged_run_and_its_preview_say_no_changes(deployment: Deployment) -> None:
+    second, dry = deployment.second.preview(), deployment.converged_dry_run.preview()
+    assert second == dry, "the same resources, all unchanged"
+    for counts, lines in dry.values():
+        assert lines == [] and list(counts) == ["unchanged"] and counts["unchanged"] > 20
+    assert re.search(r"\n    in all: no changes, \d+ resources unchanged\n",
+                     deployment.converged_dry_run.output)
 
 
 @pytest.fixture(params=["staging", "production"])
@@ -285,8 +317,13 @@ def test_a_config_change_restarts_gunicorn_and_only_then(deployment: Deployment)
     sandbox = deployment.sandbox
     host = sandbox.hosts("staging")[0]
     before = master_pid(sandbox, host)
+    preview = deployment.run("--limit", "staging", "--data", "gunicorn_timeout=31", "--dry")
     changed = deployment.run("--limit", "staging", "--data", "gunicorn_timeout=31")
     assert changed.returncode == 0, changed.output[-3000:]
+    assert changed.preview() == preview.preview(), "the preview is what the run then did"
+    assert {"~ App user, config and release | Write flasktodo's candidate gunicorn settings",
+            f"~ Switch flasktodo to {FLASKTODO_VERSION}: load check, graceful reload (rollout"
+            " batch 1)"} <= set(changed.preview()[host["name"]][1])
     assert f"Switch flasktodo to {FLASKTODO_VERSION}" in changed.output
     assert "timeout = 31" in sandbox.ssh(host, "cat /etc/flasktodo/gunicorn.conf.py").stdout
     assert master_pid(sandbox, host) != before
@@ -429,3 +466,34 @@ def test_an_apps_own_limits_and_a_factory_with_arguments(deployment: Deployment)
     back = deployment.run("--limit", "staging")
     assert back.returncode == 0, back.output[-3000:]
     assert post(3000) == 400, "the site's 1m again"
+
+
+def test_status_reads_each_host_with_one_command_and_says_what_runs_there(
+        deployment: Deployment) -> None:
+    """status.py: one command per host, nothing changed; each app's releases, program and
+    health, the certificate's names and end, and the last go-live steps with who ran them,
+    as the hosts themselves have them."""
+    sandbox = deployment.sandbox
+    run = deployment.run("--debug", entry="status.py")
+    assert run.returncode == 0, run.output[-3000:]
+    reads = re.findall(r"Running command on ([^:\s]+)", run.output)
+    assert sorted(reads) == sorted(host["name"] for host in sandbox.hosts())
+    status = run.output.split("\n--> Status\n", 1)[1]
+    certificate, _key = tls_paths("wsgistack", PurePosixPath("/"))
+    for host in sandbox.hosts():
+        live = sandbox.ssh(host, "readlink /opt/flasktodo/current").stdout.strip()
+        kept = sandbox.ssh(host, "ls /opt/flasktodo/releases").stdout.split()
+        line = next(line for line in status.splitlines()
+                    if line.startswith(f"    {host['name']}: flasktodo "))
+        assert line.startswith(f"    {host['name']}: flasktodo {live.split('/')[-1]} live (kept")
+        assert sorted(line.split("(kept ", 1)[1].split(")")[0].split(", ")) == sorted(kept)
+        assert line.endswith(", RUNNING, healthy")
+        ends = sandbox.ssh(host, f"date -u -d \"$(openssl x509 -noout -enddate -in {certificate}"
+                                 " | cut -d= -f2)\" +%F").stdout.strip()
+        names = ",".join(group_data(host["group"])["server_names"])
+        assert f"    {host['name']}: certificate for {names}, ends {ends} (" in status
+        steps = next(line for line in status.splitlines()
+                     if line.startswith(f"    {host['name']}: last go-live steps: "))
+        assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC root: switch flasktodo", steps)
+        history = sandbox.ssh(host, "stat -c '%U %a' /var/log/wsgistack/history.log").stdout
+        assert history.split() == ["root", "600"], "root's alone"

@@ -331,6 +331,22 @@ def test_switch_makes_config_and_release_live_and_swaps_gunicorn(host: Host) -> 
     assert Path(unit.stamp).read_text().strip() == digest(unit)
     assert not list(Path(host.paths.config_dir).glob("*.new")) + list(
         Path(host.paths.config_dir).glob("*.prev"))
+    [step] = history(host)
+    assert (step["step"], step["arguments"]["app"], step["release_before"],
+            step["release_after"], step["outcome"]) == ("switch", APP, "1.0.0", "1.0.1", "ok")
+    assert step["user"] and "expect" not in step["arguments"], "who ran it; no digests"
+    log = Path(host.root) / "var/log/wsgistack/history.log"
+    assert log.stat().st_mode & 0o777 == 0o600 and log.parent.stat().st_mode & 0o777 == 0o750
+
+
+def history(host: Host) -> list[dict]:
+    """The host's history of go-live steps, as golive status reports it."""
+    done = subprocess.run([*GOLIVE, "--root", str(host.root), "status", "--app", APP],
+                          capture_output=True, text=True, env=host.environ, check=False)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["apps"][APP]["live"] == os.readlink(host.paths.current).split("/")[-1]
+    return report["history"]
 
 
 def test_a_release_that_fails_its_load_check_switches_nothing(host: Host) -> None:
@@ -342,6 +358,9 @@ def test_a_release_that_fails_its_load_check_switches_nothing(host: Host) -> Non
     assert os.readlink(host.paths.current) == "releases/1.0.0"
     assert not Path(host.paths.config(CONFIG)).exists() and herder.read_pid(
         Path(host.paths.pid_file)) == before
+    [step] = history(host)
+    assert (step["release_before"], step["release_after"], step["outcome"]) == (
+        "1.0.0", "1.0.0", "failed (1)"), "a refused step is in the history too"
 
 
 def test_a_gunicorn_that_fails_puts_the_previous_config_and_release_back(host: Host) -> None:

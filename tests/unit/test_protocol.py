@@ -32,7 +32,8 @@ def sample(arg: Arg) -> object:
     if arg.name == "version" and arg.pattern is not None and arg.pattern.pattern == "^[0-9]{2}$":
         return "15"
     if arg.repeated:
-        return ["example.test", "www.example.test"] if arg.name == "names" else ["TERM"]
+        return {"names": ["example.test", "www.example.test"], "apps": ["shop", "blog"]}.get(
+            arg.name, ["TERM"])
     return SAMPLES.get(arg.name, "value")
 
 

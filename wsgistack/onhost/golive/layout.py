@@ -190,6 +190,11 @@ def build_dir(root: PurePosixPath) -> PurePosixPath:
     return root / "var/lib/wsgistack/build"
 
 
+def history_log(root: PurePosixPath) -> PurePosixPath:
+    """Every go-live step that changed the host, a JSON line each: root's alone."""
+    return root / "var/log/wsgistack/history.log"
+
+
 def lock_dir(root: PurePosixPath) -> PurePosixPath:
     """Root's own runtime dir: nobody else can create, replace or hold anything in it."""
     return root / "run/wsgistack"

@@ -239,6 +239,13 @@ STEPS = {step.name: step for step in (
              STANZA, Arg("version", "PostgreSQL's major version", pattern=PG_VERSION,
                          required=True), TO),
          usage="The cluster stopped, restored to the time, started; waits for writes."),
+    Step("status", "history:status", "what runs here: each app's releases and program, the"
+         " site's certificate, the database, the last steps (JSON)", (
+             Arg("apps", "an app whose state to report", repeated=True, option="--app",
+                 pattern=APP_NAME),
+             Arg("site", "the nginx site's name", default=""),
+             Arg("database", "this is the environment's database host", kind=FLAG)),
+         locked=False),
     Step("releases", "releases:releases", "an app's complete releases, oldest first",
          (APP,), locked=False),
     Step("run", "apprun:run_in_app", "run a command as the app, in its live release", (

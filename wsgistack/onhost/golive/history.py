@@ -1,0 +1,96 @@
+"""What runs on this host, and what changed it: every go-live step that changes the host
+appends a line to its history (when, who logged in to run it, the step and its arguments,
+each app's live release before and after, how it ended), root's alone; `golive status`
+reports each app's live and kept releases and its program's state, the site's certificate,
+the database's state and the last steps, in one answer (status.py's read).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import time
+from pathlib import PurePosixPath
+
+from .files import run, say
+from .layout import AppPaths, history_log, tls_paths
+from .offsite import archive_state
+from .program import process_info
+from .releases import installed_releases
+
+SHOWN = 8  # the last steps status reports
+UNSET_LOGIN = 4294967295  # /proc/self/loginuid of a process no login started
+
+
+def login_user() -> str:
+    """Who logged in to run this (the SSH user, through sudo or not), as the kernel's audit
+    login uid says it; a process no login started, the sudo user it names, or root."""
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        with open("/proc/self/loginuid") as loginuid:
+            uid = int(loginuid.read().strip())
+        if uid != UNSET_LOGIN:
+            return pwd.getpwuid(uid).pw_name
+    return os.environ.get("SUDO_USER") or "root"
+
+
+def live_release(root: PurePosixPath, app: str) -> str | None:
+    """The app's live release (its `current` link's release), or None."""
+    try:
+        return PurePosixPath(os.readlink(AppPaths(app, root).current)).name
+    except OSError:
+        return None
+
+
+def record_step(root: PurePosixPath, step: str, arguments: dict[str, object],
+                before: str | None, outcome: str) -> None:
+    """One line more in the history (0600, in root's /var/log/wsgistack: no app reads it)."""
+    app = arguments.get("app")
+    entry = {"at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "user": login_user(),
+             "step": step, "arguments": arguments, "outcome": outcome}
+    if isinstance(app, str):
+        entry.update(release_before=before, release_after=live_release(root, app))
+    path = history_log(root)
+    os.makedirs(path.parent, mode=0o750, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(descriptor, "a") as log:
+        log.write(json.dumps(entry, sort_keys=True) + "\n")
+
+
+def last_steps(root: PurePosixPath, count: int = SHOWN) -> list[dict[str, object]]:
+    try:
+        with open(history_log(root)) as log:
+            lines = log.readlines()[-count:]
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def certificate_of(site: str, root: PurePosixPath) -> dict[str, str]:
+    """The names and end date of the certificate nginx serves for the site."""
+    certificate, _key = tls_paths(site, root)
+    read = run(["openssl", "x509", "-in", str(certificate), "-noout", "-enddate", "-ext",
+                "subjectAltName"])
+    if read.returncode != 0:
+        return {}
+    lines = [line.strip() for line in read.stdout.splitlines()]
+    ends = next((line.partition("=")[2] for line in lines if line.startswith("notAfter=")), "")
+    names = next((line for line in lines if line.startswith("DNS:")), "")
+    return {"ends": ends, "names": names.replace("DNS:", "").replace(" ", "")}
+
+
+def status(root: PurePosixPath, apps: list[str], site: str, database: bool) -> None:
+    """Everything status.py shows of this host, as one JSON line."""
+    report: dict[str, object] = {"apps": {
+        app: {"live": live_release(root, app),
+              "kept": installed_releases(AppPaths(app, root))[0],
+              "program": process_info(app, root).get("statename", "not running")}
+        for app in apps}}
+    if site:
+        report["certificate"] = certificate_of(site, root)
+    if database:
+        ready = run(["pg_isready", "-q"])
+        report["database"] = {"running": ready.returncode == 0, **archive_state(root)}
+    report["history"] = last_steps(root)
+    say(json.dumps(report))
