@@ -225,8 +225,8 @@ def assemble(name: str, app_wheel: Path | None, pins: tuple[str, ...], target: T
         scratch.mkdir(parents=True)
         if app_wheel:
             shutil.copyfile(app_wheel, scratch / app_wheel.name)
-        fetch(list(pins), target, scratch)
-        run_pip("download", "--no-deps", "--only-binary=:all:", "-d", str(scratch), INSTALLER)
+        for each in dependencies(pins, target).iterdir():
+            os.link(each, scratch / each.name)  # a wheel never changes: shared, not copied
         (scratch / REQUIREMENTS).write_text("".join(f"{pin}\n" for pin in pins))
         with tarfile.open(path.with_name(path.name + ".tar"), "w") as archive:
             for each in sorted(scratch.iterdir()):
@@ -237,6 +237,21 @@ def assemble(name: str, app_wheel: Path | None, pins: tuple[str, ...], target: T
         return next(each.name for each in path.glob(f"{prefix}*.whl"))
 
     return Wheelhouse(path, digest, app_wheel.name if app_wheel else None, wheel("pip-"))
+
+
+def dependencies(pins: tuple[str, ...], target: Target) -> Path:
+    """The pins' wheels and pip's for the target, fetched once per lock: a new version of an
+    app whose lock did not change builds its own wheel alone."""
+    identity = hashlib.sha256(f"{target} {INSTALLER}\n".encode() + "\n".join(pins).encode())
+    path = BUILD_DIR / "dependencies" / identity.hexdigest()[:16]
+    if not path.exists():
+        scratch = path.with_name(path.name + ".partial")
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        fetch(list(pins), target, scratch)
+        run_pip("download", "--no-deps", "--only-binary=:all:", "-d", str(scratch), INSTALLER)
+        scratch.rename(path)
+    return path
 
 
 def fetch(pins: list[str], target: Target, into: Path) -> None:
