@@ -28,17 +28,20 @@ AS_DONE = {CREATE: "created", UPDATE: "updated", REPLACE: "replaced", DELETE: "d
 class Preview:
     """The run's changes by host, from the operations pyinfra holds."""
 
-    kinds: dict[str, str] = field(default_factory=dict)  # operation hash -> its kind
-    resources: set[str] = field(default_factory=set)  # ...of those that apply a resource
+    # (host, operation hash) -> its kind there: one operation creates a file on one host and
+    # updates it on another
+    kinds: dict[tuple[str, str], str] = field(default_factory=dict)
+    resources: set[tuple[str, str]] = field(default_factory=set)  # ...that apply a resource
     unchanged: Counter[str] = field(default_factory=Counter)  # host -> resources in place
 
-    def declare(self, operation: OperationMeta | None, kind: str, resource: bool) -> None:
+    def declare(self, host_name: str, operation: OperationMeta | None, kind: str,
+                resource: bool) -> None:
         """`resource`: the operation applies one (a file, a package), which counts as
         unchanged where it changes nothing; not a step that makes others live."""
         if operation is not None:
-            self.kinds.setdefault(operation._hash, kind)
+            self.kinds.setdefault((host_name, operation._hash), kind)
             if resource:
-                self.resources.add(operation._hash)
+                self.resources.add((host_name, operation._hash))
 
     def in_place(self, host_name: str) -> None:
         self.unchanged[host_name] += 1
@@ -50,9 +53,12 @@ class Preview:
         with ctx_state.use(state), ctx_host.use(host):
             for op_hash in host.op_hash_order:
                 meta = state.get_op_data_for_host(host, op_hash).operation_meta
-                if meta.did_change() if state.is_executing and meta.is_complete() else (
-                        not state.is_executing and meta.will_change):
-                    found[op_hash] = (self.kinds.get(op_hash, UPDATE),
+                if state.is_executing:
+                    changed = meta.is_complete() and meta.did_change()
+                else:
+                    changed = meta.will_change
+                if changed:
+                    found[op_hash] = (self.kinds.get((host.name, op_hash), UPDATE),
                                       ", ".join(sorted(state.get_op_meta(op_hash).names)))
         return found
 
@@ -62,7 +68,7 @@ class Preview:
         changes = self.changes(state, host)
         unchanged = self.unchanged[host.name] + sum(
             1 for op_hash in host.op_hash_order
-            if op_hash in self.resources and op_hash not in changes)
+            if (host.name, op_hash) in self.resources and op_hash not in changes)
         return (Counter(kind for kind, _ in changes.values()), unchanged,
                 [f"{KINDS[kind]} {name}" for kind, name in changes.values()])
 

@@ -119,7 +119,7 @@ def declare(operation: OperationMeta | None, kind: str, resource: bool = True
     """What `operation` does to its resource, for the run's preview (wsgistack.engine.preview:
     create, update, replace, delete; `resource` False for a go-live step); the operation,
     for its caller."""
-    Summary.of(current_state).preview.declare(operation, kind, resource)
+    Summary.of(current_state).preview.declare(current_host.name, operation, kind, resource)
     return operation
 
 
