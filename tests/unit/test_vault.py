@@ -117,3 +117,13 @@ def test_the_file_is_the_repos_unless_group_data_names_another() -> None:
     assert settings.secrets_file == vault.SECRETS_DIR / "staging.toml"
     with pytest.raises(SettingsError, match="secrets_file"):
         load_settings({**group_data("staging"), "secrets_file": ""}, "staging")
+
+
+def test_a_weak_value_is_refused_before_it_is_kept(
+        data: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert command(monkeypatch, data, "set", "staging", "flasktodo", "SECRET_KEY",
+                   stdin="changeme") == 2
+    assert "is 8 characters long, fewer than 32: nothing was changed" in capsys.readouterr().err
+    assert command(monkeypatch, data, "list", "staging") == 0
+    assert "flasktodo.SECRET_KEY" not in capsys.readouterr().out

@@ -154,7 +154,10 @@ def stack_secrets(group: str, path: Path, passphrase: str, mtime: float) -> dict
 # --- the command ------------------------------------------------------------------------------
 
 def read_value(prompt: str) -> str:
-    """A value from the terminal (not echoed, asked twice) or from stdin: never argv."""
+    """A value from the terminal (not echoed, asked twice) or from stdin: never argv; one a
+    deploy would refuse as too weak is refused here already."""
+    from wsgistack.config.secrets import weakness  # (which imports this module)
+
     if sys.stdin.isatty():
         value = getpass.getpass(f"{prompt}: ")
         if getpass.getpass(f"{prompt} again: ") != value:
@@ -162,8 +165,10 @@ def read_value(prompt: str) -> str:
     else:
         value = sys.stdin.read()
     value = value.strip()
-    if not value:
-        raise VaultError("an empty value: nothing was changed")
+    reason = weakness(value)
+    if reason is not None:
+        raise VaultError(f"{prompt}: the value {reason}: nothing was changed (e.g. `python3 -c"
+                         " 'import secrets; print(secrets.token_urlsafe(48))'`)")
     return value
 
 
@@ -206,7 +211,7 @@ class VaultSettings:
 
     @classmethod
     def of(cls, group: str, overrides: list[str]) -> VaultSettings:
-        from wsgistack.config.schema import GROUP_KEY, group_files
+        from wsgistack.config.schema import GROUP_KEY, group_files  # (settings imports us)
 
         files = group_files()
         if group not in files:
