@@ -23,8 +23,8 @@ def test_a_web_hosts_apps_certificate_and_last_steps(settings: Settings) -> None
     version = settings.apps[0].version
     found = {"apps": {"flasktodo": {"live": version, "kept": ["1.0.0", version],
                                     "program": "RUNNING"}},
-             "certificate": {"ends": "Mar  7 02:00:00 2027 GMT",
-                             "names": "staging.flasktodo.test"},
+             "certificate": {"not_after": datetime(2027, 3, 7, 2, 0, tzinfo=UTC).timestamp(),
+                             "names": ["staging.flasktodo.test"]},
              "history": [
                  {"at": "2026-12-07 02:30:11 UTC", "user": "admin", "step": "switch",
                   "arguments": {"app": "flasktodo"}, "release_before": "1.0.0",

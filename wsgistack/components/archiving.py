@@ -37,6 +37,7 @@ from wsgistack.engine.programs import GOLIVE
 from wsgistack.engine.staged import StagedState, candidate, expect, expected_digests, golive, is_due
 from wsgistack.engine.summary import Summary
 from wsgistack.onhost.golive.layout import ROOT, archiving_unit, backup_dir, repository_mount
+from wsgistack.onhost.golive.protocol import BACKUP_KINDS
 from wsgistack.paths import TEMPLATES
 
 ARCHIVING_PACKAGES = ("pgbackrest", "sshfs")
@@ -74,7 +75,7 @@ def archive_report(found: dict[str, Any]) -> str:
     wal = ("WAL archiving FAILING (PostgreSQL's log says why)" if found.get("wal_failing")
            else "no WAL archived yet" if age is None else f"WAL archived {age} s ago")
     done = []  # (when, kind): "2026-12-06 02:30:04 UTC" sorts as it reads
-    for kind in ("full", "diff"):
+    for kind in BACKUP_KINDS:
         taken = found.get(kind) or {}
         if taken.get("result") == "failed":
             failed.append(f"{kind} backup FAILED ({taken.get('at')}): journalctl -u"

@@ -57,12 +57,12 @@ def app_line(app: AppSettings, found: dict[str, Any], replies: list[dict]) -> st
             f" {found.get('program', 'not running')}, {health}")
 
 
-def certificate_line(found: dict[str, str], now: datetime) -> str:
-    if not found.get("ends"):
+def certificate_line(found: dict[str, Any], now: datetime) -> str:
+    if not found.get("not_after"):
         return "no certificate live"
-    ends = datetime.strptime(found["ends"], "%b %d %H:%M:%S %Y %Z").replace(tzinfo=UTC)
-    return (f"certificate for {found.get('names') or 'no name'}, ends {ends:%Y-%m-%d}"
-            f" ({(ends - now).days} days)")
+    ends = datetime.fromtimestamp(found["not_after"], UTC)
+    return (f"certificate for {','.join(found.get('names', [])) or 'no name'}, ends"
+            f" {ends:%Y-%m-%d} ({(ends - now).days} days)")
 
 
 def step_line(step: dict[str, Any]) -> str:

@@ -14,11 +14,13 @@ import pwd
 import time
 from pathlib import PurePosixPath
 
-from .files import run, say
+from .files import read_link, run, say
 from .layout import AppPaths, history_log, tls_paths
-from .offsite import archive_state
+from .offsite import POSTGRES, archive_state
 from .program import process_info
+from .protocol import parse_certificate
 from .releases import installed_releases
+from .users import user_options
 
 SHOWN = 8  # the last steps status reports
 UNSET_LOGIN = 4294967295  # /proc/self/loginuid of a process no login started
@@ -37,10 +39,7 @@ def login_user() -> str:
 
 def live_release(root: PurePosixPath, app: str) -> str | None:
     """The app's live release (its `current` link's release), or None."""
-    try:
-        return PurePosixPath(os.readlink(AppPaths(app, root).current)).name
-    except OSError:
-        return None
+    return PurePosixPath(read_link(AppPaths(app, root).current)).name or None
 
 
 def record_step(root: PurePosixPath, step: str, arguments: dict[str, object],
@@ -67,17 +66,16 @@ def last_steps(root: PurePosixPath, count: int = SHOWN) -> list[dict[str, object
     return [json.loads(line) for line in lines if line.startswith("{")]
 
 
-def certificate_of(site: str, root: PurePosixPath) -> dict[str, str]:
-    """The names and end date of the certificate nginx serves for the site."""
+def certificate_of(site: str, root: PurePosixPath) -> dict[str, object]:
+    """The names and end (seconds since the epoch) of the certificate nginx serves for the
+    site, read as the deploy reads certbot's (protocol.parse_certificate); {} if none."""
     certificate, _key = tls_paths(site, root)
     read = run(["openssl", "x509", "-in", str(certificate), "-noout", "-enddate", "-ext",
                 "subjectAltName"])
     if read.returncode != 0:
         return {}
-    lines = [line.strip() for line in read.stdout.splitlines()]
-    ends = next((line.partition("=")[2] for line in lines if line.startswith("notAfter=")), "")
-    names = next((line for line in lines if line.startswith("DNS:")), "")
-    return {"ends": ends, "names": names.replace("DNS:", "").replace(" ", "")}
+    found = parse_certificate(read.stdout.splitlines())
+    return {"names": list(found.names), "not_after": found.not_after}
 
 
 def status(root: PurePosixPath, apps: list[str], site: str, database: bool) -> None:
@@ -90,7 +88,7 @@ def status(root: PurePosixPath, apps: list[str], site: str, database: bool) -> N
     if site:
         report["certificate"] = certificate_of(site, root)
     if database:
-        ready = run(["pg_isready", "-q"])
+        ready = run(["pg_isready", "-q"], cwd="/", **user_options(POSTGRES))
         report["database"] = {"running": ready.returncode == 0, **archive_state(root)}
     report["history"] = last_steps(root)
     say(json.dumps(report))

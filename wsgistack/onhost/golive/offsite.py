@@ -21,6 +21,7 @@ from pathlib import PurePosixPath
 from .appdata import moment
 from .files import Refused, Staged, parse_expect, record, run, say, tail, write_atomically
 from .layout import archiving_unit, backup_dir, backup_store_unit, repository_mount, stamps_dir
+from .protocol import BACKUP_KINDS
 from .users import user_options
 
 POSTGRES = "postgres"
@@ -141,9 +142,6 @@ def archiving(root: PurePosixPath, stanza: str, expect: list[str], remount: bool
     record(unit)
     say(f"{stanza}: WAL archived to the backup host, {len(backups_in(root, stanza))}"
         " backup(s) there")
-
-
-BACKUP_KINDS = ("full", "diff")
 
 
 def take_backup(root: PurePosixPath, stanza: str, kind: str) -> None:

@@ -140,7 +140,8 @@ STANZA = Arg("stanza", "the environment: pgBackRest's stanza", pattern=GROUP, po
 # A restore's target: "latest" (every archived WAL), or a time PostgreSQL reads
 TARGET = re.compile(r"^(latest|[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}"
                     r"(\.[0-9]{1,6})?([+-][0-9]{2}(:?[0-9]{2})?|Z| UTC)?)$")
-BACKUP_KIND = re.compile(r"^(full|diff)$")
+BACKUP_KINDS = ("full", "diff")  # pgBackRest's backups the timers take
+BACKUP_KIND = re.compile(rf"^({'|'.join(BACKUP_KINDS)})$")
 KEEP_BACKUPS = Arg("keep_backups", "backups kept", kind=NUMBER, required=True)
 TO = Arg("to", "a time, or latest (every write the backup host holds)", pattern=TARGET,
          required=True)
