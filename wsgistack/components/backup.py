@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from pyinfra import host, state
-from pyinfra.operations import apt, server, systemd
+from pyinfra.operations import server, systemd
 
 from wsgistack.components import base
 from wsgistack.components.firewall import Firewall
@@ -33,9 +33,8 @@ from wsgistack.engine.component import Component, GoLive
 from wsgistack.engine.facts import InstalledPackages, ServiceStates, SystemAccount
 from wsgistack.engine.hoststate import HostState, Read
 from wsgistack.engine.managed import Directory, File, Managed, ensure_all
-from wsgistack.engine.preview import CREATE
 from wsgistack.engine.staged import StagedState, candidate, expect, expected_digests, golive, is_due
-from wsgistack.engine.summary import Summary, declare
+from wsgistack.engine.summary import Summary
 from wsgistack.onhost.golive.layout import ROOT, backup_sftp_dir, backup_store, backup_store_unit
 from wsgistack.paths import TEMPLATES
 
@@ -267,8 +266,7 @@ class BackupStore(Component):
                 sender.account, sender.comment, f"{sender.member.name}'s SFTP-only account",
                 f"{sender.member.name} has no account here", seen)
         if self.installs_packages(seen):
-            declare(apt.packages(name=f"Install {', '.join(PACKAGES)}", packages=list(PACKAGES),
-                                 update=True, cache_time=3600, no_recommends=True), CREATE)
+            base.install_packages(f"Install {', '.join(PACKAGES)}", PACKAGES)
         ensure_all([*base.tools(), *self.store_files()], seen)
         services = seen.get(ServiceStates, services=self.services())
         changed = [*self.firewall.ensure(seen, services), *ensure_all([self.unit()], seen)]

@@ -70,6 +70,13 @@ def tools() -> list[Managed]:
     ]
 
 
+def install_packages(name: str, packages: tuple[str, ...]) -> None:
+    """Debian's `packages`, without their recommends. Only called when one is missing, so
+    the package lists are refreshed then."""
+    declare(apt.packages(name=name, packages=list(packages), update=True, cache_time=3600,
+                         no_recommends=True), CREATE)
+
+
 def any_missing(seen: HostState, packages: tuple[str, ...]) -> bool:
     """Whether the host lacks any of `packages` (read as InstalledPackages of exactly
     those, in its state)."""
@@ -111,14 +118,7 @@ class Base(Component):
 
     def prepare(self, seen: HostState) -> list[GoLive]:
         if self.installs_packages(seen):
-            declare(apt.packages(
-                name=f"Install {', '.join(self.packages_wanted)}",
-                packages=list(self.packages_wanted),
-                # Only asked when something is missing, so the package lists are refreshed then.
-                update=True,
-                cache_time=3600,
-                no_recommends=True,
-            ), CREATE)
+            install_packages(f"Install {', '.join(self.packages_wanted)}", self.packages_wanted)
         states = seen.get(ServiceStates, services=SERVICES)
         for service in SERVICES:
             if states.get(service) != ("running", "enabled"):

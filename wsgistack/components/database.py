@@ -26,7 +26,7 @@ from pathlib import Path
 from pyinfra import host, state
 from pyinfra.api import FactBase
 from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import apt, server, systemd
+from pyinfra.operations import server, systemd
 
 from wsgistack.components import base
 from wsgistack.components.archiving import ARCHIVING_PACKAGES, Archiving, archives
@@ -41,10 +41,9 @@ from wsgistack.engine.component import Component, GoLive
 from wsgistack.engine.facts import InstalledPackages, ServiceStates, is_on
 from wsgistack.engine.hoststate import HostState, Read
 from wsgistack.engine.managed import Absent, Directory, File, Managed, ensure, ensure_all
-from wsgistack.engine.preview import CREATE
 from wsgistack.engine.programs import GOLIVE
 from wsgistack.engine.staged import StagedState, candidate, expect, expected_digests, golive, is_due
-from wsgistack.engine.summary import Summary, declare
+from wsgistack.engine.summary import Summary
 from wsgistack.onhost.golive.layout import (
     ROOT,
     backup_dir,
@@ -361,9 +360,8 @@ def deploy_database(view: DatabaseView, seen: HostState, packages: tuple[str, ..
                                     f" {environment.database.address} for"
                                     f" {', '.join(view.apps) or 'no app'}")
     if base.any_missing(seen, packages):
-        declare(apt.packages(name=f"Install PostgreSQL {version}, {', '.join(packages[1:])}",
-                             packages=list(packages), update=True, cache_time=3600,
-                             no_recommends=True), CREATE)
+        base.install_packages(f"Install PostgreSQL {version}, {', '.join(packages[1:])}",
+                              packages)
     server_pair(settings, environment)
     ensure_all([*base.tools(), *directories()], seen)
     services = seen.get(ServiceStates, services=SERVICES)
