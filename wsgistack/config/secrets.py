@@ -78,13 +78,20 @@ def provided_secret(settings: Settings, owner: Owner, name: str,
     """(the value, where it came from) from the variable, the stack's encrypted file or the
     secrets_dir file, in that order; None if none has one."""
     environ = dict(os.environ if environ is None else environ)
-    variable = secret_variable(settings, owner, name)
-    if environ.get(variable, "").strip():
-        return environ[variable].strip(), f"${variable}"
+    found = variable_secret(settings, owner, name, environ)
+    if found is not None:
+        return found
     sealed = vault_secrets(settings, environ).get(entry_name(owner.name, name), "").strip()
     if sealed:
         return sealed, str(settings.secrets_file)
     return filed_secret(settings, owner, name)
+
+
+def variable_secret(settings: Stack, owner: Owner, name: str, environ: dict[str, str]
+                    ) -> tuple[str, str] | None:
+    variable = secret_variable(settings, owner, name)
+    value = environ.get(variable, "").strip()
+    return (value, f"${variable}") if value else None
 
 
 def filed_secret(settings: Stack, owner: Owner, name: str) -> tuple[str, str] | None:
@@ -119,8 +126,8 @@ def stack_key(settings: Stack, environ: dict[str, str] | None = None,
     environ = dict(os.environ if environ is None else environ)
     variable, path = secret_variable(settings, owner, KEY_NAME), secret_file(settings, owner,
                                                                               KEY_NAME)
-    found = ((environ[variable].strip(), f"${variable}") if environ.get(variable, "").strip()
-             else filed_secret(settings, owner, KEY_NAME))
+    found = (variable_secret(settings, owner, KEY_NAME, environ)
+             or filed_secret(settings, owner, KEY_NAME))
     if found is None and make and settings.generate_secrets:
         found = generate(path), str(path)
     if found is None:
@@ -229,10 +236,12 @@ def generate(path: Path) -> str:
 
 
 def write_private(path: Path, value: str, exclusive: bool = False) -> None:
-    """`value` in a file only its owner reads (its dir too), whole or not at all."""
+    """`value` in a file only its owner reads (its dir too): made anew where `exclusive`,
+    else replaced whole (by a file written beside it; one a crash left there is rewritten)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = path if exclusive else path.with_name(f".{path.name}.new")
-    descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW
+                         | (os.O_EXCL if exclusive else os.O_TRUNC), 0o600)
     with os.fdopen(descriptor, "w") as file:
         file.write(value + "\n")
     if not exclusive:
