@@ -269,8 +269,8 @@ class BackupStore(Component):
             base.install_packages(f"Install {', '.join(PACKAGES)}", PACKAGES)
         ensure_all([*base.tools(), *self.store_files()], seen)
         services = seen.get(ServiceStates, services=self.services())
-        changed = [*self.firewall.ensure(seen, services), *ensure_all([self.unit()], seen)]
-        if will_change(*changed):
+        self.firewall.ensure(seen, services)
+        if will_change(*ensure_all([self.unit()], seen)):
             systemd.daemon_reload(name="Reload systemd: the senders' sshd's unit changed")
         files = self.candidates()
         written = ensure_all(files, seen)

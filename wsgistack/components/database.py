@@ -365,8 +365,9 @@ def deploy_database(view: DatabaseView, seen: HostState, packages: tuple[str, ..
     server_pair(settings, environment)
     ensure_all([*base.tools(), *directories()], seen)
     services = seen.get(ServiceStates, services=SERVICES)
-    units = [*remove_legacy_firewall(seen),
-             *firewall(environment).ensure(seen, services), *ensure_all(unit_files(view), seen)]
+    legacy = remove_legacy_firewall(seen)
+    firewall(environment).ensure(seen, services)
+    units = [*legacy, *ensure_all(unit_files(view), seen)]
     files = candidates(view, version, memory_mb(found))
     written = ensure_all(files, seen)
     if will_change(*units):

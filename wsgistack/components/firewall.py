@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import systemd
 
 from wsgistack.components import base
@@ -58,9 +57,8 @@ class Firewall:
                 self.rules(), base.unit_file(UNIT, {"unit_dir": base.UNIT_DIR,
                                                     "directory": DIRECTORY})]
 
-    def ensure(self, seen: HostState, services: dict[str, tuple[str, str]]
-               ) -> list[OperationMeta | None]:
-        """The table written and loaded; what changed, for the caller's daemon-reload."""
+    def ensure(self, seen: HostState, services: dict[str, tuple[str, str]]) -> None:
+        """The table written and loaded, systemd reloaded first where its unit changed."""
         directory, rules, unit = self.managed()
         changed = [ensure(directory, seen), ensure(unit, seen)]
         written = ensure(rules, seen)
@@ -72,4 +70,3 @@ class Firewall:
         elif will_change(written):
             systemd.service(name=f"Load the changed firewall table for {self.what}",
                             service=self.service, reloaded=True)
-        return [*changed, written]
