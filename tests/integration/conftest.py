@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import Deployment, Sandbox, deploy, provide_production_tls, snapshot
+from tests.integration.helpers import (
+    Deployment,
+    Sandbox,
+    deploy,
+    footprint,
+    provide_production_tls,
+    snapshot,
+)
 
 # Names and subnets of the tests' own sandboxes, apart from the demo sandbox (demo,
 # 10.177.0.0/24), so tests never touch it.
@@ -73,11 +80,12 @@ def deployment(stack_sandbox: Sandbox, secrets_dir: Path) -> Deployment:
     deploy (which must change nothing) and a dry run on converged hosts."""
     sandbox = stack_sandbox
     before = snapshot(sandbox)
+    bare_staging = footprint(sandbox, sandbox.hosts("staging")[0])
     bare_dry_run = deploy(sandbox, "--dry", secrets_dir=secrets_dir)
     after = snapshot(sandbox)
     first = deploy(sandbox, "-y", secrets_dir=secrets_dir)
     assert first.returncode == 0, first.output[-5000:]
     second = deploy(sandbox, "-y", secrets_dir=secrets_dir)
     converged_dry_run = deploy(sandbox, "--dry", secrets_dir=secrets_dir)
-    return Deployment(sandbox, secrets_dir, bare_dry_run, before, after, first, second,
-                      converged_dry_run)
+    return Deployment(sandbox, secrets_dir, bare_dry_run, before, after, bare_staging, first,
+                      second, converged_dry_run)

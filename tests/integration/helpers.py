@@ -384,6 +384,25 @@ def snapshot(sandbox: Sandbox) -> dict[str, str]:
     return {host["name"]: sandbox.ssh(host, SNAPSHOT).stdout for host in sandbox.hosts()}
 
 
+# Everything a deploy could leave on a host, a line each: the packages dpkg knows (and their
+# state), every path (type, owner, mode) where a deploy or a package puts files but for
+# dpkg's, apt's and systemd's own state, the accounts and groups, and the unit files.
+FOOTPRINT = (
+    "dpkg-query -W -f '${db:Status-Abbrev} ${Package}\n'"
+    " | awk '$1 != \"un\" {print \"package\", $1, $2}';"
+    " find /etc /opt /srv /usr/local /var/lib /var/log /var/www /var/backups /home /root"
+    " /var/spool -xdev \\( -path /var/lib/apt -o -path /var/lib/dpkg -o -path"
+    " /var/log/journal -o -path /var/lib/systemd -o -path /var/lib/ucf -o -path /var/log/apt"
+    " \\) -prune -o -printf 'path %p %y %u %g %m\n' 2>/dev/null;"
+    " getent passwd | cut -d: -f1,3,5 | sed 's/^/user /';"
+    " getent group | cut -d: -f1,3 | sed 's/^/group /';"
+    " systemctl list-unit-files --no-legend --no-pager | awk '{print \"unit\", $1, $2}'")
+
+
+def footprint(sandbox: Sandbox, host: dict) -> set[str]:
+    return set(sandbox.ssh(host, FOOTPRINT).stdout.splitlines())
+
+
 @dataclass
 class Deployment:
     """The stack sandbox taken from bare hosts to converged, as an operator does it."""
@@ -393,6 +412,7 @@ class Deployment:
     bare_dry_run: Run
     bare_before: dict[str, str]
     bare_after: dict[str, str]
+    bare_staging: set[str]  # its footprint, which destroy with purge gives back
     first: Run
     second: Run
     converged_dry_run: Run

@@ -24,6 +24,7 @@ from tests.integration.helpers import (
     Deployment,
     Sandbox,
     deploy,
+    footprint,
     http,
     sandbox_cli,
     wait_for_http_ok,
@@ -497,3 +498,55 @@ def test_status_reads_each_host_with_one_command_and_says_what_runs_there(
         assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC root: switch flasktodo", steps)
         history = sandbox.ssh(host, "stat -c '%U %a' /var/log/wsgistack/history.log").stdout
         assert history.split() == ["root", "600"], "root's alone"
+
+
+def kept_by_destroy(app: str) -> set[str]:
+    """What destroy without purge leaves of a deploy: the app's data, its supervisor logs and
+    its account (whose uid no other account may take while its files exist), and the
+    deploy's history."""
+    return {f"path /var/lib/{app} d {app} {app} 750",
+            f"path /var/lib/{app}/backups d {app} {app} 750",
+            f"path /var/lib/{app}/{app}.sqlite3 f {app} {app} 644",
+            "path /var/log/supervisor d root adm 750",
+            f"path /var/log/supervisor/{app}.err.log f root root 644",
+            f"path /var/log/supervisor/{app}.out.log f root root 644",
+            "path /var/log/wsgistack d root root 750",
+            "path /var/log/wsgistack/history.log f root root 600"}
+
+
+def test_destroy_takes_off_what_the_deploy_made_and_a_deploy_puts_it_back(
+        deployment: Deployment) -> None:
+    """destroy.py on staging: its preview is what it then removes; the host is then as bare
+    but for the app's data (kept, and served again by the next deploy); a second run removes
+    nothing; with purge=true the host is exactly as it was before the first deploy. Last
+    the deploy puts it all back, as it found it."""
+    sandbox = deployment.sandbox
+    staging = sandbox.hosts("staging")[0]
+    title = f"kept through destroy {time.time_ns()}"
+    status, _, _ = http(staging["address"], f"{PREFIX}/api/items", SERVER_NAMES["staging"],
+                        "POST", json.dumps({"title": title}).encode(),
+                        {"Content-Type": "application/json"})
+    assert status == 201
+    destroy = ("--limit", "staging")
+    dry = deployment.run(*destroy, "--dry", entry="destroy.py").succeeded()
+    done = deployment.run(*destroy, entry="destroy.py").succeeded()
+    (planned, planned_lines), (made, made_lines) = (
+        dry.preview()[staging["name"]], done.preview()[staging["name"]])
+    assert planned_lines == made_lines and planned == made and made["delete"] > 10
+    assert "- Remove the account wsgistack-build" in made_lines
+    assert any(line.startswith("- Purge the packages the deploy installed: ")
+               and "nginx" in line for line in made_lines)
+    left = footprint(sandbox, staging) - deployment.bare_staging
+    accounts = {line for line in left if line.startswith(("user ", "group "))}
+    assert left - accounts == kept_by_destroy("flasktodo")
+    assert {line.split(":")[0] for line in accounts} == {"user flasktodo", "group flasktodo"}
+    assert deployment.bare_staging - footprint(sandbox, staging) == set()
+    again = deployment.run(*destroy, "--dry", entry="destroy.py").succeeded()
+    assert again.preview()[staging["name"]][1] == [], "nothing left to remove"
+
+    deployment.run("--limit", "staging").succeeded()
+    assert title in http(staging["address"], f"{PREFIX}/", SERVER_NAMES["staging"])[2]
+    deployment.run(*destroy, "--data", "purge=true", entry="destroy.py").succeeded()
+    assert footprint(sandbox, staging) == deployment.bare_staging
+    deployment.run("--limit", "staging").succeeded()
+    assert title not in http(staging["address"], f"{PREFIX}/", SERVER_NAMES["staging"])[2]

@@ -32,7 +32,9 @@ def sample(arg: Arg) -> object:
     if arg.name == "version" and arg.pattern is not None and arg.pattern.pattern == "^[0-9]{2}$":
         return "15"
     if arg.repeated:
-        return {"names": ["example.test", "www.example.test"], "apps": ["shop", "blog"]}.get(
+        return {"names": ["example.test", "www.example.test"], "apps": ["shop", "blog"],
+                "packages": ["nginx", "libpq5", "g++-12"],
+                "paths": ["/etc/ssl/wsgistack", "/var/lib/wsgistack/a@b.service"]}.get(
             arg.name, ["TERM"])
     return SAMPLES.get(arg.name, "value")
 

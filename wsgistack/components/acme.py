@@ -91,6 +91,16 @@ def site_context(settings: Settings, where: Environment) -> dict[str, object] | 
     return {"webroot": WEBROOT, "peers": peers, "peer_header": PEER_HEADER}
 
 
+def certificate_deleted(site: str, why: str) -> Absent:
+    """certbot's certificate for `site` deleted with all certbot keeps of it (its renewal
+    config first). Applied unread where packages are being installed: a host that never had
+    certbot has nothing to delete."""
+    renewal = str(renewal_config(site, ROOT))
+    return Absent(f"Delete certbot's {site} certificate, which it would go on renewing ({why})",
+                  renewal, command=f"test ! -e {shlex.quote(renewal)} || certbot delete"
+                                   f" --non-interactive --cert-name {shlex.quote(site)}")
+
+
 class AcmeCertificate(Component):
     """With tls_mode = "acme": certbot, its deploy hook and timer, and the certificate
     obtained where due once every batch is live (the CA may ask any host of the group for
@@ -104,15 +114,8 @@ class AcmeCertificate(Component):
         if not settings.acme:
             # A certificate from before must not be renewed (port 80 now redirects all, so each
             # renewal would fail, twice a day), nor replace the operator's pair.
-            site = settings.site_name
-            renewal = str(renewal_config(site, ROOT))
             return [Absent("Remove certbot's deploy hook (tls_mode is not acme)", str(HOOK)),
-                    # Applied unread where packages are being installed: a host that never had
-                    # certbot has nothing to delete.
-                    Absent(f"Delete certbot's {site} certificate, which it would go on renewing"
-                           " (tls_mode is not acme)", renewal,
-                           command=f"test ! -e {shlex.quote(renewal)} || certbot delete"
-                                   f" --non-interactive --cert-name {shlex.quote(site)}")]
+                    certificate_deleted(settings.site_name, "tls_mode is not acme")]
         ca = settings.acme_ca_certificate
         context = {"path": DROP_IN, "directory": settings.acme_directory,
                    "ca_bundle": CA_BUNDLE if ca else None}
@@ -134,6 +137,11 @@ class AcmeCertificate(Component):
                  "root", "644", template=TEMPLATES / "etc/systemd/system/certbot.service.d"
                  / "wsgistack.conf.j2", context=context),
         ]
+
+    def teardown(self, purge: bool) -> list[Managed | str]:
+        """certbot's certificate for the site, and what the deploy added to certbot."""
+        return [*map(str, (HOOK, WEBROOT, DROP_IN.parent, CA_BUNDLE)),
+                certificate_deleted(self.settings.site_name, "destroy")]
 
     def reads(self) -> list[Read]:
         if not self.settings.acme:

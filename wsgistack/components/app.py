@@ -125,6 +125,11 @@ class App(Component):
     def managed(self) -> list[Managed]:
         return [*directories(self.app, self.paths), *self.config_files()]
 
+    def teardown(self, purge: bool) -> list[Managed | str]:
+        """Nothing here: its removal is golive remove's (engine.teardown), which goes into
+        its own dirs as it must, and keeps its data unless purge."""
+        return []
+
     def config_files(self) -> list[Managed]:
         return config_files(self.settings, self.app, self.paths, self.secrets, self.where)
 

@@ -28,7 +28,13 @@ from wsgistack.engine.managed import Directory, File, Managed, ensure_all
 from wsgistack.engine.programs import GOLIVE
 from wsgistack.engine.staged import StagedState, candidate, expect, expected_digests, golive, is_due
 from wsgistack.engine.summary import Summary
-from wsgistack.onhost.golive.layout import ROOT, app_backups_unit, backup_dir, data_sent
+from wsgistack.onhost.golive.layout import (
+    ROOT,
+    app_backups_unit,
+    backup_dir,
+    data_sent,
+    restic_cache,
+)
 
 PACKAGES = ("restic",)
 SERVICE = "wsgistack-app-backups.service"
@@ -61,6 +67,7 @@ class AppDataBackups(Component):
                f" -o ServerAliveInterval=15 {sender.account}@{backup.address} -s sftp")
         return json.dumps({"repository": f"sftp:{sender.account}@{backup.url_host}:/repository",
                            "password_file": str(directory / "restic-password"),
+                           "cache_dir": str(restic_cache(ROOT)),
                            "sftp_command": ssh, "host": host.name, "group": self.settings.group,
                            "apps": [app.name for app in self.settings.apps],
                            "keep_days": self.settings.backup_app_data_days}, indent=1) + "\n"

@@ -32,7 +32,7 @@ from wsgistack.engine.changes import will_change
 from wsgistack.engine.component import GoLive, Stage
 from wsgistack.engine.facts import InstalledPackages, ServiceStates, is_on
 from wsgistack.engine.hoststate import HostState, Read
-from wsgistack.engine.managed import Directory, File, Managed, ensure_all
+from wsgistack.engine.managed import Absent, Directory, File, Managed, ensure_all
 from wsgistack.engine.programs import GOLIVE
 from wsgistack.engine.staged import StagedState, candidate, expect, expected_digests, golive, is_due
 from wsgistack.engine.summary import Summary
@@ -133,6 +133,17 @@ class Archiving:
 
     def managed(self) -> list[Managed]:
         return [*self.files(), self.candidate("")] if archives(self.environment) else []
+
+    def teardown(self) -> list[Managed]:
+        """The repository unmounted (its unit stopped and disabled) before its mount point
+        and unit go, then the rest: the backups stay on the backup host."""
+        if not archives(self.environment):
+            return []
+        unit, mount = str(base.UNIT_DIR / REPOSITORY_SERVICE), str(repository_mount(ROOT))
+        return [Absent("Unmount the repository from the backup host, and remove its unit",
+                       unit, command=f"systemctl disable --now {REPOSITORY_SERVICE}"
+                                     f" && {golive('remove-paths', paths=[unit, mount])}"),
+                *self.managed()]
 
     def reads(self) -> list[Read]:
         if not archives(self.environment):

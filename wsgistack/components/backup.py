@@ -29,10 +29,10 @@ from wsgistack.config.environment import Environment, Member
 from wsgistack.config.secrets import Owner, secrets_of
 from wsgistack.config.settings import Settings, SettingsError
 from wsgistack.engine.changes import will_change
-from wsgistack.engine.component import Component, GoLive
+from wsgistack.engine.component import Account, Component, GoLive
 from wsgistack.engine.facts import InstalledPackages, ServiceStates, SystemAccount
 from wsgistack.engine.hoststate import HostState, Read
-from wsgistack.engine.managed import Directory, File, Managed, ensure_all
+from wsgistack.engine.managed import Absent, Directory, File, Managed, ensure_all
 from wsgistack.engine.staged import StagedState, candidate, expect, expected_digests, golive, is_due
 from wsgistack.engine.summary import Summary
 from wsgistack.onhost.golive.layout import ROOT, backup_sftp_dir, backup_store, backup_store_unit
@@ -244,6 +244,28 @@ class BackupStore(Component):
     def packages(self) -> tuple[str, ...]:
         return PACKAGES if self.senders else ()
 
+    def teardown(self, purge: bool) -> list[Managed | str]:
+        """The senders' sshd stopped and its port closed; the host's own sshd without our
+        drop-in; the stores, the environment's backups, only with purge."""
+        if not self.senders:
+            return []
+        _, drop_in = backup_store_unit().files
+        dropped = [str(drop_in), str(candidate(drop_in))]
+        stores = self.store_files()
+        return [self.unit(), *self.firewall.teardown(),
+                Absent("Remove the drop-in that keeps the senders off the host's own sshd,"
+                       " and reload it", str(drop_in),
+                       command=f"{golive('remove-paths', paths=dropped)} && systemctl reload ssh"),
+                *(stores if purge else [item for item in stores
+                                        if item.path in (str(AUTHORIZED_KEYS),
+                                                         str(backup_sftp_dir(ROOT)))]),
+                *self.candidates()[:1]]
+
+    def accounts(self, purge: bool) -> list[Account]:
+        """The senders' accounts own their stores: they go with them, with purge."""
+        return [Account(sender.account, sender.comment) for sender in self.senders] if purge \
+            else []
+
     def installs_packages(self, seen: HostState) -> bool:
         return base.any_missing(seen, self.packages())
 
@@ -265,9 +287,10 @@ class BackupStore(Component):
             base.create_system_account(
                 sender.account, sender.comment, f"{sender.member.name}'s SFTP-only account",
                 f"{sender.member.name} has no account here", seen)
+        ensure_all(base.tools(), seen)  # golive installs the packages
         if self.installs_packages(seen):
             base.install_packages(f"Install {', '.join(PACKAGES)}", PACKAGES)
-        ensure_all([*base.tools(), *self.store_files()], seen)
+        ensure_all(self.store_files(), seen)
         services = seen.get(ServiceStates, services=self.services())
         self.firewall.ensure(seen, services)
         if will_change(*ensure_all([self.unit()], seen)):

@@ -9,11 +9,11 @@ from pathlib import PurePosixPath
 
 from pyinfra import host
 from pyinfra.context import ctx_host
-from pyinfra.operations import apt, server, systemd
+from pyinfra.operations import server, systemd
 
 from wsgistack.config.targets import UPLOADS
 from wsgistack.engine.changes import refuse
-from wsgistack.engine.component import Component, GoLive
+from wsgistack.engine.component import Account, Component, GoLive
 from wsgistack.engine.facts import InstalledPackages, ServiceStates, SystemAccount
 from wsgistack.engine.hoststate import HostState, Read
 from wsgistack.engine.managed import Directory, File, Managed, ensure_all
@@ -26,6 +26,7 @@ from wsgistack.engine.programs import (
     SUPERVISOR_QUERY_SOURCE,
     golive_zipapp,
 )
+from wsgistack.engine.staged import golive
 from wsgistack.engine.summary import declare
 from wsgistack.onhost.golive.layout import BUILD_USER, ROOT, build_dir
 from wsgistack.paths import TEMPLATES
@@ -71,10 +72,11 @@ def tools() -> list[Managed]:
 
 
 def install_packages(name: str, packages: tuple[str, ...]) -> None:
-    """Debian's `packages`, without their recommends. Only called when one is missing, so
-    the package lists are refreshed then."""
-    declare(apt.packages(name=name, packages=list(packages), update=True, cache_time=3600,
-                         no_recommends=True), CREATE)
+    """Debian's `packages`, without their recommends, by golive (installed first: `tools`),
+    which records what dpkg gained, for destroy. Only called when one is missing, so the
+    package lists are refreshed then."""
+    declare(server.shell(name=name, commands=[golive("install-packages", packages=packages)]),
+            CREATE)
 
 
 def any_missing(seen: HostState, packages: tuple[str, ...]) -> bool:
@@ -109,6 +111,14 @@ class Base(Component):
                       str(build_dir(ROOT)), "root", "root", "755"),
         ]
 
+    def teardown(self, purge: bool) -> list[Managed | str]:
+        """Nothing before the rest: golive and root's state dir go last (engine.teardown);
+        supervisor's log dir goes with supervisor, where the deploy installed it."""
+        return []
+
+    def accounts(self, purge: bool) -> list[Account]:
+        return [Account(BUILD_USER, BUILD_USER_COMMENT)]
+
     def reads(self) -> list[Read]:
         return [Read.of(InstalledPackages, packages=self.packages_wanted),
                 Read.of(ServiceStates, services=SERVICES), Read.of(SystemAccount, user=BUILD_USER)]
@@ -117,6 +127,7 @@ class Base(Component):
         return any_missing(seen, self.packages_wanted)
 
     def prepare(self, seen: HostState) -> list[GoLive]:
+        ensure_all(tools(), seen)  # golive installs the packages
         if self.installs_packages(seen):
             install_packages(f"Install {', '.join(self.packages_wanted)}", self.packages_wanted)
         states = seen.get(ServiceStates, services=SERVICES)
@@ -128,7 +139,7 @@ class Base(Component):
                     running=True,
                     enabled=True,
                 )
-        ensure_all(self.managed(), seen)
+        ensure_all(self.managed()[len(tools()):], seen)
         create_build_user(seen)
         return []
 

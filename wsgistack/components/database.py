@@ -51,6 +51,7 @@ from wsgistack.onhost.golive.layout import (
     database_ca,
     database_dir,
     database_unit,
+    postgresql_include,
 )
 from wsgistack.paths import TEMPLATES
 
@@ -269,6 +270,14 @@ def remove_legacy_firewall(seen: HostState) -> list[OperationMeta | None]:
     return ensure_all(legacy_firewall(), seen)
 
 
+def settings_removed(version: str, purge: bool) -> Absent:
+    """PostgreSQL `version` without our settings (golive database-remove)."""
+    return Absent(f"Take our settings off PostgreSQL {version}"
+                  + (", dropping the apps' databases and roles" if purge else ""),
+                  str(postgresql_include(version, ROOT)),
+                  command=golive("database-remove", version=version, purge=purge))
+
+
 def unit_files(view: DatabaseView) -> list[File]:
     return [base.unit_file(name, view.context("", 0))
             for name in (BACKUP_SERVICE, BACKUP_TIMER, CLUSTER_DROP_IN)]
@@ -331,6 +340,16 @@ class DatabaseServer(Component):
     def packages(self) -> tuple[str, ...]:
         return (*PACKAGES, *(ARCHIVING_PACKAGES if archives(self.view.environment) else ()))
 
+    def teardown(self, purge: bool) -> list[Managed | str]:
+        """Our settings off PostgreSQL first (with purge, the apps' databases and roles
+        dropped); then its firewall, archiving (the repository unmounted), units and files.
+        The daily dumps are data: they go with purge, in root's state dir, last."""
+        view = self.view
+        return [*(settings_removed(version, purge) for version in POSTGRESQL.values()),
+                *firewall(view.environment).teardown(), *self.archiving.teardown(),
+                *unit_files(view), *(item for item in directories() if item.path != str(BACKUPS)),
+                *candidates(view, "", 0)]
+
     def reads(self) -> list[Read]:
         return [Read.of(DatabaseHost), Read.of(InstalledPackages, packages=self.packages()),
                 Read.of(RolesDrift), Read.of(ServiceStates, services=SERVICES),
@@ -359,11 +378,12 @@ def deploy_database(view: DatabaseView, seen: HostState, packages: tuple[str, ..
     Summary.of(state).role(host.name, f"PostgreSQL {version} at"
                                     f" {environment.database.address} for"
                                     f" {', '.join(view.apps) or 'no app'}")
+    ensure_all(base.tools(), seen)  # golive installs the packages
     if base.any_missing(seen, packages):
         base.install_packages(f"Install PostgreSQL {version}, {', '.join(packages[1:])}",
                               packages)
     server_pair(settings, environment)
-    ensure_all([*base.tools(), *directories()], seen)
+    ensure_all(directories(), seen)
     services = seen.get(ServiceStates, services=SERVICES)
     legacy = remove_legacy_firewall(seen)
     firewall(environment).ensure(seen, services)

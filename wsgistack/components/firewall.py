@@ -17,7 +17,8 @@ from wsgistack.config.environment import Member
 from wsgistack.engine.changes import will_change
 from wsgistack.engine.facts import is_on
 from wsgistack.engine.hoststate import HostState
-from wsgistack.engine.managed import Directory, File, Managed, ensure
+from wsgistack.engine.managed import Absent, Directory, File, Managed, ensure
+from wsgistack.engine.staged import golive
 from wsgistack.onhost.golive.layout import ROOT
 from wsgistack.paths import TEMPLATES
 
@@ -56,6 +57,14 @@ class Firewall:
         return [Directory(f"Create {DIRECTORY}", str(DIRECTORY), "root", "root", "755"),
                 self.rules(), base.unit_file(UNIT, {"unit_dir": base.UNIT_DIR,
                                                     "directory": DIRECTORY})]
+
+    def teardown(self) -> list[Managed]:
+        """The table unloaded (its unit stopped, disabled) and removed, then its files."""
+        rules = self.rules().path
+        return [Absent(f"Unload the firewall table for {self.what}, and remove it", rules,
+                       command=f"systemctl disable --now {self.service}"
+                               f" && {golive('remove-paths', paths=[rules])}"),
+                *self.managed()]
 
     def ensure(self, seen: HostState, services: dict[str, tuple[str, str]]) -> None:
         """The table written and loaded, systemd reloaded first where its unit changed."""

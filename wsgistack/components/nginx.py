@@ -77,6 +77,10 @@ class Site(Component):
                    f"{unit(self.settings).listing}/default", link=True),
         ]
 
+    def teardown(self, purge: bool) -> list[Managed | str]:
+        """Its files and logs, and the site enabled."""
+        return [*self.managed(), str(unit(self.settings).listing / self.settings.site_name)]
+
     def reads(self) -> list[Read]:
         return [Read.of(StagedState, unit=unit(self.settings))]
 

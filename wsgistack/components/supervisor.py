@@ -54,6 +54,10 @@ class Program(Component):
     def __init__(self, settings: Settings, app: AppSettings) -> None:
         self.settings, self.app = settings, app
 
+    def teardown(self, purge: bool) -> list[Managed | str]:
+        """Nothing here: golive remove stops the program and removes it (engine.teardown)."""
+        return []
+
     def managed(self) -> list[Managed]:
         app, paths = self.app, AppPaths(self.app.name)
         return [File(f"Write the {app.name} candidate supervisor program",

@@ -7,7 +7,9 @@
 - `packages()`: Debian packages it needs besides the base ones;
 - `prepare(seen)`: make the host what it declares where `seen` differs (pyinfra's
   operations: packages, uploads, new releases, candidate config), and return its go-live
-  steps: the golive commands that make the prepared changes live, in the rollout.
+  steps: the golive commands that make the prepared changes live, in the rollout;
+- `teardown(purge)` and `accounts()`: what destroy takes back off (wsgistack.engine.teardown):
+  by default every path it manages.
 
 The components of a host are listed once, in wsgistack.components.stack.
 """
@@ -30,6 +32,15 @@ class Stage(IntEnum):
     SITE = 2  # in the host's batch, once its apps are live: the nginx site
     REMOVE = 3  # in the host's batch, once the site no longer routes to them: removals
     LAST = 4  # once every batch is live: the site's certificate from an ACME CA
+
+
+@dataclass(frozen=True)
+class Account:
+    """An account the deploy made, marked by its comment: destroy removes it only where the
+    comment still says so."""
+
+    user: str
+    comment: str
 
 
 @dataclass(frozen=True)
@@ -65,4 +76,13 @@ class Component:
         return False
 
     def prepare(self, seen: HostState) -> list[GoLive]:
+        return []
+
+    def teardown(self, purge: bool) -> list[Managed | str]:
+        """What destroy takes off: its managed items (a candidate with its live file), and
+        paths of its own besides; data only with `purge`."""
+        return self.managed()
+
+    def accounts(self, purge: bool) -> list[Account]:
+        """The accounts it makes, which destroy removes (one that owns data, with purge)."""
         return []

@@ -54,6 +54,7 @@ class Summary(BaseStateCallback):
     notes: dict[str, str] = field(default_factory=dict)  # web host -> e.g. its backups
     disconnected: set[str] = field(default_factory=set)
     preview: Preview = field(default_factory=Preview)
+    title: str = "Deploy summary"  # what the run was, e.g. "Destroy summary"
 
     @classmethod
     def of(cls, state: State) -> Summary:
@@ -90,7 +91,7 @@ class Summary(BaseStateCallback):
         failed = {each.name for each in state.failed_hosts}
         active = {each.name for each in state.activated_hosts}
         targets = sorted(each.name for each in state.inventory if state.is_host_in_limit(each))
-        return "\n".join(["\n--> Deploy summary",
+        return "\n".join([f"\n--> {self.title}",
                           *(self.line(name, name in active, name in failed)
                             for name in targets)])
 

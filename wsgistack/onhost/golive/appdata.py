@@ -163,9 +163,10 @@ def through_pipe(user: str, work: Callable[[BinaryIO], object], command: list[st
 
 def restic(config: dict[str, object], *args: str) -> list[str]:
     """restic's command line for the host's repository (its password from root's file)."""
+    cache = ["--cache-dir", str(config["cache_dir"])] if "cache_dir" in config else []
     return ["restic", "--repo", str(config["repository"]), "--password-file",
             str(config["password_file"]), "--option", f"sftp.command={config['sftp_command']}",
-            *args]
+            *cache, *args]
 
 
 def load_config(path: PurePosixPath) -> dict[str, object]:

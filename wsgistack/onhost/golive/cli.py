@@ -26,8 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         app = values.get("app")
         before = live_release(root, app) if isinstance(app, str) else None
         status = carried_out(step, function, root, values)
-        record_step(root, step.name, shown(step, values), before,
-                    "ok" if status == 0 else f"failed ({status})")
+        if step.recorded:
+            record_step(root, step.name, shown(step, values), before,
+                        "ok" if status == 0 else f"failed ({status})")
     return status
 
 

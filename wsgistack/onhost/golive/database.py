@@ -250,3 +250,21 @@ def database(root: PurePosixPath, version: str, expect: list[str]) -> None:
 
 def check(root: PurePosixPath) -> None:
     say(database_check(root))
+
+
+def remove_database(root: PurePosixPath, version: str, purge: bool) -> None:
+    """destroy: with purge, each app's database and role dropped; then the cluster no longer
+    includes our settings, and is restarted without them (where it runs)."""
+    apps_file = database_dir(root) / "apps.json"
+    apps = database_apps(apps_file) if os.path.exists(apps_file) else []
+    if purge and apps:
+        dropped = psql("".join(f"DROP DATABASE IF EXISTS {identifier(name)} WITH (FORCE);\n"
+                               f"DROP ROLE IF EXISTS {identifier(name)};\n"
+                               for name, _ in apps))
+        if dropped.returncode != 0:
+            raise Refused("dropping the apps' databases failed: "
+                          + tail(dropped.stdout + dropped.stderr, 5))
+    put_back_include(version, root, None)
+    run(["systemctl", "try-restart", f"postgresql@{version}-main.service"])
+    say(f"PostgreSQL {version} no longer has our settings"
+        + (f"; dropped {', '.join(name for name, _ in apps)}" if purge and apps else ""))

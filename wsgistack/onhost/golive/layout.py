@@ -23,6 +23,7 @@ PG_VERSION = re.compile(r"^[0-9]{2}$")  # Debian's cluster dirs: /etc/postgresql
 BUILD_USER = "wsgistack-build"
 # An environment's name: its pgBackRest stanza, the backup host's dir for it
 GROUP = re.compile(r"^[a-z]{1,30}$")
+DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")  # Debian Policy 5.6.1
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,23 @@ def supervisor_query(root: PurePosixPath) -> PurePosixPath:
 def build_dir(root: PurePosixPath) -> PurePosixPath:
     """Root's dir of the builds under way: one dir each, the build user's."""
     return root / "var/lib/wsgistack/build"
+
+
+def installed_packages(root: PurePosixPath) -> PurePosixPath:
+    """The Debian packages the deploy's installs gained (dependencies too), one a line: what
+    destroy takes off again, and nothing the host had before."""
+    return root / "var/lib/wsgistack/installed-packages"
+
+
+def installed_accounts(root: PurePosixPath) -> PurePosixPath:
+    """The users and groups those packages made ("user postgres"): destroy removes them once
+    it has purged every package of the record."""
+    return root / "var/lib/wsgistack/installed-accounts"
+
+
+def restic_cache(root: PurePosixPath) -> PurePosixPath:
+    """restic's cache on a web host (root's; not in root's home)."""
+    return root / "var/lib/wsgistack/restic-cache"
 
 
 def history_log(root: PurePosixPath) -> PurePosixPath:

@@ -17,7 +17,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .layout import APP_NAME, BUILD_USER, CONFIG_NAME, DATA_DIR, GROUP, PG_VERSION, VERSION
+from .layout import (
+    APP_NAME,
+    BUILD_USER,
+    CONFIG_NAME,
+    DATA_DIR,
+    DEBIAN_PACKAGE,
+    GROUP,
+    PG_VERSION,
+    VERSION,
+)
 
 TEXT, NUMBER, FLAG, ARGV, EXPECT, REST = "text", "number", "flag", "argv", "expect", "rest"
 
@@ -109,6 +118,7 @@ class Step:
     help: str
     args: tuple[Arg, ...] = ()
     locked: bool = True  # holds the host's deploy lock, and finishes if the caller goes
+    recorded: bool = True  # a locked step is added to the host's history
     usage: str = field(default="", compare=False)  # what `golive --help` says of it
 
     def command(self, **values: object) -> list[str]:
@@ -206,6 +216,11 @@ STEPS = {step.name: step for step in (
             required=True), EXPECTED),
         usage="Parsed by postgres -C first; restarted when the settings change, else"
               " reloaded; put back if refused; then each app's role and database."),
+    Step("database-remove", "database:remove_database", "take our settings off PostgreSQL"
+         " (destroy)", (Arg("version", "PostgreSQL's major version", pattern=PG_VERSION,
+                            positional=True, required=True),
+                        Arg("purge", "drop the apps' databases and roles too", kind=FLAG)),
+         usage="The cluster's conf.d include removed as postgres; the cluster restarted."),
     Step("database-check", "database:check", "\"ok\", or how the roles differ from apps.json",
          locked=False),
     Step("database-backup", "database:backup_databases", "dump each app's database (as"
@@ -263,6 +278,23 @@ STEPS = {step.name: step for step in (
          usage="A link or a file there is refused, never followed."),
     Step("remove", "program:remove", "remove an app marked absent",
          (APP, Arg("purge", "its data, logs and user too", kind=FLAG))),
+    Step("install-packages", "teardown:install_packages", "install Debian packages,"
+         " recording what dpkg gained (what destroy takes off)",
+         (Arg("packages", "a Debian package", repeated=True, required=True,
+              option="--package", pattern=DEBIAN_PACKAGE),),
+         usage="apt-get update and install, without recommends, never asking; the packages"
+               " dpkg gained (dependencies too) are added to"
+               " /var/lib/wsgistack/installed-packages."),
+    Step("remove-packages", "teardown:remove_packages", "take off the packages the deploy"
+         " installed (its record), and nothing else",
+         (Arg("purge", "PostgreSQL's server too, with its clusters", kind=FLAG),),
+         usage="Refused if that would remove a package the deploy did not install. Without"
+               " --purge, PostgreSQL's server is removed, not purged: its clusters stay."),
+    Step("remove-paths", "teardown:remove_paths", "remove the deploy's own paths (destroy)",
+         (Arg("paths", "a path", repeated=True, required=True, option="--path",
+              pattern=re.compile(r"^/[A-Za-z0-9._@+/-]+$")),),
+         recorded=False,  # the history may be among them
+         usage="Each only where every dir above it is a real dir only root can write."),
 )}
 
 

@@ -1,0 +1,179 @@
+"""golive's install-packages, remove-packages and remove-paths, offline: in a scratch root
+whose dpkg status file a stand-in apt-get changes as apt would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from wsgistack.onhost.golive import teardown
+from wsgistack.onhost.golive.files import Refused
+from wsgistack.onhost.golive.layout import installed_packages
+
+# What each package brings along when apt installs it (its dependencies)
+DEPENDENCIES = {"nginx": ["nginx", "nginx-common"], "postgresql": ["postgresql",
+                                                                  "postgresql-15",
+                                                                  "postgresql-common"]}
+
+
+def status_of(packages: dict[str, str]) -> str:
+    return "".join(f"Package: {name}\nStatus: {state}\nVersion: 1\n\n"
+                   for name, state in packages.items())
+
+
+class Apt:
+    """apt-get as the steps call it, on the scratch root's dpkg status file; each call kept,
+    and `depends` the packages outside the record that would go with a purge."""
+
+    def __init__(self, root: Path) -> None:
+        self.status = root / teardown.DPKG_STATUS
+        self.status.parent.mkdir(parents=True)
+        (root / "etc").mkdir()
+        (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+        self.packages = {"python3": "install ok installed", "openssh-server":
+                         "install ok installed"}
+        self.calls: list[tuple[str, ...]] = []
+        self.depends: list[str] = []
+        self.write()
+
+    def write(self) -> None:
+        self.status.write_text(status_of(self.packages))
+
+    def __call__(self, *arguments: str) -> str:
+        self.calls.append(arguments)
+        command, names = arguments[0], [word for word in arguments[1:] if word[0] != "-"]
+        if command == "install":
+            for name in names:
+                for each in DEPENDENCIES.get(name, [name]):
+                    self.packages[each] = "install ok installed"
+                if name == "postgresql":  # postgresql-common's postinst makes its account
+                    with open(self.status.parents[3] / "etc/passwd", "a") as users:
+                        users.write("postgres:x:102:104:PostgreSQL administrator:/:/bin/sh\n")
+        elif command == "-s":
+            return "".join(f"Purg {name} [1]\n" for name in [*names[1:], *self.depends])
+        elif command in ("remove", "purge"):
+            for name in names:
+                if command == "purge":
+                    self.packages.pop(name, None)
+                else:
+                    self.packages[name] = "deinstall ok config-files"
+        self.write()
+        return ""
+
+
+@pytest.fixture
+def apt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Apt:
+    stand_in = Apt(tmp_path)
+    monkeypatch.setattr(teardown, "apt_get", stand_in)
+
+    def userdel(command: list[str]) -> subprocess.CompletedProcess[str]:
+        stand_in.calls.append(tuple(command))
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(teardown, "run", userdel)  # never this machine's accounts
+    return stand_in
+
+
+def test_an_install_records_what_dpkg_gained_and_nothing_the_host_had(tmp_path: Path,
+                                                                         apt: Apt) -> None:
+    root = PurePosixPath(tmp_path)
+    teardown.install_packages(root, ["nginx", "python3"])
+    teardown.install_packages(root, ["postgresql"])
+    assert Path(installed_packages(root)).read_text().split() == [
+        "nginx", "nginx-common", "postgresql", "postgresql-15", "postgresql-common"]
+    assert apt.calls[0] == ("update",)
+    assert apt.calls[1] == ("install", "--no-install-recommends", "nginx")
+    calls = len(apt.calls)
+    teardown.install_packages(root, ["nginx"])  # all there: apt is not asked
+    assert len(apt.calls) == calls
+
+
+def test_a_removal_takes_off_the_record_alone(tmp_path: Path, apt: Apt) -> None:
+    root = PurePosixPath(tmp_path)
+    teardown.install_packages(root, ["nginx"])
+    teardown.remove_packages(root, purge=False)
+    assert ("purge", "nginx", "nginx-common") in apt.calls
+    assert set(apt.packages) == {"python3", "openssh-server"}
+    assert not Path(installed_packages(root)).exists()
+
+
+def test_postgresqls_server_keeps_its_clusters_unless_purged(tmp_path: Path, apt: Apt) -> None:
+    root = PurePosixPath(tmp_path)
+    teardown.install_packages(root, ["postgresql"])
+    teardown.remove_packages(root, purge=False)
+    assert apt.packages["postgresql-15"] == "deinstall ok config-files"
+    assert "postgresql-common" not in apt.packages
+    assert Path(installed_packages(root)).read_text().split() == ["postgresql-15"]
+    assert ("userdel", "postgres") not in apt.calls, "it owns the cluster"
+    teardown.remove_packages(root, purge=True)  # what was left configured goes now
+    assert "postgresql-15" not in apt.packages
+    assert not Path(installed_packages(root)).exists()
+    assert ("userdel", "postgres") in apt.calls, "made by the packages, gone with them"
+
+
+def test_a_removal_that_would_take_a_package_of_the_operators_is_refused(
+        tmp_path: Path, apt: Apt) -> None:
+    root = PurePosixPath(tmp_path)
+    teardown.install_packages(root, ["nginx"])
+    apt.depends = ["certbot-nginx-plugin"]  # installed since by the operator, needs nginx
+    with pytest.raises(Refused, match="certbot-nginx-plugin too, which it did not install"):
+        teardown.remove_packages(root, purge=True)
+    assert "nginx" in apt.packages
+
+
+def test_what_a_purged_package_left_goes_with_the_dirs_it_leaves_empty(tmp_path: Path,
+                                                                        apt: Apt) -> None:
+    root = PurePosixPath(tmp_path)
+    teardown.install_packages(root, ["nginx"])
+    page = tmp_path / "var/www/html/index.nginx-debian.html"
+    page.parent.mkdir(parents=True)
+    page.write_text("Welcome to nginx!")
+    teardown.install_packages(root, ["postgresql"])
+    cluster = tmp_path / "var/lib/postgresql/15/main"
+    cluster.mkdir(parents=True)
+    teardown.remove_packages(root, purge=False)
+    assert not (tmp_path / "var/www").exists() and (tmp_path / "var").is_dir()
+    assert cluster.is_dir(), "a dir a package left is removed only where empty"
+
+
+def test_a_path_is_removed_only_where_every_dir_above_is_root_s_alone(tmp_path: Path) -> None:
+    root = PurePosixPath(tmp_path)
+    ours = tmp_path / "etc/ssl/wsgistack"
+    ours.mkdir(parents=True)
+    (ours / "wsgistack.crt").write_text("pair")
+    open_dir = tmp_path / "var/lib/app"
+    open_dir.mkdir(parents=True)
+    open_dir.chmod(0o777)  # as an app's dir would be to its own user
+    (open_dir / "file").write_text("the app's")
+    teardown.remove_paths(root, ["/etc/ssl/wsgistack", "/etc/gone/already"])
+    assert not ours.exists()
+    with pytest.raises(Refused, match="not root's alone"):
+        teardown.remove_paths(root, ["/var/lib/app/file"])
+    assert (open_dir / "file").exists()
+
+
+def test_a_mounted_file_system_is_never_reached_into(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    mount = tmp_path / "var/lib/wsgistack/pgbackrest"
+    mount.mkdir(parents=True)
+    (mount / "backup.info").write_text("the backup host's")
+    monkeypatch.setattr(teardown, "mount_points", lambda: [PurePosixPath(mount)])
+    with pytest.raises(Refused, match="is mounted there"):
+        teardown.remove_paths(PurePosixPath(tmp_path), ["/var/lib/wsgistack"])
+    assert (mount / "backup.info").exists()
+
+
+def test_a_link_on_the_way_is_never_followed(tmp_path: Path) -> None:
+    root = PurePosixPath(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious").write_text("keep")
+    (tmp_path / "etc").mkdir()
+    os.symlink(elsewhere, tmp_path / "etc/wsgistack")
+    with pytest.raises(Refused):
+        teardown.remove_paths(root, ["/etc/wsgistack/precious"])
+    teardown.remove_paths(root, ["/etc/wsgistack"])  # the link itself goes, not its target
+    assert (elsewhere / "precious").exists() and not (tmp_path / "etc/wsgistack").exists()

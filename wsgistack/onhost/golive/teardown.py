@@ -1,0 +1,223 @@
+"""What the deploy puts on a host and destroy takes back off: Debian's packages, installed
+with a record of what dpkg gained by them (install-packages) and taken off by that record
+alone (remove-packages); and the deploy's own paths (remove-paths), each removed only where
+every dir above it is root's alone."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import re
+import stat
+from pathlib import PurePosixPath
+
+from .files import Refused, remove_path, run, say, tail, write_atomically
+from .layout import installed_accounts, installed_packages
+
+DPKG_STATUS = "var/lib/dpkg/status"
+APT = ("apt-get", "-q", "-y", "-o", "Dpkg::Options::=--force-confdef",
+       "-o", "Dpkg::Options::=--force-confold")
+APT_ENVIRONMENT = {"DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8",
+                   "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+# Packages whose purge takes data with it: PostgreSQL's server drops its clusters. Without
+# purge they are removed (dpkg's "rc": the cluster and its config stay).
+HOLDS_DATA = re.compile(r"^postgresql-[0-9]+$")
+# What a package's maintainer scripts made and its purge leaves behind, taken off with it:
+# files (a pattern, rotated copies too) unlinked, dirs removed only where empty, and the dirs
+# above each where that leaves them empty. Never a tree: PostgreSQL's clusters stay where
+# its server was removed, not purged.
+LEFT_BY = {"nginx-common": ("var/www/html/index.nginx-debian.html",),
+           "supervisor": ("var/log/supervisor/supervisord.log*",),
+           "pgbackrest": ("var/log/pgbackrest/*.log*",),
+           "postgresql-common": ("etc/postgresql", "var/lib/postgresql", "var/log/postgresql")}
+SIMULATED = re.compile(r"^(?:Purg|Remv) ([^\s:]+)", re.MULTILINE)
+
+
+def states(root: PurePosixPath) -> dict[str, tuple[str, str]]:
+    """Each package dpkg knows: (what is wanted, its state), from dpkg's status file."""
+    try:
+        with open(root / DPKG_STATUS, encoding="utf-8", errors="replace") as status:
+            text = status.read()
+    except FileNotFoundError:
+        return {}
+    found = {}
+    for paragraph in text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in paragraph.splitlines()
+                      if ": " in line and not line.startswith(" "))
+        words = fields.get("Status", "").split()
+        if "Package" in fields and len(words) == 3:
+            found[fields["Package"]] = (words[0], words[2])
+    return found
+
+
+def installed(root: PurePosixPath) -> set[str]:
+    """The packages dpkg has installed (wanted installed, or held)."""
+    return {name for name, (want, state) in states(root).items()
+            if want in ("install", "hold") and state == "installed"}
+
+
+def configured(root: PurePosixPath) -> set[str]:
+    """The packages removed but not purged: their config (and data) left."""
+    return {name for name, (_, state) in states(root).items() if state == "config-files"}
+
+
+def read_lines(path: PurePosixPath) -> set[str]:
+    try:
+        with open(path, encoding="utf-8") as record:
+            return {line.strip() for line in record if line.strip()}
+    except FileNotFoundError:
+        return set()
+
+
+def write_lines(path: PurePosixPath, lines: set[str]) -> None:
+    """A record of root's, a line each, sorted (none where there are no lines)."""
+    if not lines:
+        remove_path(path)
+        return
+    os.makedirs(path.parent, 0o755, exist_ok=True)
+    write_atomically(path, "".join(f"{line}\n" for line in sorted(lines)).encode(), 0, 0,
+                     0o644)
+
+
+def recorded(root: PurePosixPath) -> set[str]:
+    """What the deploy's installs gained on this host so far."""
+    return read_lines(installed_packages(root))
+
+
+def remember(root: PurePosixPath, names: set[str]) -> None:
+    write_lines(installed_packages(root), names)
+
+
+def apt_get(*arguments: str) -> str:
+    """apt-get, never asking; its output, or a refusal with its last lines."""
+    done = run([*APT, *arguments], env=APT_ENVIRONMENT)
+    if done.returncode != 0:
+        raise Refused(f"apt-get {arguments[0]} failed: " + tail(done.stdout + done.stderr, 5))
+    return done.stdout
+
+
+def install_packages(root: PurePosixPath, packages: list[str]) -> None:
+    before = installed(root)
+    missing = [name for name in packages if name not in before]
+    if not missing:
+        say(f"{', '.join(packages)}: installed already")
+        return
+    had = accounts(root)
+    try:
+        apt_get("update")
+        apt_get("install", "--no-install-recommends", *missing)
+    finally:  # what a failed install did gain is the deploy's too
+        gained = installed(root) - before
+        remember(root, recorded(root) | gained)
+        write_lines(installed_accounts(root), read_lines(installed_accounts(root))
+                    | (accounts(root) - had))
+    say(f"installed {', '.join(missing)} ({len(gained)} packages with their dependencies)")
+
+
+def remove_packages(root: PurePosixPath, purge: bool) -> None:
+    ours = recorded(root)
+    present = sorted(ours & installed(root))
+    left = sorted(ours & configured(root)) if purge else []
+    if present:
+        others = sorted(set(SIMULATED.findall(apt_get("-s", "purge", *present))) - ours)
+        if others:
+            raise Refused(f"taking off the packages the deploy installed would remove"
+                          f" {', '.join(others)} too, which it did not install: remove those"
+                          " first, or keep the deploy's")
+    kept = [] if purge else [name for name in present if HOLDS_DATA.match(name)]
+    if kept:
+        apt_get("remove", *kept)
+    purged = [name for name in present + left if name not in kept]
+    if purged:
+        apt_get("purge", *purged)
+        for name in purged:
+            for left in LEFT_BY.get(name, ()):
+                remove_left(root, left)
+    remember(root, ours & (installed(root) | configured(root)))
+    if not recorded(root):  # every package gone: the accounts they made go too
+        remove_accounts(root)
+    say(f"purged {len(purged)} packages"
+        + (f"; removed {', '.join(kept)}, keeping its data" if kept else ""))
+
+
+def remove_left(root: PurePosixPath, pattern: str) -> None:
+    """What a purged package left (LEFT_BY): each file matching `pattern` unlinked (a link
+    itself, never its target), each dir removed if empty; then the dirs above, below
+    `root`, that this leaves empty."""
+    for found in sorted(glob.glob(str(root / pattern))):
+        path = PurePosixPath(found)
+        with contextlib.suppress(OSError):  # a dir not empty stays
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.rmdir(path)
+            else:
+                os.unlink(path)
+        for directory in path.parents:
+            if directory == root or not directory.is_relative_to(root):
+                break
+            try:
+                os.rmdir(directory)
+            except OSError:  # not empty (or not there): it stays, and those above it
+                break
+
+
+def accounts(root: PurePosixPath) -> set[str]:
+    """Each user ("user NAME") and group ("group NAME") the host has."""
+    found = set()
+    for kind, database in (("user", "etc/passwd"), ("group", "etc/group")):
+        with contextlib.suppress(FileNotFoundError), open(root / database) as lines:
+            found |= {f"{kind} {line.split(':', 1)[0]}" for line in lines if ":" in line}
+    return found
+
+
+def remove_accounts(root: PurePosixPath) -> None:
+    """The accounts the recorded packages made (a system user such as postgres), once none
+    of those packages is left: users first, then groups."""
+    made = sorted(read_lines(installed_accounts(root)), key=lambda each: each[0] != "u")
+    for each in made:
+        kind, name = each.split(" ", 1)
+        if each in accounts(root):
+            done = run(["userdel" if kind == "user" else "groupdel", name])
+            if done.returncode != 0:
+                raise Refused(f"{done.args[0]} {name}: {done.stderr.strip()}")
+    remove_path(installed_accounts(root))
+
+
+def root_alone(directory: PurePosixPath, root: PurePosixPath) -> bool:
+    """Whether `directory` and every dir above it (up to `root`) are real dirs only this
+    user (root) can write."""
+    for each in (directory, *directory.parents):
+        if not each.is_relative_to(root):
+            break
+        info = os.lstat(each)
+        if (not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid()
+                or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
+            return False
+    return True
+
+
+def mount_points() -> list[PurePosixPath]:
+    """Where something is mounted on this host (the kernel's list, its octal escapes read)."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as mounts:
+        return [PurePosixPath(re.sub(r"\\([0-7]{3})", lambda code: chr(int(code[1], 8)),
+                                     line.split()[4])) for line in mounts]
+
+
+def remove_paths(root: PurePosixPath, paths: list[str]) -> None:
+    mounted = mount_points()
+    for each in paths:
+        path = root / PurePosixPath(each).relative_to("/")
+        if ".." in path.parts or path == root:
+            raise Refused(f"{each}: not a path destroy removes")
+        inside = [mount for mount in mounted if mount.is_relative_to(path)]
+        if inside:  # removing it would reach into another file system (a backup host's)
+            raise Refused(f"{path}: {inside[0]} is mounted there: not removing it")
+        try:
+            alone = root_alone(path.parent, root)
+        except FileNotFoundError:
+            continue
+        if not alone:
+            raise Refused(f"{path}: a dir above it is not root's alone: not removing it as"
+                          " root")
+        remove_path(path)
+    say(f"removed {len(paths)} paths")
