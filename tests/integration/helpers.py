@@ -403,6 +403,31 @@ def footprint(sandbox: Sandbox, host: dict) -> set[str]:
     return set(sandbox.ssh(host, FOOTPRINT).stdout.splitlines())
 
 
+def kept_by_destroy(apps: list[str]) -> re.Pattern[str]:
+    """What destroy without purge keeps (README "Stacks"), as footprint lines: each app's
+    data dir and account, the supervisor logs, root's stamps, records and the deploy's
+    history, PostgreSQL's cluster (its server removed, not purged) with its account and
+    dumps, the backup host's stores and their accounts."""
+    names = "|".join(map(re.escape, apps))
+    return re.compile(
+        rf"^path /var/lib/({names})[ /]"
+        r"|^path /var/log/(supervisor|wsgistack)[ /]"
+        r"|^path /var/lib/wsgistack( |/(applied|database-backups|installed-packages"
+        r"|installed-accounts)[ /])"
+        r"|^path /(var/lib|etc|var/log)/postgresql[ /]"
+        r"|^path /srv/wsgistack-backups[ /]"
+        r"|^package rc postgresql-[0-9]+$"
+        rf"|^(user|group) ({names}|postgres|ssl-cert|wsgistack-(web|db)-[a-z0-9-]+):")
+
+
+def left_by_destroy(bare: set[str], now: set[str], apps: list[str]) -> set[str]:
+    """What the host has now and had not before its first deploy, but what destroy keeps; and
+    what it had and has no more (each line "-" first)."""
+    kept = kept_by_destroy(apps)
+    return {line for line in now - bare if not kept.search(line)} | {
+        f"- {line}" for line in bare - now}
+
+
 @dataclass
 class Deployment:
     """The stack sandbox taken from bare hosts to converged, as an operator does it."""

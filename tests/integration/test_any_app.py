@@ -26,7 +26,9 @@ from tests.integration.helpers import (
     Run,
     Sandbox,
     deploy,
+    footprint,
     http,
+    left_by_destroy,
     own_sandbox,
     sandbox_cli,
 )
@@ -54,6 +56,8 @@ class Host:
         self.sandbox, self.secrets_dir = sandbox, secrets_dir
         self.host = sandbox.hosts()[0]
         self.address = self.host["address"]
+        # each host's footprint before the first deploy, which destroy with purge gives back
+        self.bare = {each["name"]: footprint(sandbox, each) for each in sandbox.hosts()}
 
     def deploy(self, *apps: dict, dry: bool = False, entry: str = "deploy.py",
                data: tuple[str, ...] = ()) -> Run:
@@ -279,3 +283,24 @@ def test_a_secret_set_with_the_vault_command_reaches_the_app_and_a_wrong_key_sto
     assert wrong.returncode != 0, wrong.output
     assert f"staging: the key does not open {stack}" in wrong.output
     assert "Connecting to hosts" not in wrong.output and value not in wrong.output
+
+
+def test_destroy_keeps_every_apps_data_and_the_backups_then_purge_takes_them(
+        host: Host) -> None:
+    """destroy.py on staging (a web host with three apps, and its backup host): previewed
+    exactly; each app's data, its backups and the senders' accounts kept; with purge both
+    hosts as they were before the first deploy."""
+    dry = host.deploy(DJANGO, HTTPBIN, dry=True, entry="destroy.py").succeeded()
+    done = host.deploy(DJANGO, HTTPBIN, entry="destroy.py").succeeded()
+    assert dry.preview() == done.preview()
+    backup = host.sandbox.hosts("staging-backup")[0]
+    assert "- Remove the drop-in that keeps the senders off the host's own sshd, and reload" \
+           " it" in done.preview()[backup["name"]][1]
+    for each in host.sandbox.hosts():
+        assert left_by_destroy(host.bare[each["name"]], footprint(host.sandbox, each),
+                               ["flasktodo", "mysite", "httpbin"]) == set(), each["name"]
+    assert host.ssh("ls /var/lib/mysite"), "mysite's data kept"
+    assert host.sandbox.ssh(backup, "ls /srv/wsgistack-backups").stdout.split(), "the backups"
+    host.deploy(DJANGO, HTTPBIN, entry="destroy.py", data=("--data", "purge=true")).succeeded()
+    for each in host.sandbox.hosts():
+        assert footprint(host.sandbox, each) == host.bare[each["name"]], each["name"]

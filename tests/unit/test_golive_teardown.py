@@ -155,6 +155,24 @@ def test_a_path_is_removed_only_where_every_dir_above_is_root_s_alone(tmp_path: 
     assert (open_dir / "file").exists()
 
 
+def test_what_a_purge_removes_though_the_host_had_it_is_put_back(
+        tmp_path: Path, apt: Apt, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = PurePosixPath(tmp_path)
+    (tmp_path / "etc/default").mkdir(parents=True)
+    os.symlink("../locale.conf", tmp_path / "etc/default/locale")  # as trixie's images have it
+    teardown.install_packages(root, ["locales"])
+    real_purge = apt.__call__
+
+    def purge_removing_it(*arguments: str) -> str:
+        if arguments[0] == "purge" and "locales" in arguments:
+            os.unlink(tmp_path / "etc/default/locale")  # as locales' postrm does
+        return real_purge(*arguments)
+
+    monkeypatch.setattr(teardown, "apt_get", purge_removing_it)
+    teardown.remove_packages(root, purge=True)
+    assert os.readlink(tmp_path / "etc/default/locale") == "../locale.conf"
+
+
 def test_a_mounted_file_system_is_never_reached_into(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     mount = tmp_path / "var/lib/wsgistack/pgbackrest"

@@ -31,6 +31,9 @@ LEFT_BY = {"nginx-common": ("var/www/html/index.nginx-debian.html",),
            "supervisor": ("var/log/supervisor/supervisord.log*",),
            "pgbackrest": ("var/log/pgbackrest/*.log*",),
            "postgresql-common": ("etc/postgresql", "var/lib/postgresql", "var/log/postgresql")}
+# What a package's purge removes though the host had it before (trixie's images link
+# /etc/default/locale, which locales' purge deletes): put back as it was before the purge.
+PUT_BACK = {"locales": ("etc/default/locale",)}
 SIMULATED = re.compile(r"^(?:Purg|Remv) ([^\s:]+)", re.MULTILINE)
 
 
@@ -130,7 +133,12 @@ def remove_packages(root: PurePosixPath, purge: bool) -> None:
         apt_get("remove", *kept)
     purged = [name for name in present + left if name not in kept]
     if purged:
+        kept_through = {path: as_it_is(path) for name in purged
+                        for path in (root / each for each in PUT_BACK.get(name, ()))
+                        if os.path.lexists(path)}
         apt_get("purge", *purged)
+        for path, was in kept_through.items():
+            put_back(path, was)
         for name in purged:
             for left in LEFT_BY.get(name, ()):
                 remove_left(root, left)
@@ -139,6 +147,25 @@ def remove_packages(root: PurePosixPath, purge: bool) -> None:
         remove_accounts(root)
     say(f"purged {len(purged)} packages"
         + (f"; removed {', '.join(kept)}, keeping its data" if kept else ""))
+
+
+def as_it_is(path: PurePosixPath) -> tuple[str, bytes, int]:
+    """A link's target, or a file's content and mode."""
+    if os.path.islink(path):
+        return "link", os.readlink(path).encode(), 0
+    with open(path, "rb") as file:
+        return "file", file.read(), stat.S_IMODE(os.stat(path).st_mode)
+
+
+def put_back(path: PurePosixPath, was: tuple[str, bytes, int]) -> None:
+    """`path` as it was (as_it_is), where a purge removed it."""
+    if os.path.lexists(path):
+        return
+    kind, content, mode = was
+    if kind == "link":
+        os.symlink(content.decode(), path)
+    else:
+        write_atomically(path, content, 0, 0, mode)
 
 
 def remove_left(root: PurePosixPath, pattern: str) -> None:
