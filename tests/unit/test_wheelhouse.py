@@ -39,7 +39,7 @@ def test_each_static_dir_must_be_in_the_releases_wheels(tmp_path: Path,
     with zipfile.ZipFile(tmp_path / "app-1.0-py3-none-any.whl", "w") as wheel:
         wheel.writestr("app/static/css/site.css", "body {}")
         wheel.writestr("app/__init__.py", "")
-    built = wheelhouse.Wheelhouse(tmp_path, "digest", "app-1.0-py3-none-any.whl", "pip.whl")
+    built = wheelhouse.Wheelhouse(tmp_path, "digest", "app-1.0-py3-none-any.whl")
     monkeypatch.setattr(wheelhouse, "build", lambda *_args: built)
     assert {"app", "app/static", "app/static/css"} <= wheelhouse.wheel_folders(tmp_path)
 

@@ -8,8 +8,10 @@ target (Python, architecture, glibc) gets the same bits. It holds:
   later deploys install the same versions until the app's requirements change);
 - each pin as the target's binary wheel (manylinux up to the host's glibc), or, for a
   package that publishes only an sdist, a pure-Python wheel built from it here;
-- gunicorn, unless the lock pins it, and pip's own wheel, which installs the release.
-A build is keyed by a digest of all that and reused until one of them changes.
+- gunicorn, unless the lock pins it.
+A build is keyed by a digest of all that and reused until one of them changes. Hosts
+install it with uv (`uv_binary`: the controller's own version, built for the host), which
+the deploy puts on each web host once.
 """
 
 from __future__ import annotations
@@ -30,11 +32,15 @@ from wsgistack.build import sources
 from wsgistack.build.sources import BUILD_LOCK, REQUIREMENTS, SourceError, run_pip
 from wsgistack.config.settings import PACKAGE, AppSettings, is_built
 from wsgistack.engine.changes import OperatorError
+from wsgistack.engine.programs import UV_VERSION
 from wsgistack.paths import BUILD_DIR, LOCKS_DIR
 
-# The installer, run on hosts straight from its wheel, so release venvs are made without
-# pip (python3 -m venv --without-pip: no ensurepip, seconds faster per release).
-INSTALLER = "pip==26.3"
+# Every wheelhouse's digest so far begins with this, the installer releases were first
+# installed with (pip 26.3, from its wheel). uv installs them now, but a release's digest
+# says what it is made of, not what installed it: a live release whose digest changed would
+# be refused as rebuilt (wsgistack.components.releases), so the seed stays.
+DIGEST_SEED = "pip==26.3"
+UV = f"uv=={UV_VERSION}"  # installs releases on hosts: the controller's own
 # What every release runs under, unless the app's lock pins its own.
 GUNICORN = "gunicorn==27.0.1"
 # An exact pin in a lock: a package entry's form, with an environment marker allowed.
@@ -83,7 +89,6 @@ class Wheelhouse:
     path: Path  # the wheels and requirements.txt
     digest: str
     app_wheel: str | None  # file name of the app's own wheel; None: it is in the lock
-    installer_wheel: str  # file name of pip's wheel
 
     @property
     def archive(self) -> Path:
@@ -213,7 +218,7 @@ def read_requirements_text(text: str) -> list[str]:
 @functools.cache
 def assemble(name: str, app_wheel: Path | None, pins: tuple[str, ...], target: Target
              ) -> Wheelhouse:
-    identity = hashlib.sha256(f"{target} {INSTALLER}\n".encode())
+    identity = hashlib.sha256(f"{target} {DIGEST_SEED}\n".encode())
     identity.update("\n".join(pins).encode())
     if app_wheel:  # by content: a change to what the wheel leaves out changes nothing
         identity.update(f"{app_wheel.name} {sources.content_digest(app_wheel)}".encode())
@@ -233,24 +238,41 @@ def assemble(name: str, app_wheel: Path | None, pins: tuple[str, ...], target: T
                 archive.add(each, arcname=each.name)
         scratch.rename(path)
 
-    def wheel(prefix: str) -> str:
-        return next(each.name for each in path.glob(f"{prefix}*.whl"))
-
-    return Wheelhouse(path, digest, app_wheel.name if app_wheel else None, wheel("pip-"))
+    return Wheelhouse(path, digest, app_wheel.name if app_wheel else None)
 
 
 def dependencies(pins: tuple[str, ...], target: Target) -> Path:
-    """The pins' wheels and pip's for the target, fetched once per lock: a new version of an
-    app whose lock did not change builds its own wheel alone."""
-    identity = hashlib.sha256(f"{target} {INSTALLER}\n".encode() + "\n".join(pins).encode())
+    """The pins' wheels for the target, fetched once per lock: a new version of an app whose
+    lock did not change builds its own wheel alone."""
+    identity = hashlib.sha256(f"{target} wheels\n".encode() + "\n".join(pins).encode())
     path = BUILD_DIR / "dependencies" / identity.hexdigest()[:16]
     if not path.exists():
         scratch = path.with_name(path.name + ".partial")
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
         fetch(list(pins), target, scratch)
-        run_pip("download", "--no-deps", "--only-binary=:all:", "-d", str(scratch), INSTALLER)
         scratch.rename(path)
+    return path
+
+
+def uv_binary(target: Target) -> Path:
+    """uv's program for the target (the controller's version, from its wheel on PyPI),
+    fetched once."""
+    path = BUILD_DIR / "tools" / f"{UV.replace('==', '-')}-{target.machine}" / "uv"
+    with BUILD_LOCK:
+        if path.exists():
+            return path
+        with tempfile.TemporaryDirectory() as scratch:
+            fetch([UV], target, Path(scratch))
+            [wheel] = Path(scratch).glob("uv-*.whl")
+            with zipfile.ZipFile(wheel) as archive:
+                [member] = [name for name in archive.namelist()
+                            if name.endswith(".data/scripts/uv")]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                partial = path.with_name("uv.partial")
+                partial.write_bytes(archive.read(member))
+            partial.chmod(0o755)
+            partial.rename(path)
     return path
 
 

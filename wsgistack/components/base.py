@@ -5,16 +5,17 @@ the host read and golive ask for a program's state."""
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from pyinfra import host
 from pyinfra.context import ctx_host
 from pyinfra.operations import server, systemd
 
+from wsgistack.build import wheelhouse
 from wsgistack.config.targets import UPLOADS
 from wsgistack.engine.changes import refuse
 from wsgistack.engine.component import Account, Component, GoLive
-from wsgistack.engine.facts import InstalledPackages, ServiceStates, SystemAccount
+from wsgistack.engine.facts import InstalledPackages, PythonTarget, ServiceStates, SystemAccount
 from wsgistack.engine.hoststate import HostState, Read
 from wsgistack.engine.managed import Directory, File, Managed, ensure_all
 from wsgistack.engine.preview import CREATE
@@ -24,6 +25,8 @@ from wsgistack.engine.programs import (
     HERDER_SOURCE,
     SUPERVISOR_QUERY,
     SUPERVISOR_QUERY_SOURCE,
+    UV_PROGRAM,
+    UV_VERSION,
     golive_zipapp,
 )
 from wsgistack.engine.staged import golive
@@ -103,6 +106,7 @@ class Base(Component):
             File(f"Install supervisor-query, a program's state for the host read"
                  f" ({SUPERVISOR_QUERY})", str(SUPERVISOR_QUERY), "root", "root", "755",
                  local=SUPERVISOR_QUERY_SOURCE),
+            uv_program(),
             # supervisord (root) writes the apps' logs 0644 in a dir open to all: closing
             # the dir keeps others out of them (nginx's logs: nginx.log_files).
             Directory(f"Close {SUPERVISOR_LOGS} to others (the apps' output)",
@@ -120,7 +124,7 @@ class Base(Component):
         return [Account(BUILD_USER, BUILD_USER_COMMENT)]
 
     def reads(self) -> list[Read]:
-        return [Read.of(InstalledPackages, packages=self.packages_wanted),
+        return [Read.of(PythonTarget), Read.of(InstalledPackages, packages=self.packages_wanted),
                 Read.of(ServiceStates, services=SERVICES), Read.of(SystemAccount, user=BUILD_USER)]
 
     def installs_packages(self, seen: HostState) -> bool:
@@ -139,9 +143,19 @@ class Base(Component):
                     running=True,
                     enabled=True,
                 )
-        ensure_all(self.managed()[len(tools()):], seen)
+        binary = wheelhouse.uv_binary(seen.get(PythonTarget))
+        ensure_all([uv_program(binary) if item == uv_program() else item
+                    for item in self.managed()[len(tools()):]], seen)
         create_build_user(seen)
         return []
+
+
+def uv_program(binary: Path | None = None) -> File:
+    """uv (`binary`, built for the host), which installs each release's packages: named by
+    its version, so in place once there (a new version is a new file)."""
+    return File(f"Install uv {UV_VERSION}, which installs each release's packages"
+                f" ({UV_PROGRAM})", str(UV_PROGRAM), "root", "root", "755", local=binary,
+                versioned=True)
 
 
 def create_build_user(seen: HostState) -> None:

@@ -23,6 +23,7 @@ from wsgistack.engine.changes import refuse
 from wsgistack.engine.facts import FileText, LinkTarget, PythonTarget
 from wsgistack.engine.hoststate import HostState, Read
 from wsgistack.engine.preview import CREATE
+from wsgistack.engine.programs import UV_PROGRAM
 from wsgistack.engine.staged import golive
 from wsgistack.engine.summary import declare
 from wsgistack.onhost.golive.layout import AppPaths
@@ -104,9 +105,10 @@ def install_commands(app: AppSettings, paths: AppPaths, build: wheelhouse.Wheelh
         f"tar -xf {wheels}.tar -C {wheels}",
         # -I: nothing from the SSH session's working dir or environment on sys.path.
         f"python3 -I -m venv --without-pip {release.venv}",
-        # pip runs from its wheel, installing into the venv whose python runs it.
-        f"{python} -I {wheels}/{build.installer_wheel}/pip install --quiet"
-        f" --disable-pip-version-check --no-index --find-links {wheels}"
+        # uv, from the wheelhouse alone (no index, no config file, no cache), compiled as
+        # pip would: the app cannot write its root-owned venv's __pycache__ dirs.
+        f"{UV_PROGRAM} pip install --quiet --offline --no-index --no-config --no-cache"
+        f" --compile-bytecode --python {python} --find-links {wheels}"
         f" --requirement {wheels}/requirements.txt{own}",
     ]
     if app.build_commands:

@@ -82,7 +82,8 @@ def host_read(parts: list[Component]) -> tuple[Read, ...]:
     """The reads of the one command that reads the host."""
     items = managed(parts)
     return HostState.batch([item.path for item in items],
-                           [item.path for item in items if isinstance(item, File)],
+                           [item.path for item in items
+                            if isinstance(item, File) and not item.versioned],
                            [read for part in parts for read in part.reads()])
 
 

@@ -81,6 +81,7 @@ class File:
     local: Path | None = None
     secret: bool = False  # its content never appears in any output, --diff included
     text: str | None = None
+    versioned: bool = False  # its name says its version: in place once there, never hashed
 
     @cached_property
     def content(self) -> bytes:
@@ -94,7 +95,7 @@ class File:
     def in_place(self, seen: PathState | None) -> bool:
         return (seen is not None
                 and seen.matches("regular file", self.user, self.group, self.mode)
-                and seen.sha1 == hashlib.sha1(self.content).hexdigest())
+                and (self.versioned or seen.sha1 == hashlib.sha1(self.content).hexdigest()))
 
     def apply(self) -> OperationMeta:
         if self.secret:

@@ -5,12 +5,13 @@ same for the same source, so that a converged host's copy stays in step."""
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import io
 import os
 import zipfile
 from pathlib import Path
 
-from wsgistack.onhost.golive.layout import ROOT, herder, supervisor_query
+from wsgistack.onhost.golive.layout import ROOT, herder, supervisor_query, uv_program
 from wsgistack.paths import BUILD_DIR
 
 ONHOST = Path(__file__).resolve().parents[1] / "onhost"
@@ -20,6 +21,9 @@ SUPERVISOR_QUERY_SOURCE = ONHOST / "supervisor_query.py"
 HERDER = herder(ROOT)
 GOLIVE = HERDER.with_name("golive")
 SUPERVISOR_QUERY = supervisor_query(ROOT)
+# uv, the controller's own version (built for each host: wsgistack.build.wheelhouse)
+UV_VERSION = importlib.metadata.version("uv")
+UV_PROGRAM = uv_program(ROOT, UV_VERSION)
 # Runs the package from the zipapp (python3 puts the archive first on sys.path, -I or not).
 ZIPAPP_MAIN = b"import sys\nfrom golive.cli import main\nsys.exit(main())\n"
 

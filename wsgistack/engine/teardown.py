@@ -30,6 +30,7 @@ from pyinfra import host, state
 from pyinfra.api import FactBase
 from pyinfra.operations import server, systemd
 
+from wsgistack.components import base
 from wsgistack.components.removal import Removal
 from wsgistack.config.settings import RemovedApp, Settings
 from wsgistack.config.targets import UPLOADS
@@ -116,22 +117,31 @@ def paths_of(item: Managed | str) -> list[str]:
 
 def destroy(parts: list[Component], settings: Settings, purge: bool) -> None:
     """Take the deploy's parts back off this host (module docstring), as read in one
-    command."""
+    command. golive runs the removals: where any is due it is installed first, as this
+    version has it (a destroy after one without purge finds none; an older one lacks steps)."""
     apps = [Removal(RemovedApp(name=name, purge=purge)) for name in dict.fromkeys(
         [*(app.name for app in settings.apps), *(gone.name for gone in settings.removed_apps)])]
     items = [item for part in reversed(parts) for item in removal_of(part.teardown(purge))]
     accounts = [account for part in parts for account in part.accounts(purge)]
+    tools = base.tools()
     seen = HostState.read(HostState.batch(
-        [*(item.path for item in items),
-         *dict.fromkeys([*last(purge=True), *last(purge=False)])], [],
+        [*(item.path for item in (*tools, *items)),
+         *dict.fromkeys([*last(purge=True), *last(purge=False)])],
+        [item.path for item in tools if isinstance(item, File)],
         [*(read for app in apps for read in app.reads()),
          *(Read.of(SystemAccount, user=account.user) for account in accounts),
          Read.of(RecordedPackages)]))
-    recorded = seen.get(RecordedPackages)
-    for app in apps:
-        for step in app.prepare(seen):
-            if step.command:
-                declare(server.shell(name=step.name, commands=[step.command]), DELETE)
+    steps = [step for app in apps for step in app.prepare(seen) if step.command]
+    packages = taken_off(seen.get(RecordedPackages), purge)
+    due = bool(steps or packages or any(not item.in_place(seen.path(item.path))
+                                       for item in items))
+    installing = due or any(seen.path(path) for path in last(purge))
+    final = [path for path in last(purge) if seen.path(path) or (installing and any(
+        PurePosixPath(item.path).is_relative_to(path) for item in tools))]
+    if installing:
+        ensure_all(tools, seen)
+    for step in steps:
+        declare(server.shell(name=step.name, commands=[step.command]), DELETE)
     done = ensure_all(items, seen)
     if any(operation and PurePosixPath(item.path).is_relative_to(UNIT_DIR)
            for item, operation in zip(items, done, strict=True)):
@@ -140,8 +150,8 @@ def destroy(parts: list[Component], settings: Settings, purge: bool) -> None:
         if seen.get(SystemAccount, user=account.user).get("comment") == account.comment:
             declare(server.user(name=f"Remove the account {account.user}", user=account.user,
                                 present=False), DELETE)
-    remove_packages(recorded, purge)
-    remove_last([path for path in last(purge) if seen.path(path)])
+    remove_packages(packages, purge)
+    remove_last(final)
     Summary.of(state).role(host.name, "destroyed, its data purged" if purge else
                            "destroyed, its data kept (purge=true takes it)")
 
@@ -163,10 +173,14 @@ def remove_last(paths: list[str]) -> None:
                          commands=[golive("remove-paths", paths=paths)]), DELETE)
 
 
-def remove_packages(recorded: list[tuple[str, str]], purge: bool) -> None:
+def taken_off(recorded: list[tuple[str, str]], purge: bool) -> list[str]:
     """The recorded packages still installed (and, with purge, those left configured)."""
-    names = [name for status, name in recorded if status[1:2] == "i"
-             or (purge and status[1:2] == "c")]
+    return [name for status, name in recorded if status[1:2] == "i"
+            or (purge and status[1:2] == "c")]
+
+
+def remove_packages(names: list[str], purge: bool) -> None:
+    """golive remove-packages, named after what it takes off."""
     if not names:
         return
     kept = [] if purge else [name for name in names if HOLDS_DATA.match(name)]

@@ -186,6 +186,12 @@ def supervisor_query(root: PurePosixPath) -> PurePosixPath:
     return root / "usr/local/lib/wsgistack/supervisor-query"
 
 
+def uv_program(root: PurePosixPath, version: str) -> PurePosixPath:
+    """uv, which installs each release's packages from its wheelhouse: named by its version,
+    so a host that has it has that one."""
+    return root / f"usr/local/lib/wsgistack/uv-{version}"
+
+
 def build_dir(root: PurePosixPath) -> PurePosixPath:
     """Root's dir of the builds under way: one dir each, the build user's."""
     return root / "var/lib/wsgistack/build"

@@ -3,6 +3,9 @@ from supervisor-query; and the removal of an app marked absent."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -70,13 +73,19 @@ def info_state(paths: AppPaths) -> str:
 
 def remove(root: PurePosixPath, app: str, purge: bool) -> None:
     paths = AppPaths(app, root)
-    supervisorctl("stop", paths.name)
+    supervised = shutil.which("supervisorctl") is not None  # not after destroy took it
+    if supervised:
+        supervisorctl("stop", paths.name)
     for path in (paths.supervisor_program, candidate(paths.supervisor_program)):
         remove_path(path)
-    supervisorctl("reread")
-    supervisorctl("update", paths.name)
+    if supervised:
+        supervisorctl("reread")
+        supervisorctl("update", paths.name)
     for path in paths.leftovers() + (paths.purged() if purge else []):
         remove_path(path)
+    if purge and not supervised:  # supervisor's log dir, which its purge left for these logs
+        with contextlib.suppress(OSError):
+            os.rmdir(paths.stdout_log.parent)
     if purge and made_by_the_deploy(paths.name):
         for command, database in (("userdel", "passwd"), ("groupdel", "group")):
             if run(["getent", database, paths.name]).returncode == 0:
