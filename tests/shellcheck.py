@@ -2,7 +2,8 @@
 
 Root-side steps are golive's (Python, unit-tested). What is still shell: the one command
 that reads a web host (and the one that reads a database host), the release install, a
-refusal, certbot's deploy hook and the removal of its certificate. They are rendered here
+refusal, certbot's deploy hook and the removal of its certificate, destroy's read and a
+unit's removal. They are rendered here
 exactly as the deploy renders them, for group data's apps plus one app marked absent, with
 tls_mode acme (so every module's probes are there; without it for the removal), and
 checked as the POSIX sh that pyinfra runs them with.
@@ -27,6 +28,7 @@ from wsgistack.components.releases import install_commands
 from wsgistack.components.stack import host_read, web_host
 from wsgistack.config.environment import Environment, Member
 from wsgistack.config.settings import load_settings
+from wsgistack.engine import teardown
 from wsgistack.engine.changes import refuse
 from wsgistack.engine.hoststate import Batch
 from wsgistack.onhost.golive.layout import AppPaths
@@ -44,7 +46,7 @@ def commands(secrets_dir: Path) -> dict[str, str]:
     secrets = {app.name: {"SECRET_KEY": "not-a-real-secret"} for app in settings.apps}
     app = settings.apps[0]
     build = Wheelhouse(Path("/build/wheelhouse"), "0123456789abcdef",
-                       "flasktodo-1.0.1-py3-none-any.whl", "pip-24.0-py3-none-any.whl")
+                       "flasktodo-1.0.1-py3-none-any.whl")
     refusal = next(refuse._inner(message="it's refused; see \"why\""))  # type: ignore[attr-defined]
     assert isinstance(refusal, StringCommand)
     return {
@@ -56,6 +58,9 @@ def commands(secrets_dir: Path) -> dict[str, str]:
         "a refusal": refusal.get_raw_value(),
         "certbot's deploy hook": next(item for item in acme.AcmeCertificate(settings).managed()
                                       if item.path == str(acme.HOOK)).content.decode(),
+        "the destroy read": Batch().command(reads=teardown.host_read(*teardown.plan(
+            web_host(settings, Environment("staging", ()), secrets), settings, True))),
+        "a unit's removal": teardown.removed("/etc/systemd/system/wsgistack-x.timer").command,
         "the removal of certbot's certificate": next(
             item.command for item in acme.AcmeCertificate(load_settings(
                 {**group_data("staging"), "secrets_dir": str(secrets_dir)}, "staging")).managed()

@@ -76,8 +76,13 @@ def web_host_paths(settings: Settings) -> list[str]:
                *unit_paths(layout.site_unit(site)), *unit_paths(layout.certificate_unit(site)),
                layout.lock_dir(ROOT) / "deploy.lock", layout.acme_webroot(ROOT),
                *layout.lineage(site, ROOT), layout.renewal_config(site, ROOT),
-               layout.database_ca(ROOT), *app_data_paths(settings)]
+               layout.database_ca(ROOT), *app_data_paths(settings), *records()]
     return sorted(set(map(str, touched)))
+
+
+def records() -> list[PurePosixPath]:
+    """On every host: the deploy's records of what its installs gained (destroy's)."""
+    return [layout.installed_packages(ROOT), layout.installed_accounts(ROOT)]
 
 
 def app_data_paths(settings: Settings) -> list[PurePosixPath]:
@@ -85,7 +90,7 @@ def app_data_paths(settings: Settings) -> list[PurePosixPath]:
     directory = layout.backup_dir(ROOT)
     return [directory, directory / "ssh_key", directory / "known_hosts",
             *unit_paths(layout.app_backups_unit()),
-            *(layout.data_sent(app.name) for app in settings.apps),
+            *(layout.data_sent(app.name) for app in settings.apps), layout.restic_cache(ROOT),
             *(base.UNIT_DIR / name for name in (appdata.SERVICE, appdata.TIMER))]
 
 
@@ -100,7 +105,7 @@ def database_host_paths(view: database.DatabaseView) -> list[str]:
                  for version in database.POSTGRESQL.values()),
                directory, directory / "ssh_key", directory / "known_hosts",
                *unit_paths(layout.archiving_unit()), layout.repository_mount(ROOT),
-               *(base.UNIT_DIR / name for name in archiving.UNITS)]
+               *(base.UNIT_DIR / name for name in archiving.UNITS), *records()]
     return sorted(set(map(str, touched)))
 
 
@@ -109,7 +114,8 @@ def backup_host_paths(senders: list[backup.Sender]) -> list[str]:
                    layout.backup_store(ROOT, sender.store),
                    layout.backup_store(ROOT, sender.store) / "repository",
                    backup.AUTHORIZED_KEYS / sender.account)),
-               *unit_paths(layout.backup_store_unit()), layout.lock_dir(ROOT) / "deploy.lock"]
+               *unit_paths(layout.backup_store_unit()), layout.lock_dir(ROOT) / "deploy.lock",
+               *records()]
     return sorted(set(map(str, touched)))
 
 

@@ -34,7 +34,7 @@ from wsgistack.components import base
 from wsgistack.components.removal import Removal
 from wsgistack.config.settings import RemovedApp, Settings
 from wsgistack.config.targets import UPLOADS
-from wsgistack.engine.component import Component
+from wsgistack.engine.component import Account, Component
 from wsgistack.engine.facts import SystemAccount
 from wsgistack.engine.hoststate import HostState, Read
 from wsgistack.engine.managed import Absent, Directory, File, LogFile, Managed, ensure_all
@@ -69,8 +69,8 @@ class RecordedPackages(FactBase[list[tuple[str, str]]]):
 
     def command(self) -> str:
         record = shlex.quote(str(installed_packages(ROOT)))
-        return (f"! test -s {record} || xargs dpkg-query -W -f '${{db:Status-Abbrev}}"
-                f" ${{Package}}\\n' < {record} 2>/dev/null || true")
+        return (f"! test -s {record} || dpkg-query -W -f '${{db:Status-Abbrev}} ${{Package}}\\n'"
+                f" | awk 'NR == FNR {{ recorded[$1]; next }} $NF in recorded' {record} -")
 
     def process(self, output: list[str]) -> list[tuple[str, str]]:
         return [(line.split()[0], line.split()[-1]) for line in output if len(line.split()) > 1]
@@ -115,22 +115,35 @@ def paths_of(item: Managed | str) -> list[str]:
     return [item.path] if isinstance(item, File | LogFile | Directory) else []
 
 
-def destroy(parts: list[Component], settings: Settings, purge: bool) -> None:
-    """Take the deploy's parts back off this host (module docstring), as read in one
-    command. golive runs the removals: where any is due it is installed first, as this
-    version has it (a destroy after one without purge finds none; an older one lacks steps)."""
+def plan(parts: list[Component], settings: Settings, purge: bool
+         ) -> tuple[list[Removal], list[Absent], list[Account], list[Managed]]:
+    """What destroy takes off this host: each app (as an app marked absent), each part's
+    removals (the last part's first), the accounts the deploy made, and golive's tools."""
     apps = [Removal(RemovedApp(name=name, purge=purge)) for name in dict.fromkeys(
         [*(app.name for app in settings.apps), *(gone.name for gone in settings.removed_apps)])]
     items = [item for part in reversed(parts) for item in removal_of(part.teardown(purge))]
     accounts = [account for part in parts for account in part.accounts(purge)]
-    tools = base.tools()
-    seen = HostState.read(HostState.batch(
+    return apps, items, accounts, base.tools()
+
+
+def host_read(apps: list[Removal], items: list[Absent], accounts: list[Account],
+              tools: list[Managed]) -> tuple[Read, ...]:
+    """The reads of the one command that reads the host for destroy."""
+    return HostState.batch(
         [*(item.path for item in (*tools, *items)),
          *dict.fromkeys([*last(purge=True), *last(purge=False)])],
         [item.path for item in tools if isinstance(item, File)],
         [*(read for app in apps for read in app.reads()),
          *(Read.of(SystemAccount, user=account.user) for account in accounts),
-         Read.of(RecordedPackages)]))
+         Read.of(RecordedPackages)])
+
+
+def destroy(parts: list[Component], settings: Settings, purge: bool) -> None:
+    """Take the deploy's parts back off this host (module docstring), as read in one
+    command. golive runs the removals: where any is due it is installed first, as this
+    version has it (a destroy after one without purge finds none; an older one lacks steps)."""
+    apps, items, accounts, tools = plan(parts, settings, purge)
+    seen = HostState.read(host_read(apps, items, accounts, tools))
     steps = [step for app in apps for step in app.prepare(seen) if step.command]
     packages = taken_off(seen.get(RecordedPackages), purge)
     due = bool(steps or packages or any(not item.in_place(seen.path(item.path))

@@ -8,12 +8,14 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import pwd
 import re
 import stat
 from pathlib import PurePosixPath
 
 from .files import Refused, remove_path, run, say, tail, write_atomically
 from .layout import installed_accounts, installed_packages
+from .users import as_user
 
 DPKG_STATUS = "var/lib/dpkg/status"
 APT = ("apt-get", "-q", "-y", "-o", "Dpkg::Options::=--force-confdef",
@@ -170,15 +172,17 @@ def put_back(path: PurePosixPath, was: tuple[str, bytes, int]) -> None:
 
 def remove_left(root: PurePosixPath, pattern: str) -> None:
     """What a purged package left (LEFT_BY): each file matching `pattern` unlinked (a link
-    itself, never its target), each dir removed if empty; then the dirs above, below
-    `root`, that this leaves empty."""
+    itself, never its target), each dir removed if empty, as the owner of the dir it is in
+    where that is not root's alone (pgBackRest's logs, postgres's); then the dirs above,
+    below `root`, that this leaves empty."""
     for found in sorted(glob.glob(str(root / pattern))):
         path = PurePosixPath(found)
-        with contextlib.suppress(OSError):  # a dir not empty stays
-            if os.path.isdir(path) and not os.path.islink(path):
-                os.rmdir(path)
-            else:
-                os.unlink(path)
+        owner = os.lstat(path.parent).st_uid
+        if root_alone(path.parent, root):
+            unlink_or_rmdir(path)
+        else:
+            with contextlib.suppress(KeyError):  # an owner with no account: left alone
+                as_user(pwd.getpwuid(owner).pw_name, lambda path=path: unlink_or_rmdir(path))
         for directory in path.parents:
             if directory == root or not directory.is_relative_to(root):
                 break
@@ -186,6 +190,15 @@ def remove_left(root: PurePosixPath, pattern: str) -> None:
                 os.rmdir(directory)
             except OSError:  # not empty (or not there): it stays, and those above it
                 break
+
+
+def unlink_or_rmdir(path: PurePosixPath) -> None:
+    """A file or link unlinked, or a dir removed if empty (a dir not empty stays)."""
+    with contextlib.suppress(OSError):
+        if os.path.isdir(path) and not os.path.islink(path):
+            os.rmdir(path)
+        else:
+            os.unlink(path)
 
 
 def accounts(root: PurePosixPath) -> set[str]:
