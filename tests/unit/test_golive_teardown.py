@@ -148,10 +148,16 @@ def test_a_path_is_removed_only_where_every_dir_above_is_root_s_alone(tmp_path: 
     open_dir.mkdir(parents=True)
     open_dir.chmod(0o777)  # as an app's dir would be to its own user
     (open_dir / "file").write_text("the app's")
-    teardown.remove_paths(root, ["/etc/ssl/wsgistack", "/etc/gone/already"])
+    kept = tmp_path / "var/lib/wsgistack/applied"
+    kept.mkdir(parents=True)
+    (kept / "app-backups").write_text("which backups the kept data belongs to")
+    teardown.remove_paths(root, ["/etc/ssl/wsgistack", "/etc/gone/already"],
+                          ["/var/lib/wsgistack/applied", "/var/lib/wsgistack", "/etc/ssl"])
+    assert (kept / "app-backups").exists(), "a dir not empty stays"
+    assert not (tmp_path / "etc/ssl").exists(), "an empty one goes"
     assert not ours.exists()
     with pytest.raises(Refused, match="not root's alone"):
-        teardown.remove_paths(root, ["/var/lib/app/file"])
+        teardown.remove_paths(root, ["/var/lib/app/file"], [])
     assert (open_dir / "file").exists()
 
 
@@ -180,7 +186,7 @@ def test_a_mounted_file_system_is_never_reached_into(tmp_path: Path,
     (mount / "backup.info").write_text("the backup host's")
     monkeypatch.setattr(teardown, "mount_points", lambda: [PurePosixPath(mount)])
     with pytest.raises(Refused, match="is mounted there"):
-        teardown.remove_paths(PurePosixPath(tmp_path), ["/var/lib/wsgistack"])
+        teardown.remove_paths(PurePosixPath(tmp_path), ["/var/lib/wsgistack"], [])
     assert (mount / "backup.info").exists()
 
 
@@ -192,6 +198,6 @@ def test_a_link_on_the_way_is_never_followed(tmp_path: Path) -> None:
     (tmp_path / "etc").mkdir()
     os.symlink(elsewhere, tmp_path / "etc/wsgistack")
     with pytest.raises(Refused):
-        teardown.remove_paths(root, ["/etc/wsgistack/precious"])
-    teardown.remove_paths(root, ["/etc/wsgistack"])  # the link itself goes, not its target
+        teardown.remove_paths(root, ["/etc/wsgistack/precious"], [])
+    teardown.remove_paths(root, ["/etc/wsgistack"], [])  # the link itself goes, not its target
     assert (elsewhere / "precious").exists() and not (tmp_path / "etc/wsgistack").exists()

@@ -34,7 +34,8 @@ def sample(arg: Arg) -> object:
     if arg.repeated:
         return {"names": ["example.test", "www.example.test"], "apps": ["shop", "blog"],
                 "packages": ["nginx", "libpq5", "g++-12"],
-                "paths": ["/etc/ssl/wsgistack", "/var/lib/wsgistack/a@b.service"]}.get(
+                "paths": ["/etc/ssl/wsgistack", "/var/lib/wsgistack/a@b.service"],
+                "empty_dirs": ["/var/lib/wsgistack/applied", "/var/lib/wsgistack"]}.get(
             arg.name, ["TERM"])
     return SAMPLES.get(arg.name, "value")
 

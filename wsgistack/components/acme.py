@@ -37,6 +37,7 @@ from wsgistack.engine.staged import golive
 from wsgistack.onhost.golive.layout import (
     ROOT,
     acme_webroot,
+    certificate_unit,
     letsencrypt_dir,
     lineage,
     renewal_config,
@@ -140,8 +141,10 @@ class AcmeCertificate(Component):
 
     def teardown(self, purge: bool) -> list[Managed | str]:
         """certbot's certificate for the site, and what the deploy added to certbot."""
-        return [*map(str, (HOOK, WEBROOT, DROP_IN.parent, CA_BUNDLE)),
-                certificate_deleted(self.settings.site_name, "destroy")]
+        site = self.settings.site_name
+        return [*map(str, (HOOK, WEBROOT, DROP_IN.parent, CA_BUNDLE,
+                           certificate_unit(site).stamp)),
+                certificate_deleted(site, "destroy")]
 
     def reads(self) -> list[Read]:
         if not self.settings.acme:

@@ -36,7 +36,13 @@ from wsgistack.engine.managed import Absent, Directory, File, Managed, ensure_al
 from wsgistack.engine.programs import GOLIVE
 from wsgistack.engine.staged import StagedState, candidate, expect, expected_digests, golive, is_due
 from wsgistack.engine.summary import Summary
-from wsgistack.onhost.golive.layout import ROOT, archiving_unit, backup_dir, repository_mount
+from wsgistack.onhost.golive.layout import (
+    ROOT,
+    archiving_unit,
+    backup_dir,
+    backup_outcome,
+    repository_mount,
+)
 from wsgistack.onhost.golive.protocol import BACKUP_KINDS
 from wsgistack.paths import TEMPLATES
 
@@ -134,16 +140,17 @@ class Archiving:
     def managed(self) -> list[Managed]:
         return [*self.files(), self.candidate("")] if archives(self.environment) else []
 
-    def teardown(self) -> list[Managed]:
+    def teardown(self) -> list[Managed | str]:
         """The repository unmounted (its unit stopped and disabled) before its mount point
         and unit go, then the rest: the backups stay on the backup host."""
         if not archives(self.environment):
             return []
         unit, mount = str(base.UNIT_DIR / REPOSITORY_SERVICE), str(repository_mount(ROOT))
+        stamps = [archiving_unit().stamp, *(backup_outcome(kind, ROOT) for kind in BACKUP_KINDS)]
         return [Absent("Unmount the repository from the backup host, and remove its unit",
                        unit, command=f"systemctl disable --now {REPOSITORY_SERVICE}"
                                      f" && {golive('remove-paths', paths=[unit, mount])}"),
-                *self.managed()]
+                *self.managed(), *map(str, stamps)]
 
     def reads(self) -> list[Read]:
         if not archives(self.environment):

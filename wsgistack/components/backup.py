@@ -259,7 +259,7 @@ class BackupStore(Component):
                 *(stores if purge else [item for item in stores
                                         if item.path in (str(AUTHORIZED_KEYS),
                                                          str(backup_sftp_dir(ROOT)))]),
-                *self.candidates()[:1]]
+                *self.candidates()[:1], str(backup_store_unit().stamp)]
 
     def accounts(self, purge: bool) -> list[Account]:
         """The senders' accounts own their stores: they go with them, with purge."""

@@ -348,7 +348,7 @@ class DatabaseServer(Component):
         return [*(settings_removed(version, purge) for version in POSTGRESQL.values()),
                 *firewall(view.environment).teardown(), *self.archiving.teardown(),
                 *unit_files(view), *(item for item in directories() if item.path != str(BACKUPS)),
-                *candidates(view, "", 0)]
+                *candidates(view, "", 0), str(database_unit().stamp)]
 
     def reads(self) -> list[Read]:
         return [Read.of(DatabaseHost), Read.of(InstalledPackages, packages=self.packages()),

@@ -78,8 +78,10 @@ class Site(Component):
         ]
 
     def teardown(self, purge: bool) -> list[Managed | str]:
-        """Its files and logs, and the site enabled."""
-        return [*self.managed(), str(unit(self.settings).listing / self.settings.site_name)]
+        """Its files and logs, the site enabled, and its stamp."""
+        staged = unit(self.settings)
+        return [*self.managed(), str(staged.listing / self.settings.site_name),
+                str(staged.stamp)]
 
     def reads(self) -> list[Read]:
         return [Read.of(StagedState, unit=unit(self.settings))]

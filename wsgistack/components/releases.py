@@ -110,6 +110,7 @@ def install_commands(app: AppSettings, paths: AppPaths, build: wheelhouse.Wheelh
         f"{UV_PROGRAM} pip install --quiet --offline --no-index --no-config --no-cache"
         f" --compile-bytecode --python {python} --find-links {wheels}"
         f" --requirement {wheels}/requirements.txt{own}",
+        f"rm -f {release.venv}/.lock",  # uv's, writable by all: code is read-only to others
     ]
     if app.build_commands:
         commands.append(golive("build", app=app.name, version=app.version,

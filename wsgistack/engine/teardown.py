@@ -48,6 +48,7 @@ from wsgistack.onhost.golive.layout import (
     history_log,
     installed_packages,
     restic_cache,
+    stamps_dir,
 )
 from wsgistack.onhost.golive.teardown import HOLDS_DATA
 
@@ -56,8 +57,9 @@ UNIT_SUFFIXES = (".service", ".timer", ".mount", ".socket")
 CANDIDATE = ".next"  # wsgistack.onhost.golive.layout.candidate
 # Root's own dir of the deploy: its record of packages, stamps, builds, sudo users' uploads
 STATE_DIR = installed_packages(ROOT).parent
-# What of it goes without purge: not the record (of what remains installed), nor the stamps
-# (which backups the kept data belongs to), nor the daily database dumps
+# What of it goes without purge: not the record (of what remains installed), nor the app
+# backups' stamps (which backups the kept data belongs to: each part takes its own stamps),
+# nor the daily database dumps
 STATE_PARTS = (build_dir(ROOT), UPLOADS, restic_cache(ROOT))
 ETC_DIR = PurePosixPath("/etc/wsgistack")  # the deploy's config dirs, ours alone
 HISTORY = history_log(ROOT).parent  # the deploy's history: kept unless purge
@@ -164,7 +166,7 @@ def destroy(parts: list[Component], settings: Settings, purge: bool) -> None:
             declare(server.user(name=f"Remove the account {account.user}", user=account.user,
                                 present=False), DELETE)
     remove_packages(packages, purge)
-    remove_last(final)
+    remove_last(final, purge)
     Summary.of(state).role(host.name, "destroyed, its data purged" if purge else
                            "destroyed, its data kept (purge=true takes it)")
 
@@ -177,13 +179,16 @@ def last(purge: bool) -> list[str]:
                                    GOLIVE.parent)]
 
 
-def remove_last(paths: list[str]) -> None:
-    """One golive step, removing its own dir last: nothing runs golive after it."""
+def remove_last(paths: list[str], purge: bool) -> None:
+    """One golive step, removing its own dir last: nothing runs golive after it. Without
+    purge, root's state dir and its stamps go too where nothing is kept in them."""
     if not paths:
         in_place()
         return
+    empty = [] if purge else [str(stamps_dir(ROOT)), str(STATE_DIR)]
     declare(server.shell(name=f"Remove {', '.join(paths)}",
-                         commands=[golive("remove-paths", paths=paths)]), DELETE)
+                         commands=[golive("remove-paths", paths=paths, empty_dirs=empty)]),
+            DELETE)
 
 
 def taken_off(recorded: list[tuple[str, str]], purge: bool) -> list[str]:

@@ -214,6 +214,11 @@ def restic_cache(root: PurePosixPath) -> PurePosixPath:
     return root / "var/lib/wsgistack/restic-cache"
 
 
+def backup_outcome(kind: str, root: PurePosixPath) -> PurePosixPath:
+    """On a database host: how its last pgBackRest backup of `kind` (full, diff) went."""
+    return stamps_dir(root) / f"pgbackrest-{kind}"
+
+
 def history_log(root: PurePosixPath) -> PurePosixPath:
     """Every go-live step that changed the host, a JSON line each: root's alone."""
     return root / "var/log/wsgistack/history.log"

@@ -20,7 +20,14 @@ from pathlib import PurePosixPath
 
 from .appdata import moment
 from .files import Refused, Staged, parse_expect, record, run, say, tail, write_atomically
-from .layout import archiving_unit, backup_dir, backup_store_unit, repository_mount, stamps_dir
+from .layout import (
+    archiving_unit,
+    backup_dir,
+    backup_outcome,
+    backup_store_unit,
+    repository_mount,
+    stamps_dir,
+)
 from .protocol import BACKUP_KINDS
 from .users import user_options
 
@@ -153,7 +160,7 @@ def take_backup(root: PurePosixPath, stanza: str, kind: str) -> None:
     outcome = {"result": "success" if status == 0 else "failed",
                "at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     os.makedirs(stamps_dir(root), mode=0o755, exist_ok=True)
-    write_atomically(stamps_dir(root) / f"pgbackrest-{kind}", json.dumps(outcome).encode(),
+    write_atomically(backup_outcome(kind, root), json.dumps(outcome).encode(),
                      0, 0, 0o644)
     if status != 0:
         raise Refused(f"the {kind} backup of {stanza} failed: {said}")
@@ -173,7 +180,7 @@ def archive_state(root: PurePosixPath) -> dict[str, object]:
                                 "wal_failing": failing == "t"}
     for kind in BACKUP_KINDS:
         try:
-            with open(stamps_dir(root) / f"pgbackrest-{kind}") as stamp:
+            with open(backup_outcome(kind, root)) as stamp:
                 state[kind] = json.load(stamp)
         except (OSError, ValueError):
             state[kind] = {}

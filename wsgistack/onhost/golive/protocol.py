@@ -157,6 +157,9 @@ TO = Arg("to", "a time, or latest (every write the backup host holds)", pattern=
          required=True)
 
 
+PATH = re.compile(r"^/[A-Za-z0-9._@+/-]+$")  # a path of ours destroy removes
+
+
 def release_commands(required: bool) -> Arg:
     return Arg("release_commands", "run as the app's user (a JSON argv)", kind=ARGV,
                repeated=True, required=required, option="--release-command")
@@ -291,8 +294,9 @@ STEPS = {step.name: step for step in (
          usage="Refused if that would remove a package the deploy did not install. Without"
                " --purge, PostgreSQL's server is removed, not purged: its clusters stay."),
     Step("remove-paths", "teardown:remove_paths", "remove the deploy's own paths (destroy)",
-         (Arg("paths", "a path", repeated=True, required=True, option="--path",
-              pattern=re.compile(r"^/[A-Za-z0-9._@+/-]+$")),),
+         (Arg("paths", "a path", repeated=True, option="--path", pattern=PATH),
+          Arg("empty_dirs", "a dir removed only where empty (after the paths)",
+              repeated=True, option="--empty-dir", pattern=PATH)),
          recorded=False,  # the history may be among them
          usage="Each only where every dir above it is a real dir only root can write."),
 )}

@@ -243,12 +243,10 @@ def mount_points() -> list[PurePosixPath]:
                                      line.split()[4])) for line in mounts]
 
 
-def remove_paths(root: PurePosixPath, paths: list[str]) -> None:
+def remove_paths(root: PurePosixPath, paths: list[str], empty_dirs: list[str]) -> None:
     mounted = mount_points()
     for each in paths:
-        path = root / PurePosixPath(each).relative_to("/")
-        if ".." in path.parts or path == root:
-            raise Refused(f"{each}: not a path destroy removes")
+        path = under(root, each)
         inside = [mount for mount in mounted if mount.is_relative_to(path)]
         if inside:  # removing it would reach into another file system (a backup host's)
             raise Refused(f"{path}: {inside[0]} is mounted there: not removing it")
@@ -260,4 +258,17 @@ def remove_paths(root: PurePosixPath, paths: list[str]) -> None:
             raise Refused(f"{path}: a dir above it is not root's alone: not removing it as"
                           " root")
         remove_path(path)
+    for each in empty_dirs:
+        directory = under(root, each)
+        if os.path.isdir(directory) and not os.path.islink(directory):
+            with contextlib.suppress(OSError):  # not empty: it stays
+                os.rmdir(directory)
     say(f"removed {len(paths)} paths")
+
+
+def under(root: PurePosixPath, each: str) -> PurePosixPath:
+    """An absolute path of the host, below `root`; refused if it names no path of ours."""
+    path = root / PurePosixPath(each).relative_to("/")
+    if ".." in path.parts or path == root:
+        raise Refused(f"{each}: not a path destroy removes")
+    return path
