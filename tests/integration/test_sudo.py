@@ -1,14 +1,16 @@
 """Hosts as Debian's cloud images come (`sandbox up --login admin`): the deploy logs in as
 `admin`, a sudo user, root's SSH login refused. Everything an operator does goes through
 sudo as it does as root: the first deploy of staging and production (its database host
-too), the no-op, a secret change, a new release, a rollback, drift repair and removal.
+too), the no-op, a secret change, a new release, a rollback, drift repair, removal, and
+last production's destroy.
 
 Through sudo, pyinfra would upload each file as `admin` to /tmp/pyinfra-<sha1 of its
 destination> (0644) and copy it into place as root: another user on the host could read
 it, or create that file first. Here another local user polls /tmp and /var/tmp through a
 deploy that changes a secret, and owns files at every name pyinfra would use there.
 
-A sandbox of its own; the tests run in order, each leaving the hosts converged.
+A sandbox of its own; the tests run in order, each leaving the hosts converged, but the
+last, which destroys production.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import re
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -25,10 +28,13 @@ import pytest
 from tests.integration.helpers import (
     FLASKTODO_VERSION,
     Deployed,
+    Sandbox,
     app_release,
     apps_data,
     deploy_environment,
+    footprint,
     http,
+    left_by_destroy,
     own_sandbox,
 )
 
@@ -44,7 +50,10 @@ POLL = ("while [ ! -e ~/stop ]; do find /tmp /var/tmp /var/lib/wsgistack -xdev -
         " -readable -exec cat {} + >> ~/seen 2>/dev/null; done")
 
 
+@dataclass
 class Cloud(Deployed):
+    bare: dict[str, set[str]] = field(default_factory=dict)  # production's, before its deploy
+
     @property
     def staging(self) -> dict:
         return self.sandbox.host("staging1")
@@ -59,7 +68,13 @@ class Cloud(Deployed):
 @pytest.fixture(scope="module")
 def cloud(secrets_dir: Path) -> Iterator[Cloud]:
     with own_sandbox(NAME, SUBNET, HOSTS, options=("--login", "admin")) as sandbox:
-        yield Cloud(sandbox, secrets_dir, deploy_environment(sandbox, secrets_dir, "-y"))
+        bare = {host["name"]: footprint(sandbox, host) for host in production(sandbox)}
+        yield Cloud(sandbox, secrets_dir, deploy_environment(sandbox, secrets_dir, "-y"), bare)
+
+
+def production(sandbox: Sandbox) -> list[dict]:
+    """Its two web hosts and its database host (behind the first)."""
+    return [*sandbox.hosts("production"), *sandbox.hosts("production-db")]
 
 
 def test_root_may_not_log_in_and_the_first_deploy_goes_through_sudo(cloud: Cloud) -> None:
@@ -157,3 +172,20 @@ def test_an_app_is_removed_through_sudo_and_comes_back(cloud: Cloud) -> None:
     assert state.file("/var/lib/flasktodo").is_directory, "its data is kept"
     cloud.deploy("--limit", "staging", "-y").succeeded()
     assert cloud.version(host) == FLASKTODO_VERSION
+
+
+def test_production_is_destroyed_through_sudo_and_its_jump_host(cloud: Cloud) -> None:
+    """destroy.py through sudo, the database host through its jump host: previewed exactly,
+    the data kept; with purge, each host as it was before the first deploy."""
+    dry = cloud.deploy("--limit", "production", "--dry", entry="destroy.py").succeeded()
+    done = cloud.deploy("--limit", "production", "-y", entry="destroy.py").succeeded()
+    assert dry.preview() == done.preview()
+    for host in production(cloud.sandbox):
+        assert left_by_destroy(cloud.bare[host["name"]], footprint(cloud.sandbox, host),
+                               ["flasktodo"]) == set(), host["name"]
+    again = cloud.deploy("--limit", "production", "--dry", entry="destroy.py").succeeded()
+    assert all(lines == [] for _counts, lines in again.preview().values())
+    cloud.deploy("--limit", "production", "-y", "--data", "purge=true",
+                 entry="destroy.py").succeeded()
+    for host in production(cloud.sandbox):
+        assert footprint(cloud.sandbox, host) == cloud.bare[host["name"]], host["name"]
