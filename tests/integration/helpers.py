@@ -413,7 +413,7 @@ def kept_by_destroy(apps: list[str]) -> re.Pattern[str]:
         rf"^path /var/lib/({names})[ /]"
         r"|^path /var/log/(supervisor|wsgistack)[ /]"
         r"|^path /var/lib/wsgistack( |/(applied|database-backups|installed-packages"
-        r"|installed-accounts)[ /])"
+        r"|installed-accounts|installed-paths\.json)[ /])"
         r"|^path /(var/lib|etc|var/log)/postgresql[ /]"
         r"|^path /srv/wsgistack-backups[ /]"
         r"|^package rc postgresql-[0-9]+$"

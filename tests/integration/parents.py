@@ -82,7 +82,8 @@ def web_host_paths(settings: Settings) -> list[str]:
 
 def records() -> list[PurePosixPath]:
     """On every host: the deploy's records of what its installs gained (destroy's)."""
-    return [layout.installed_packages(ROOT), layout.installed_accounts(ROOT)]
+    return [layout.installed_packages(ROOT), layout.installed_accounts(ROOT),
+            layout.installed_paths(ROOT)]
 
 
 def app_data_paths(settings: Settings) -> list[PurePosixPath]:

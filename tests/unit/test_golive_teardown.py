@@ -4,6 +4,7 @@ whose dpkg status file a stand-in apt-get changes as apt would."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path, PurePosixPath
 
@@ -56,10 +57,13 @@ class Apt:
             return "".join(f"Purg {name} [1]\n" for name in [*names[1:], *self.depends])
         elif command in ("remove", "purge"):
             for name in names:
-                if command == "purge":
-                    self.packages.pop(name, None)
-                else:
+                if command == "remove":
                     self.packages[name] = "deinstall ok config-files"
+                    continue
+                self.packages.pop(name, None)
+                if name.startswith("postgresql-1"):  # its purge drops its clusters
+                    shutil.rmtree(self.status.parents[3] / "var/lib/postgresql" / name[11:],
+                                  ignore_errors=True)
         self.write()
         return ""
 
@@ -98,12 +102,17 @@ def test_a_removal_takes_off_the_record_alone(tmp_path: Path, apt: Apt) -> None:
     assert ("purge", "nginx", "nginx-common") in apt.calls
     assert set(apt.packages) == {"python3", "openssh-server"}
     assert not Path(installed_packages(root)).exists()
+    assert not Path(teardown.installed_paths(root)).exists(), "nothing of the host's changed"
 
 
 def test_postgresqls_server_keeps_its_clusters_unless_purged(tmp_path: Path, apt: Apt) -> None:
     root = PurePosixPath(tmp_path)
     teardown.install_packages(root, ["postgresql"])
+    cluster = tmp_path / "var/lib/postgresql/15/main"
+    cluster.mkdir(parents=True)
+    (cluster / "PG_VERSION").write_text("15\n")
     teardown.remove_packages(root, purge=False)
+    assert (cluster / "PG_VERSION").exists()
     assert apt.packages["postgresql-15"] == "deinstall ok config-files"
     assert "postgresql-common" not in apt.packages
     assert Path(installed_packages(root)).read_text().split() == ["postgresql-15"]
@@ -112,6 +121,7 @@ def test_postgresqls_server_keeps_its_clusters_unless_purged(tmp_path: Path, apt
     assert "postgresql-15" not in apt.packages
     assert not Path(installed_packages(root)).exists()
     assert ("userdel", "postgres") in apt.calls, "made by the packages, gone with them"
+    assert not (tmp_path / "var/lib/postgresql").exists(), "its dirs, once empty"
 
 
 def test_a_removal_that_would_take_a_package_of_the_operators_is_refused(
@@ -161,22 +171,33 @@ def test_a_path_is_removed_only_where_every_dir_above_is_root_s_alone(tmp_path: 
     assert (open_dir / "file").exists()
 
 
-def test_what_a_purge_removes_though_the_host_had_it_is_put_back(
-        tmp_path: Path, apt: Apt, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = PurePosixPath(tmp_path)
-    (tmp_path / "etc/default").mkdir(parents=True)
-    os.symlink("../locale.conf", tmp_path / "etc/default/locale")  # as trixie's images have it
-    teardown.install_packages(root, ["locales"])
-    real_purge = apt.__call__
+@pytest.mark.parametrize("before", ["../locale.conf", None])
+def test_what_a_package_changed_is_as_before_its_first_install_once_purged(
+        tmp_path: Path, apt: Apt, monkeypatch: pytest.MonkeyPatch, before: str | None) -> None:
+    """trixie's images link /etc/default/locale; bookworm's have none. locales' postinst
+    writes it (through the link), its purge deletes it."""
+    root, locale = PurePosixPath(tmp_path), tmp_path / "etc/default/locale"
+    locale.parent.mkdir(parents=True)
+    if before:
+        os.symlink(before, locale)
+    install = apt.__call__
 
-    def purge_removing_it(*arguments: str) -> str:
+    def as_locales_scripts_do(*arguments: str) -> str:
+        done = install(*arguments)
+        if arguments[0] == "install" and "locales" in arguments:
+            locale.write_text('LANG="C.UTF-8"\n')  # its postinst
         if arguments[0] == "purge" and "locales" in arguments:
-            os.unlink(tmp_path / "etc/default/locale")  # as locales' postrm does
-        return real_purge(*arguments)
+            locale.unlink()  # its postrm
+        return done
 
-    monkeypatch.setattr(teardown, "apt_get", purge_removing_it)
+    monkeypatch.setattr(teardown, "apt_get", as_locales_scripts_do)
+    teardown.install_packages(root, ["locales"])
     teardown.remove_packages(root, purge=True)
-    assert os.readlink(tmp_path / "etc/default/locale") == "../locale.conf"
+    if before:
+        assert os.readlink(locale) == before
+    else:
+        assert not os.path.lexists(locale)
+    assert not Path(teardown.installed_paths(root)).exists()
 
 
 def test_a_mounted_file_system_is_never_reached_into(tmp_path: Path,

@@ -209,6 +209,12 @@ def installed_accounts(root: PurePosixPath) -> PurePosixPath:
     return root / "var/lib/wsgistack/installed-accounts"
 
 
+def installed_paths(root: PurePosixPath) -> PurePosixPath:
+    """What those packages change that the host may have had before (/etc/default/locale),
+    as it was before the deploy's first install: destroy puts it back (JSON, root's)."""
+    return root / "var/lib/wsgistack/installed-paths.json"
+
+
 def restic_cache(root: PurePosixPath) -> PurePosixPath:
     """restic's cache on a web host (root's; not in root's home)."""
     return root / "var/lib/wsgistack/restic-cache"

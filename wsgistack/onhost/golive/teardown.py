@@ -5,8 +5,10 @@ every dir above it is root's alone."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import glob
+import json
 import os
 import pwd
 import re
@@ -14,7 +16,7 @@ import stat
 from pathlib import PurePosixPath
 
 from .files import Refused, remove_path, run, say, tail, write_atomically
-from .layout import installed_accounts, installed_packages
+from .layout import installed_accounts, installed_packages, installed_paths
 from .users import as_user
 
 DPKG_STATUS = "var/lib/dpkg/status"
@@ -28,13 +30,17 @@ HOLDS_DATA = re.compile(r"^postgresql-[0-9]+$")
 # What a package's maintainer scripts made and its purge leaves behind, taken off with it:
 # files (a pattern, rotated copies too) unlinked, dirs removed only where empty, and the dirs
 # above each where that leaves them empty. Never a tree: PostgreSQL's clusters stay where
-# its server was removed, not purged.
+# its server was removed, not purged (its dirs go once the last of its packages is purged).
+# By package, a pattern.
 LEFT_BY = {"nginx-common": ("var/www/html/index.nginx-debian.html",),
            "supervisor": ("var/log/supervisor/supervisord.log*",),
            "pgbackrest": ("var/log/pgbackrest/*.log*",),
-           "postgresql-common": ("etc/postgresql", "var/lib/postgresql", "var/log/postgresql")}
-# What a package's purge removes though the host had it before (trixie's images link
-# /etc/default/locale, which locales' purge deletes): put back as it was before the purge.
+           "postgresql-common|postgresql-[0-9]+": ("etc/postgresql", "var/lib/postgresql",
+                                                   "var/log/postgresql")}
+# What a package changes that the host may have had before: each path as it was before the
+# deploy's first install is recorded, and put back so once the package is purged (trixie's
+# images link /etc/default/locale, which locales' postinst writes and its purge deletes;
+# bookworm's have none).
 PUT_BACK = {"locales": ("etc/default/locale",)}
 SIMULATED = re.compile(r"^(?:Purg|Remv) ([^\s:]+)", re.MULTILINE)
 
@@ -109,6 +115,7 @@ def install_packages(root: PurePosixPath, packages: list[str]) -> None:
         say(f"{', '.join(packages)}: installed already")
         return
     had = accounts(root)
+    remember_paths(root)
     try:
         apt_get("update")
         apt_get("install", "--no-install-recommends", *missing)
@@ -135,39 +142,69 @@ def remove_packages(root: PurePosixPath, purge: bool) -> None:
         apt_get("remove", *kept)
     purged = [name for name in present + left if name not in kept]
     if purged:
-        kept_through = {path: as_it_is(path) for name in purged
-                        for path in (root / each for each in PUT_BACK.get(name, ()))
-                        if os.path.lexists(path)}
         apt_get("purge", *purged)
-        for path, was in kept_through.items():
-            put_back(path, was)
-        for name in purged:
-            for left in LEFT_BY.get(name, ()):
-                remove_left(root, left)
+        put_back(root, [path for name in purged for path in PUT_BACK.get(name, ())])
+        for left in sorted({left for name in purged for packages, lefts in LEFT_BY.items()
+                            if re.fullmatch(packages, name) for left in lefts}):
+            remove_left(root, left)
     remember(root, ours & (installed(root) | configured(root)))
-    if not recorded(root):  # every package gone: the accounts they made go too
+    if not recorded(root):  # every package gone: what they made and changed too
         remove_accounts(root)
+        put_back(root, list(recorded_paths(root)))
     say(f"purged {len(purged)} packages"
         + (f"; removed {', '.join(kept)}, keeping its data" if kept else ""))
 
 
-def as_it_is(path: PurePosixPath) -> tuple[str, bytes, int]:
-    """A link's target, or a file's content and mode."""
-    if os.path.islink(path):
-        return "link", os.readlink(path).encode(), 0
-    with open(path, "rb") as file:
-        return "file", file.read(), stat.S_IMODE(os.stat(path).st_mode)
+def remember_paths(root: PurePosixPath) -> None:
+    """Each PUT_BACK path as it is now, where the record has none yet (before the deploy's
+    first install of its package, then): a link's target, a file's content and mode, or
+    None where there is none."""
+    record = recorded_paths(root)
+    for each in (path for paths in PUT_BACK.values() for path in paths if path not in record):
+        path = root / each
+        if os.path.islink(path):
+            record[each] = {"link": os.readlink(path)}
+        elif os.path.isfile(path):
+            with open(path, "rb") as file:
+                record[each] = {"file": base64.b64encode(file.read()).decode(),
+                                "mode": stat.S_IMODE(os.stat(path).st_mode)}
+        else:
+            record[each] = None
+    write_paths(root, record)
 
 
-def put_back(path: PurePosixPath, was: tuple[str, bytes, int]) -> None:
-    """`path` as it was (as_it_is), where a purge removed it."""
-    if os.path.lexists(path):
+def put_back(root: PurePosixPath, paths: list[str]) -> None:
+    """Each of `paths` as the record says it was before the deploy's first install: made
+    again where a purge removed it, removed where the host had none."""
+    record = recorded_paths(root)
+    for each in paths:
+        if each not in record:
+            continue
+        path, was = root / each, record.pop(each)
+        if was is None:
+            remove_path(path)
+        elif not os.path.lexists(path) and "link" in was:
+            os.symlink(was["link"], path)
+        elif not os.path.lexists(path):
+            write_atomically(path, base64.b64decode(was["file"]), 0, 0, was["mode"])
+    write_paths(root, record)
+
+
+def recorded_paths(root: PurePosixPath) -> dict[str, dict | None]:
+    try:
+        with open(installed_paths(root), encoding="utf-8") as record:
+            return dict(json.load(record))
+    except FileNotFoundError:
+        return {}
+
+
+def write_paths(root: PurePosixPath, record: dict[str, dict | None]) -> None:
+    path = installed_paths(root)
+    if not record:
+        remove_path(path)
         return
-    kind, content, mode = was
-    if kind == "link":
-        os.symlink(content.decode(), path)
-    else:
-        write_atomically(path, content, 0, 0, mode)
+    os.makedirs(path.parent, 0o755, exist_ok=True)
+    write_atomically(path, json.dumps(record, indent=1, sort_keys=True).encode(), 0, 0, 0o600)
 
 
 def remove_left(root: PurePosixPath, pattern: str) -> None:
