@@ -6,6 +6,8 @@ What each component takes off is what it manages (`Component.teardown`: its file
 file beside each candidate, its dirs), removed by golive remove-paths only where every dir
 above is root's alone. In this order:
 
+0. golive, as this version has it, where anything is due (a destroy after one without
+   purge finds none; an older one lacks the steps below);
 1. each app: its program stopped and removed, its code and config (golive remove); its
    data, logs and account too with purge;
 2. every component's paths, the last component's first; a systemd unit stopped and disabled
@@ -13,11 +15,13 @@ above is root's alone. In this order:
 3. the accounts the deploy made (their comment says so), never one it did not;
 4. the packages the deploy installed, by its record (golive remove-packages);
 5. last, /etc/wsgistack, root's scratch dirs in /var/lib/wsgistack (all of it, and the
-   deploy's history, with purge), and golive itself, in one golive step.
+   deploy's history, with purge; else the dir where empty), and golive itself, in one
+   golive step.
 
 Without purge the data stays: each app's data dir and account, its supervisor logs, the
-stamps (which backups the kept data belongs to), the history, PostgreSQL's cluster (its
-server removed, not purged) and dumps, the backup host's stores and their accounts.
+app backups' stamp (which backups the kept data belongs to), the history, PostgreSQL's
+cluster (its server removed, not purged) and dumps, the backup host's stores and their
+accounts.
 """
 
 from __future__ import annotations
