@@ -143,8 +143,7 @@ class Base(Component):
                     running=True,
                     enabled=True,
                 )
-        binary = wheelhouse.uv_binary(seen.get(PythonTarget))
-        ensure_all([uv_program(binary) if item == uv_program() else item
+        ensure_all([uv_for(seen) if item == uv_program() else item
                     for item in self.managed()[len(tools()):]], seen)
         create_build_user(seen)
         return []
@@ -156,6 +155,16 @@ def uv_program(binary: Path | None = None) -> File:
     return File(f"Install uv {UV_VERSION}, which installs each release's packages"
                 f" ({UV_PROGRAM})", str(UV_PROGRAM), "root", "root", "755", local=binary,
                 versioned=True)
+
+
+def uv_for(seen: HostState) -> File:
+    """uv_program with its binary for the host, fetched only where the host may lack it (a
+    converged host's run fetches nothing; where packages are installed, every item is
+    applied and checked live)."""
+    uv = uv_program()
+    if seen.settled and uv.in_place(seen.path(uv.path)):
+        return uv
+    return uv_program(wheelhouse.uv_binary(seen.get(PythonTarget)))
 
 
 def create_build_user(seen: HostState) -> None:

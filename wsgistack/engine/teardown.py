@@ -47,6 +47,7 @@ from wsgistack.engine.programs import GOLIVE
 from wsgistack.engine.staged import golive
 from wsgistack.engine.summary import Summary, declare, in_place
 from wsgistack.onhost.golive.layout import (
+    CANDIDATE,
     ROOT,
     build_dir,
     history_log,
@@ -56,9 +57,7 @@ from wsgistack.onhost.golive.layout import (
 )
 from wsgistack.onhost.golive.teardown import HOLDS_DATA
 
-UNIT_DIR = PurePosixPath("/etc/systemd/system")
 UNIT_SUFFIXES = (".service", ".timer", ".mount", ".socket")
-CANDIDATE = ".next"  # wsgistack.onhost.golive.layout.candidate
 # Root's own dir of the deploy: its record of packages, stamps, builds, sudo users' uploads
 STATE_DIR = installed_packages(ROOT).parent
 # What of it goes without purge: not the record (of what remains installed), nor the app
@@ -86,7 +85,7 @@ def removed(path: str) -> Absent:
     """`path` taken off by golive (a unit stopped and disabled first)."""
     remove = golive("remove-paths", paths=[path])
     place = PurePosixPath(path)
-    if place.parent == UNIT_DIR and place.suffix in UNIT_SUFFIXES and "@" not in place.name:
+    if place.parent == base.UNIT_DIR and place.suffix in UNIT_SUFFIXES and "@" not in place.name:
         return Absent(f"Stop, disable and remove {path}", path,
                       command=f"systemctl disable --now {shlex.quote(place.name)} && {remove}")
     return Absent(f"Remove {path}", path, command=remove)
@@ -162,7 +161,7 @@ def destroy(parts: list[Component], settings: Settings, purge: bool) -> None:
     for step in steps:
         declare(server.shell(name=step.name, commands=[step.command]), DELETE)
     done = ensure_all(items, seen)
-    if any(operation and PurePosixPath(item.path).is_relative_to(UNIT_DIR)
+    if any(operation and PurePosixPath(item.path).is_relative_to(base.UNIT_DIR)
            for item, operation in zip(items, done, strict=True)):
         systemd.daemon_reload(name="Reload systemd: the deploy's units are gone")
     for account in accounts:

@@ -10,6 +10,7 @@ from pathlib import PurePosixPath
 
 ROOT = PurePosixPath("/")
 MARKER = ".wheelhouse-digest"  # a release is complete once this file is written, last
+CANDIDATE = ".next"  # a config file's candidate, beside it: `<file>.next`
 # Names that become paths here, declared once (wsgistack.settings checks group data by them)
 APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")  # user, program, /opt/<app>
 VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*$")  # releases/<version>
@@ -23,7 +24,6 @@ PG_VERSION = re.compile(r"^[0-9]{2}$")  # Debian's cluster dirs: /etc/postgresql
 BUILD_USER = "wsgistack-build"
 # An environment's name: its pgBackRest stanza, the backup host's dir for it
 GROUP = re.compile(r"^[a-z]{1,30}$")
-DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")  # Debian Policy 5.6.1
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ class AppPaths:
 def candidate(path: PurePosixPath | str) -> PurePosixPath:
     """Where a deploy writes a config file before it is live: `<file>.next`."""
     path = PurePosixPath(path)
-    return path.with_name(path.name + ".next")
+    return path.with_name(path.name + CANDIDATE)
 
 
 def stamps_dir(root: PurePosixPath) -> PurePosixPath:

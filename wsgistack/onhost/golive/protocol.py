@@ -22,7 +22,6 @@ from .layout import (
     BUILD_USER,
     CONFIG_NAME,
     DATA_DIR,
-    DEBIAN_PACKAGE,
     GROUP,
     PG_VERSION,
     VERSION,
@@ -158,6 +157,7 @@ TO = Arg("to", "a time, or latest (every write the backup host holds)", pattern=
 
 
 PATH = re.compile(r"^/[A-Za-z0-9._@+/-]+$")  # a path of ours destroy removes
+DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")  # Debian Policy 5.6.1
 
 
 def release_commands(required: bool) -> Arg:

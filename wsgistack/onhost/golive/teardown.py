@@ -82,13 +82,17 @@ def read_lines(path: PurePosixPath) -> set[str]:
 
 
 def write_lines(path: PurePosixPath, lines: set[str]) -> None:
-    """A record of root's, a line each, sorted (none where there are no lines)."""
-    if not lines:
+    """A record of root's, a line each, sorted."""
+    write_record(path, "".join(f"{line}\n" for line in sorted(lines)).encode(), 0o644)
+
+
+def write_record(path: PurePosixPath, content: bytes, mode: int) -> None:
+    """A record of root's in its own dir, in one rename; none where it would be empty."""
+    if not content:
         remove_path(path)
         return
     os.makedirs(path.parent, 0o755, exist_ok=True)
-    write_atomically(path, "".join(f"{line}\n" for line in sorted(lines)).encode(), 0, 0,
-                     0o644)
+    write_atomically(path, content, 0, 0, mode)
 
 
 def recorded(root: PurePosixPath) -> set[str]:
@@ -199,12 +203,8 @@ def recorded_paths(root: PurePosixPath) -> dict[str, dict | None]:
 
 
 def write_paths(root: PurePosixPath, record: dict[str, dict | None]) -> None:
-    path = installed_paths(root)
-    if not record:
-        remove_path(path)
-        return
-    os.makedirs(path.parent, 0o755, exist_ok=True)
-    write_atomically(path, json.dumps(record, indent=1, sort_keys=True).encode(), 0, 0, 0o600)
+    write_record(installed_paths(root),
+                 json.dumps(record, indent=1, sort_keys=True).encode() if record else b"", 0o600)
 
 
 def remove_left(root: PurePosixPath, pattern: str) -> None:
@@ -214,12 +214,12 @@ def remove_left(root: PurePosixPath, pattern: str) -> None:
     below `root`, that this leaves empty."""
     for found in sorted(glob.glob(str(root / pattern))):
         path = PurePosixPath(found)
-        owner = os.lstat(path.parent).st_uid
         if root_alone(path.parent, root):
             unlink_or_rmdir(path)
         else:
             with contextlib.suppress(KeyError):  # an owner with no account: left alone
-                as_user(pwd.getpwuid(owner).pw_name, lambda path=path: unlink_or_rmdir(path))
+                owner = pwd.getpwuid(os.lstat(path.parent).st_uid).pw_name
+                as_user(owner, lambda path=path: unlink_or_rmdir(path))
         for directory in path.parents:
             if directory == root or not directory.is_relative_to(root):
                 break
