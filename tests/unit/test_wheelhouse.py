@@ -189,6 +189,23 @@ def test_a_failed_build_shows_the_line_that_says_why_however_long_the_output() -
     assert "..." in shown and len(shown) < len(FLAT_LAYOUT.splitlines())
 
 
+# uv's output for a project whose declared backend does not exist, as a real run printed it.
+NO_BACKEND = """Building wheel...
+Traceback (most recent call last):
+  File "<string>", line 8, in <module>
+ModuleNotFoundError: No module named 'no_such_backend'
+error: Failed to build `/tmp/tmpx/source`
+  cause: The build backend returned an error
+  cause: Call to `no_such_backend.get_requires_for_build_wheel` failed (exit status: 1)"""
+
+
+def test_a_backends_traceback_is_said_by_its_last_line() -> None:
+    shown = wheelhouse.reason_lines(NO_BACKEND)
+    assert "ModuleNotFoundError: No module named 'no_such_backend'" in shown
+    assert not any("Traceback" in line or "File " in line for line in shown), shown
+    assert shown[-1].endswith("failed (exit status: 1)")
+
+
 def test_an_operators_error_is_said_without_a_place_in_the_code() -> None:
     """pyinfra's CLI (pyinfra_cli.exceptions.WrappedError, not imported here: importing
     pyinfra_cli monkey-patches the whole test session for gevent) puts `in <file> line <n>`

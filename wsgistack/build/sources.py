@@ -1,8 +1,9 @@
 """An app's own code on the controller: which files it is, and its wheel.
 
 A source dir is taken in any layout:
-- a project (`pyproject.toml` or `setup.py`): built by pip with build isolation, so any
-  PEP 517 backend (setuptools, hatchling, flit, poetry, ...) works as the project declares;
+- a project (`pyproject.toml` or `setup.py`): built by uv with build isolation, so any
+  PEP 517 backend (setuptools, hatchling, flit, poetry, ...) works as the project declares
+  (uv keeps each backend's environment cached: pip made it anew for every build);
 - a plain tree (e.g. what `django-admin startproject` makes): packed as it is into a wheel
   named after the app, version `0+<digest of its files>`, so every change is a new release.
 
@@ -109,17 +110,18 @@ def build_wheel(source: Path, app_name: str, source_digest: str) -> Path:
 
 
 def build_project(source: Path, into: Path) -> None:
-    """pip wheel, with build isolation (the backend the project declares, fetched on the
+    """uv build, with build isolation (the backend the project declares, fetched on the
     controller), from a copy of exactly the source's files."""
     with tempfile.TemporaryDirectory() as clean:
+        copied, out = Path(clean, "source"), Path(clean, "out")
         for path in source_files(source):
-            copy = Path(clean) / path.relative_to(source)
+            copy = copied / path.relative_to(source)
             copy.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, copy)
-        run_pip("wheel", "--no-deps", "-w", str(into), clean)
-    built = list(into.glob("*.whl"))
-    if len(built) != 1 or not built[0].name.endswith("-none-any.whl"):
-        raise SourceError(f"building {source} made {[path.name for path in built]}, not one"
+        run_uv("build", "--wheel", "--out-dir", str(out), str(copied))
+        built = [shutil.move(wheel, into) for wheel in out.glob("*.whl")]
+    if len(built) != 1 or not built[0].endswith("-none-any.whl"):
+        raise SourceError(f"building {source} made {[Path(path).name for path in built]}, not one"
                           " pure-Python wheel (…-none-any.whl): only pure-Python app code is"
                           " built on the controller")
 
@@ -169,6 +171,18 @@ def requires(wheel_path: Path) -> list[str]:
                     if entry.endswith(".dist-info/METADATA") and entry.count("/") == 1)
         metadata = HeaderParser().parsestr(archive.read(name).decode())
     return metadata.get_all("Requires-Dist") or []
+
+
+def run_uv(*args: str, given: str | None = None) -> str:
+    """uv (the controller's, from its wheel) with `args` and `given` as its input; its
+    output, or SourceError with all it said (a build backend's output included)."""
+    from uv import find_uv_bin  # imported here: only a build needs it
+
+    result = subprocess.run([find_uv_bin(), *args], input=given, capture_output=True,
+                            text=True, check=False)
+    if result.returncode != 0:
+        raise SourceError(f"uv {args[0]} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
 
 
 def run_pip(*args: str) -> None:

@@ -21,7 +21,6 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import tarfile
 import tempfile
 import zipfile
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wsgistack.build import sources
-from wsgistack.build.sources import BUILD_LOCK, REQUIREMENTS, SourceError, run_pip
+from wsgistack.build.sources import BUILD_LOCK, REQUIREMENTS, SourceError, run_pip, run_uv
 from wsgistack.config.settings import PACKAGE, AppSettings, is_built
 from wsgistack.engine.changes import OperatorError
 from wsgistack.engine.programs import UV_VERSION
@@ -132,10 +131,11 @@ PIP_WRAPPERS = ("subprocess-exited-with-error", "metadata-generation-failed",
 
 
 def reason_lines(output: str, context: int = 3, last: int = 15) -> list[str]:
-    """What of pip's or a build backend's output says why it failed, however long: each
-    line with `error:` (but pip's wrappers) and the `context` lines after it, then the
-    `last` lines; "..." where lines are left out."""
-    lines = output.strip().splitlines()
+    """What of pip's, uv's or a build backend's output says why it failed, however long:
+    each line with `error:` (but pip's wrappers) and the `context` lines after it, then the
+    `last` lines; "..." where lines are left out. A backend's Python traceback is said by
+    its last line alone (e.g. "ModuleNotFoundError: No module named 'its_backend'")."""
+    lines = without_tracebacks(output.strip().splitlines())
     kept = {index + offset for index, line in enumerate(lines)
             if "error:" in line.lower() and not any(wrap in line for wrap in PIP_WRAPPERS)
             for offset in range(context + 1)}
@@ -146,6 +146,21 @@ def reason_lines(output: str, context: int = 3, last: int = 15) -> list[str]:
             shown.append("...")
         shown.append(lines[index])
     return shown
+
+
+def without_tracebacks(lines: list[str]) -> list[str]:
+    """`lines` less each Python traceback's header and frames (its indented lines)."""
+    kept: list[str] = []
+    frames: str | None = None  # the traceback header's indent while in one
+    for line in lines:
+        if line.lstrip().startswith("Traceback (most recent call last):"):
+            frames = line[:len(line) - len(line.lstrip())]
+            continue
+        if frames is not None and line.startswith(frames + " "):
+            continue
+        frames = None
+        kept.append(line)
+    return kept
 
 
 def build(name: str, source: Path | None, package: str | None, target: Target) -> Wheelhouse:
@@ -197,16 +212,14 @@ def recorded_lock(name: str, wanted: list[str], target: Target) -> list[str]:
 
 
 def resolve(wanted: list[str], target: Target) -> list[str]:
-    from uv import find_uv_bin  # imported here: the one place uv runs
-
-    command = [find_uv_bin(), "pip", "compile", "-", "--quiet", "--no-header",
-               "--no-annotate", "--python-version", target.python,
-               "--python-platform", target.uv_platform]
-    result = subprocess.run(command, input="\n".join(wanted) + "\n", capture_output=True,
-                            text=True, check=False)
-    if result.returncode != 0:
-        raise WheelhouseError(f"uv pip compile failed:\n{result.stdout}{result.stderr}")
-    return read_requirements_text(result.stdout)
+    try:
+        resolved = run_uv("pip", "compile", "-", "--quiet", "--no-header", "--no-annotate",
+                          "--python-version", target.python,
+                          "--python-platform", target.uv_platform,
+                          given="\n".join(wanted) + "\n")
+    except SourceError as error:
+        raise WheelhouseError(str(error)) from None
+    return read_requirements_text(resolved)
 
 
 def read_requirements_text(text: str) -> list[str]:
