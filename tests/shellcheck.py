@@ -45,8 +45,11 @@ def commands(secrets_dir: Path) -> dict[str, str]:
     settings = load_settings(data, "staging")
     secrets = {app.name: {"SECRET_KEY": "not-a-real-secret"} for app in settings.apps}
     app = settings.apps[0]
-    build = Wheelhouse(Path("/build/wheelhouse"), "0123456789abcdef",
-                       "flasktodo-1.0.1-py3-none-any.whl")
+    wheels = secrets_dir / "wheelhouse"  # a scratch dir of the caller's
+    wheels.mkdir(exist_ok=True)
+    for wheel in ("flasktodo-1.0.1-py3-none-any.whl", "gunicorn-27.0.1-py3-none-any.whl"):
+        (wheels / wheel).write_bytes(wheel.encode())
+    build = Wheelhouse(wheels, "0123456789abcdef", "flasktodo-1.0.1-py3-none-any.whl")
     refusal = next(refuse._inner(message="it's refused; see \"why\""))  # type: ignore[attr-defined]
     assert isinstance(refusal, StringCommand)
     return {

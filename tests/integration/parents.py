@@ -55,8 +55,9 @@ def unit_paths(unit: Unit) -> list[PurePosixPath]:
 
 def app_paths(paths: AppPaths, config: str | None) -> list[PurePosixPath]:
     release = paths.release("1.0.0")
-    return [paths.home, paths.releases, paths.current, paths.wheelhouse, release.path,
-            release.venv, release.build, release.installed_marker, release.static(0),
+    return [paths.home, paths.releases, paths.current, paths.wheelhouse, paths.wheels,
+            release.path, release.venv, release.build, release.wheels, release.installed_marker,
+            release.static(0),
             paths.config_dir, paths.data, paths.build_scratch, paths.run_dir, paths.pid_file,
             paths.supervisor_program, paths.stdout_log, paths.stderr_log, paths.tmpfiles,
             paths.nginx_access_log, paths.nginx_error_log,

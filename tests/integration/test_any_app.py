@@ -162,6 +162,9 @@ def test_a_django_release_with_a_new_migration_goes_live_under_load(
     assert "[X] 0001_initial" in host.ssh(f"{GOLIVE} run mysite -- django-admin"
                                           " showmigrations notes")
     assert host.ssh(f"ls /var/lib/mysite/backups/ | grep -c 'before-{version}'").strip() == "1"
+    css = "build/static/admin/css/base.css"  # collected again, the same bytes: stored once
+    same = host.ssh(f"stat -c %i /opt/mysite/{before}/{css} /opt/mysite/releases/{version}/{css}")
+    assert len(set(same.split())) == 1, same
 
 
 def test_a_missing_build_dir_or_failing_build_command_stops_the_host_naming_the_app(

@@ -123,6 +123,27 @@ def test_n_plus_2_deploys_leave_n_releases(host: Host) -> None:
     assert host.version() == "1.4.0"
 
 
+def test_a_new_version_is_sent_only_its_own_wheel_and_each_wheel_is_stored_once(
+        host: Host) -> None:
+    """After the last test's 1.2.0 to 1.4.0, which kept two releases (same lock)."""
+    sent = host.ssh("tar -tf /opt/flasktodo/wheelhouse.tar").split()
+    [app_wheel] = [name for name in sent if name != "requirements.txt"]
+    assert sorted(sent) == sorted(["requirements.txt", app_wheel])
+    assert app_wheel.endswith("-flasktodo-1.4.0-py3-none-any.whl")
+    listed = host.ssh("stat -c '%i %h %n' /opt/flasktodo/wheels/* /opt/flasktodo/releases/*/"
+                      "wheels/*").splitlines()
+    inodes = {path: (inode, int(links)) for inode, links, path in map(str.split, listed)}
+    stored = {path: each for path, each in inodes.items() if "/releases/" not in path}
+    held = {path: each for path, each in inodes.items() if "/releases/" in path}
+    assert {inode for inode, _links in held.values()} == {inode for inode, _ in stored.values()}
+    for path, (inode, links) in stored.items():
+        holders = [each for each, (held_inode, _) in held.items() if held_inode == inode]
+        assert links == 1 + len(holders), (path, holders)  # the store's, and each release's
+    shared = [path for path, (_inode, links) in stored.items() if links == 3]
+    assert any("-flask-" in path for path in shared), "both releases hold one Flask wheel"
+    assert f"/opt/flasktodo/releases/1.4.0/wheels/{app_wheel.split('-', 1)[1]}" in held
+
+
 def test_redeploying_the_live_version_changes_nothing(host: Host) -> None:
     assert host.deploy("1.4.0", "--data", "keep_releases=2").changed_ops() == []
 

@@ -243,6 +243,25 @@ def test_pruning_keeps_the_newest_and_the_live_release(tmp_path: Path) -> None:
         "1.0.0", "1.0.2", "1.0.3"]
 
 
+def test_pruning_removes_the_stored_wheels_only_pruned_releases_held(tmp_path: Path) -> None:
+    paths = AppPaths(APP, PurePosixPath(tmp_path))
+    store = Path(paths.wheels)
+    store.mkdir(parents=True)
+    for number, version in enumerate(["1.0.0", "1.0.1"]):
+        wheels = install_release(paths, version, 1_000_000 + number) / "wheels"
+        wheels.mkdir()
+        for name in ("shared.whl", f"app-{version}.whl"):
+            stored = store / f"0123456789abcdef-{name}"
+            if not stored.exists():
+                write(stored, name)
+            os.link(stored, wheels / name)
+    Path(paths.current).symlink_to("releases/1.0.1")
+    assert releases.prune_releases(paths, keep=1) == ["1.0.0"]
+    assert sorted(path.name for path in store.iterdir()) == [
+        "0123456789abcdef-app-1.0.1.whl", "0123456789abcdef-shared.whl"]
+    assert (store / "0123456789abcdef-shared.whl").stat().st_nlink == 2
+
+
 # --- whole steps ------------------------------------------------------------------------
 
 @dataclass
@@ -627,6 +646,26 @@ def test_a_build_of_too_many_files_is_not_installed(tmp_path: Path,
         write(made / f"f{index}", "x")
     with pytest.raises(building.BuildTooLarge, match="more than 10 files"):
         building.copy_tree(PurePosixPath(made), PurePosixPath(tmp_path / "build"))
+
+
+def test_a_built_file_the_live_release_built_the_same_is_stored_once(tmp_path: Path) -> None:
+    live, made = tmp_path / "live", tmp_path / "made"
+    for tree, changed in ((live, "old"), (made, "new")):
+        write(tree / "same.css", "body {}")
+        write(tree / "css/deep.css", "a {}")
+        write(tree / "changed.js", changed)
+        write(tree / "sized.js", changed + ("" if tree == live else "!"))
+    os.symlink(made / "same.css", live / "linked.css")  # never a link's target
+    write(made / "linked.css", "body {}")
+    building.copy_tree(PurePosixPath(made), PurePosixPath(tmp_path / "build"),
+                       PurePosixPath(live))
+    built = tmp_path / "build"
+    assert (built / "same.css").stat().st_ino == (live / "same.css").stat().st_ino
+    assert (built / "css/deep.css").stat().st_ino == (live / "css/deep.css").stat().st_ino
+    for copied in ("changed.js", "sized.js", "linked.css"):
+        assert (built / copied).stat().st_nlink == 1, copied
+        assert (built / copied).read_text() == (made / copied).read_text()
+    assert oct((built / "changed.js").stat().st_mode & 0o777) == "0o644"
 
 
 def test_build_and_release_commands_can_never_gain_privileges(host: Host) -> None:

@@ -26,11 +26,11 @@ def test_forget_removes_only_the_builds_of_that_app(tmp_path: Path,
     digest = "0123456789abcdef"
     for name in ("shop", "shop-admin", "shop-admin-2"):
         (cache / f"{name}-{digest}").mkdir()
-        (cache / f"{name}-{digest}.tar").write_bytes(b"")
+        (cache / f"{name}-{digest}-{digest}.tar").write_bytes(b"")  # an upload
     wheelhouse.forget("shop-admin")
     wheelhouse.forget("shop")
     assert sorted(path.name for path in cache.iterdir()) == [
-        f"shop-admin-2-{digest}", f"shop-admin-2-{digest}.tar"]
+        f"shop-admin-2-{digest}", f"shop-admin-2-{digest}-{digest}.tar"]
 
 
 def test_each_static_dir_must_be_in_the_releases_wheels(tmp_path: Path,

@@ -9,9 +9,10 @@ target (Python, architecture, glibc) gets the same bits. It holds:
 - each pin as the target's binary wheel (manylinux up to the host's glibc), or, for a
   package that publishes only an sdist, a pure-Python wheel built from it here;
 - gunicorn, unless the lock pins it.
-A build is keyed by a digest of all that and reused until one of them changes. Hosts
-install it with uv (`uv_binary`: the controller's own version, built for the host), which
-the deploy puts on each web host once.
+A build is keyed by a digest of all that and reused until one of them changes. A host is
+sent only the wheels it does not store yet (`Wheelhouse.upload`), and installs them with uv
+(`uv_binary`: the controller's own version, built for the host), which the deploy puts on
+each web host once.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import shutil
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,10 +91,33 @@ class Wheelhouse:
     digest: str
     app_wheel: str | None  # file name of the app's own wheel; None: it is in the lock
 
-    @property
-    def archive(self) -> Path:
-        """The wheelhouse as one uncompressed tar (wheels are compressed): one upload."""
-        return self.path.with_name(self.path.name + ".tar")
+    def stored(self) -> dict[str, str]:
+        """Each wheel's file name, and the name a host stores it under (`<digest>-<name>`,
+        the digest of its bytes): a host keeps each wheel once, whichever release sent it."""
+        return stored_names(self.path)
+
+    def upload(self, present: Collection[str]) -> Path:
+        """What a host that stores `present` lacks, as one uncompressed tar (wheels are
+        compressed): requirements.txt, and each wheel not present under its stored name."""
+        missing = sorted(stored for stored in self.stored().values() if stored not in present)
+        which = hashlib.sha256("\n".join(missing).encode()).hexdigest()[:16]
+        path = self.path.with_name(f"{self.path.name}-{which}.tar")
+        with BUILD_LOCK:
+            if not path.exists():
+                partial = path.with_name(path.name + ".partial")
+                with tarfile.open(partial, "w") as archive:
+                    archive.add(self.path / REQUIREMENTS, arcname=REQUIREMENTS)
+                    for name, stored in self.stored().items():
+                        if stored in missing:
+                            archive.add(self.path / name, arcname=stored)
+                partial.rename(path)
+        return path
+
+
+@functools.cache  # a wheelhouse never changes once built (its name holds its digest)
+def stored_names(wheels: Path) -> dict[str, str]:
+    return {wheel.name: f"{hashlib.sha256(wheel.read_bytes()).hexdigest()[:16]}-{wheel.name}"
+            for wheel in sorted(wheels.glob("*.whl"))}
 
 
 class WheelhouseError(Exception):
@@ -246,9 +271,6 @@ def assemble(name: str, app_wheel: Path | None, pins: tuple[str, ...], target: T
         for each in dependencies(pins, target).iterdir():
             os.link(each, scratch / each.name)  # a wheel never changes: shared, not copied
         (scratch / REQUIREMENTS).write_text("".join(f"{pin}\n" for pin in pins))
-        with tarfile.open(path.with_name(path.name + ".tar"), "w") as archive:
-            for each in sorted(scratch.iterdir()):
-                archive.add(each, arcname=each.name)
         scratch.rename(path)
 
     return Wheelhouse(path, digest, app_wheel.name if app_wheel else None)
@@ -326,7 +348,8 @@ def build_sdist(pin: str, target: Target, into: Path) -> None:
 
 def forget(name: str) -> None:
     """Remove every cached wheelhouse of app `name`, so the next build is made anew."""
-    pattern = re.compile(rf"{re.escape(name)}-[0-9a-f]{{16}}(\.tar|\.partial)?")
+    digest = "[0-9a-f]{16}"  # its wheelhouses, their uploads, and partial builds of either
+    pattern = re.compile(rf"{re.escape(name)}-{digest}(-{digest}\.tar)?(\.partial)?")
     for cached in (BUILD_DIR / "wheelhouse").glob(f"{name}-*"):
         if not pattern.fullmatch(cached.name):
             continue

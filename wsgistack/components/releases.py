@@ -1,8 +1,10 @@
 """Releases of an app on a host: installing one, and finding what to roll back to.
 
-A release is /opt/<app>/releases/<version>/ with its own venv, installed from the uploaded
-wheelhouse. It is complete once its marker (the wheelhouse digest) is written, last; the
-marker's time orders the releases, oldest first. Pruning old releases and backing up the
+A release is /opt/<app>/releases/<version>/ with its own venv, installed from the app's
+wheels. The host keeps each wheel once (/opt/<app>/wheels/, hard-linked into each release
+that holds it), so a new version is sent only the wheels the host lacks. A release is
+complete once its marker (the wheelhouse digest) is written, last; the marker's time
+orders the releases, oldest first. Pruning old releases and backing up the
 data before a switch are golive's (golive switch).
 """
 
@@ -20,7 +22,7 @@ from pyinfra.operations import files, server
 from wsgistack.build import wheelhouse
 from wsgistack.config.settings import AppSettings, is_built
 from wsgistack.engine.changes import refuse
-from wsgistack.engine.facts import FileText, LinkTarget, PythonTarget
+from wsgistack.engine.facts import DirEntries, FileText, LinkTarget, PythonTarget
 from wsgistack.engine.hoststate import HostState, Read
 from wsgistack.engine.preview import CREATE
 from wsgistack.engine.programs import UV_PROGRAM
@@ -48,8 +50,9 @@ def release_link(version: str) -> str:
 
 
 def probes(app: AppSettings, paths: AppPaths) -> list[Read]:
-    """What install_release reads: the host's Python, the release's marker, the live link."""
-    return [Read.of(PythonTarget),
+    """What install_release reads: the host's Python, the release's marker, the live link,
+    the stored wheels."""
+    return [Read.of(PythonTarget), Read.of(DirEntries, path=str(paths.wheels)),
             Read.of(FileText, path=str(paths.release(app.version).installed_marker)),
             Read.of(LinkTarget, path=str(paths.current))]
 
@@ -72,9 +75,10 @@ def install_release(app: AppSettings, paths: AppPaths, seen: HostState) -> Opera
             message=f"{app.name} {app.version} is live on this host and was built from other"
                     " sources or dependencies: give the app a new version to deploy them",
         )
+    upload = build.upload(seen.get(DirEntries, path=str(paths.wheels)))
     declare(files.put(
-        name=f"Upload the {app.name} {app.version} wheelhouse",
-        src=str(build.archive), dest=f"{paths.wheelhouse}.tar", user="root", group="root",
+        name=f"Upload the {app.name} {app.version} wheels this host lacks",
+        src=str(upload), dest=f"{paths.wheelhouse}.tar", user="root", group="root",
         mode="644", create_remote_dir=False,
     ), CREATE)
     return declare(server.shell(
@@ -93,23 +97,28 @@ def release_digest(app: AppSettings, build: wheelhouse.Wheelhouse) -> str:
 
 def install_commands(app: AppSettings, paths: AppPaths, build: wheelhouse.Wheelhouse
                      ) -> list[str]:
-    """Shell, in root's own /opt/<app>: unpack the wheelhouse, make the release's venv, run
-    the build commands (golive build), link each static dir (checked again on the host: it
-    must exist), and write the marker last (checked by shellcheck in `make lint`)."""
+    """Shell, in root's own /opt/<app>: unpack the upload, store the wheels it brought, link
+    the release's wheels from the store, make its venv from them, run the build commands
+    (golive build), link each static dir (checked again on the host: it must exist), and
+    write the marker last (checked by shellcheck in `make lint`)."""
     release = paths.release(app.version)
     python = f"{release.venv}/bin/python"
-    wheels = paths.wheelhouse
-    own = f" {wheels}/{shlex.quote(build.app_wheel)}" if build.app_wheel else ""
+    upload, store = paths.wheelhouse, paths.wheels
+    links = " && ".join(f"ln -f {store}/{shlex.quote(stored)} {release.wheels}/{shlex.quote(name)}"
+                        for name, stored in build.stored().items())
+    own = f" {release.wheels}/{shlex.quote(build.app_wheel)}" if build.app_wheel else ""
     commands = [
-        f"rm -rf {release.path} {wheels} && mkdir -p {release.path} {wheels}",
-        f"tar -xf {wheels}.tar -C {wheels}",
+        f"rm -rf {release.path} {upload} && mkdir -p {release.wheels} {upload} {store}",
+        f"tar -xf {upload}.tar -C {upload}",
+        f"find {upload} -maxdepth 1 -name '*.whl' -exec mv -f -t {store} {{}} +",
+        links,
         # -I: nothing from the SSH session's working dir or environment on sys.path.
         f"python3 -I -m venv --without-pip {release.venv}",
-        # uv, from the wheelhouse alone (no index, no config file, no cache), compiled as
-        # pip would: the app cannot write its root-owned venv's __pycache__ dirs.
+        # uv, from the release's wheels alone (no index, no config file, no cache), compiled
+        # as pip would: the app cannot write its root-owned venv's __pycache__ dirs.
         f"{UV_PROGRAM} pip install --quiet --offline --no-index --no-config --no-cache"
-        f" --compile-bytecode --python {python} --find-links {wheels}"
-        f" --requirement {wheels}/requirements.txt{own}",
+        f" --compile-bytecode --python {python} --find-links {release.wheels}"
+        f" --requirement {upload}/requirements.txt{own}",
         f"rm -f {release.venv}/.lock",  # uv's, writable by all: code is read-only to others
     ]
     if app.build_commands:

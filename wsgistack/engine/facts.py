@@ -31,6 +31,15 @@ class PythonTarget(FactBase[Target]):
         return Target(".".join(version.split(".")[:2]), machine, glibc)
 
 
+class DirEntries(FactBase[list[str]]):
+    """The names in a dir (but . and ..); none if it does not exist."""
+
+    default = list
+
+    def command(self, path: str) -> str:
+        return f"ls -A {shlex.quote(path)} 2>/dev/null || true"
+
+
 class LinkTarget(FactBase[str]):
     """Where a symlink points, as written in it; empty if it is not a link."""
 

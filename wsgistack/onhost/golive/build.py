@@ -1,5 +1,6 @@
 """A new release's build commands (e.g. collectstatic), as the build user, and the copy of
-what they made into the release's root-owned build/, within the build limits."""
+what they made into the release's root-owned build/, within the build limits: a file the
+live release's build/ holds with the same bytes is a hard link to it, stored once."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
-from .files import Refused, say
+from .files import Refused, read_link, say
 from .layout import BUILD_USER, AppPaths, candidate
 from .releases import Config, app_environment, read_environment, run_app_commands
 from .users import as_user, kill_all_of, user_options
@@ -30,7 +31,8 @@ def build(root: PurePosixPath, app: str, version: str, config: str | None,
     its environment, writing into a fresh dir of the build user's own in root's build dir
     ($WSGISTACK_BUILD_DIR, its HOME beside it); then copy what they made, regular files and
     dirs only and within BUILD_LIMITS, into the release's root-owned build/ (read-only to
-    the app, served by nginx). The build user's processes and dir go when it ends."""
+    the app, served by nginx), linking each file the live release built the same. The
+    build user's processes and dir go when it ends."""
     paths, user = AppPaths(app, root), build_user
     scratch, builder = paths.build_scratch, pwd.getpwnam(user)
     output = paths.release(version).build
@@ -45,7 +47,7 @@ def build(root: PurePosixPath, app: str, version: str, config: str | None,
         if os.path.lexists(output):
             shutil.rmtree(output)
         try:
-            copy_tree(made, output)
+            copy_tree(made, output, live_build(paths, version))
         except BuildTooLarge as too_large:
             shutil.rmtree(output, ignore_errors=True)
             raise Refused(f"{paths.name} {version}: its build commands made {too_large}; the"
@@ -53,6 +55,14 @@ def build(root: PurePosixPath, app: str, version: str, config: str | None,
     finally:
         shutil.rmtree(scratch, ignore_errors=True)  # fd-based: never follows a link
     say(f"built {paths.name} {version} into {output}")
+
+
+def live_build(paths: AppPaths, version: str) -> PurePosixPath | None:
+    """The live release's build/, which a new release's unchanged files link to."""
+    live = read_link(paths.current)
+    if not live or PurePosixPath(live).name == version:
+        return None
+    return paths.home / live / "build"
 
 
 def run_builds(paths: AppPaths, version: str, environment: dict[str, str],
@@ -79,22 +89,28 @@ class BuildTooLarge(Exception):
     """A build made more than BUILD_LIMITS allows; says what."""
 
 
-def copy_tree(source: PurePosixPath, target: PurePosixPath) -> None:
+def copy_tree(source: PurePosixPath, target: PurePosixPath,
+              unchanged_from: PurePosixPath | None = None) -> None:
     """Copy a tree another user owns into a new root-owned one (dirs 0755, files 0644),
     reading it through directory descriptors with O_NOFOLLOW: links, devices and FIFOs are
     skipped, never followed, however the tree changes meanwhile. Within BUILD_LIMITS
-    (BuildTooLarge): its depth bounds the recursion and the descriptors held."""
+    (BuildTooLarge): its depth bounds the recursion and the descriptors held. A file whose
+    bytes are those of the same path in root's tree `unchanged_from` is a hard link to it."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     budget = {"bytes": BUILD_LIMITS["bytes"], "files": BUILD_LIMITS["files"]}
     top = os.open(source, flags | os.O_DIRECTORY)
+    earlier = open_in(None, str(unchanged_from), flags | os.O_DIRECTORY) \
+        if unchanged_from else None
     try:
-        copy_dir(top, target, flags, budget, 0)
+        copy_dir(top, target, flags, budget, 0, earlier)
     finally:
         os.close(top)
+        if earlier is not None:
+            os.close(earlier)
 
 
 def copy_dir(directory: int, target: PurePosixPath, flags: int, budget: dict[str, int],
-             depth: int) -> None:
+             depth: int, earlier: int | None) -> None:
     if depth > BUILD_LIMITS["depth"]:
         raise BuildTooLarge(f"dirs deeper than {BUILD_LIMITS['depth']}")
     os.mkdir(target, 0o755)
@@ -104,13 +120,58 @@ def copy_dir(directory: int, target: PurePosixPath, flags: int, budget: dict[str
             spend(budget, "files", 1, f"more than {BUILD_LIMITS['files']} files")
             kind = os.fstat(opened)
             if stat.S_ISDIR(kind.st_mode):
-                copy_dir(opened, target / name, flags, budget, depth + 1)
+                below = open_in(earlier, name, flags | os.O_DIRECTORY)
+                try:
+                    copy_dir(opened, target / name, flags, budget, depth + 1, below)
+                finally:
+                    if below is not None:
+                        os.close(below)
             elif stat.S_ISREG(kind.st_mode):
                 spend(budget, "bytes", max(kind.st_size, kind.st_blocks * 512),
                       f"more than {BUILD_LIMITS['bytes']} bytes")
-                copy_file(opened, target / name)
+                if not link_unchanged(opened, kind.st_size, earlier, name, target / name):
+                    copy_file(opened, target / name)
         finally:
             os.close(opened)
+
+
+def open_in(directory: int | None, name: str, flags: int) -> int | None:
+    """`name` in the open dir `directory` (or a path where None), or None if it is not
+    there (or is a link)."""
+    try:
+        return os.open(name, flags, dir_fd=directory)
+    except OSError:
+        return None
+
+
+def link_unchanged(opened: int, size: int, earlier: int | None, name: str,
+                   target: PurePosixPath) -> bool:
+    """Hard-link `target` to `name` in `earlier` if that is a regular file of the same bytes
+    as `opened`; whether it did. `opened` is read from its start again after."""
+    if earlier is None:
+        return False
+    old = open_in(earlier, name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    if old is None:
+        return False
+    try:
+        known = os.fstat(old)
+        if not (stat.S_ISREG(known.st_mode) and known.st_size == size
+                and same_bytes(opened, old)):
+            return False
+        os.link(name, target, src_dir_fd=earlier, follow_symlinks=False)
+        return True
+    finally:
+        os.close(old)
+        os.lseek(opened, 0, os.SEEK_SET)
+
+
+def same_bytes(one: int, other: int) -> bool:
+    while True:
+        chunk = os.read(one, 1 << 20)
+        if chunk != os.read(other, 1 << 20):
+            return False
+        if not chunk:
+            return True
 
 
 def entries(directory: int, flags: int) -> Iterator[tuple[str, int]]:

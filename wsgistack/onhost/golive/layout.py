@@ -46,6 +46,11 @@ class ReleasePaths:
         """What the app's build commands made (e.g. collected static files), root's."""
         return self.path / "build"
 
+    @property
+    def wheels(self) -> PurePosixPath:
+        """The wheels the release was installed from: hard links into the app's store."""
+        return self.path / "wheels"
+
     def static(self, index: int) -> PurePosixPath:
         """Link to the app's `index`th static dir (its `static` setting), which nginx
         serves through current/: `static` for the first, as releases always had it."""
@@ -78,8 +83,14 @@ class AppPaths:
 
     @property
     def wheelhouse(self) -> PurePosixPath:
-        """The last uploaded wheelhouse, which releases are installed from."""
+        """The last upload: the wheels the host lacked and the release's requirements."""
         return self.home / "wheelhouse"
+
+    @property
+    def wheels(self) -> PurePosixPath:
+        """Every wheel of the installed releases, once: `<digest>-<file name>`, each
+        hard-linked into the releases that hold it (gone with the last of them)."""
+        return self.home / "wheels"
 
     @property
     def config_dir(self) -> PurePosixPath:

@@ -33,14 +33,25 @@ def installed_releases(paths: AppPaths) -> tuple[list[str], list[str]]:
 
 def prune_releases(paths: AppPaths, keep: int) -> list[str]:
     """Remove all but the newest `keep` complete releases, never the live one, and every
-    release whose install never finished. Returns what it removed."""
+    release whose install never finished, then the stored wheels no release holds.
+    Returns the releases it removed."""
     complete, incomplete = installed_releases(paths)
     live = PurePosixPath(read_link(paths.current)).name
     removed = [name for name in complete[:max(len(complete) - keep, 0)] + incomplete
                if name != live]
     for name in removed:
         remove_path(paths.release(name).path)
+    prune_wheels(paths)
     return removed
+
+
+def prune_wheels(paths: AppPaths) -> None:
+    """Remove each stored wheel that no release links to (its only link is the store's)."""
+    with contextlib.suppress(FileNotFoundError), os.scandir(paths.wheels) as entries:
+        for entry in entries:
+            held = entry.stat(follow_symlinks=False)
+            if entry.is_file(follow_symlinks=False) and held.st_nlink == 1:
+                os.unlink(entry.path)
 
 
 def read_environment(path: PurePosixPath) -> dict[str, str]:
