@@ -28,7 +28,7 @@ from wsgistack.components.releases import install_commands
 from wsgistack.components.stack import host_read, web_host
 from wsgistack.config.environment import Environment, Member
 from wsgistack.config.settings import load_settings
-from wsgistack.engine import teardown
+from wsgistack.engine import managed, teardown
 from wsgistack.engine.changes import refuse
 from wsgistack.engine.hoststate import Batch
 from wsgistack.onhost.golive.layout import AppPaths
@@ -59,6 +59,8 @@ def commands(secrets_dir: Path) -> dict[str, str]:
             database.view_of(settings, DATABASE, {app.name: "x" * 40}))])),
         "the release install": "\n".join(install_commands(app, AppPaths(app.name), build)),
         "a refusal": refusal.get_raw_value(),
+        "a log's making": managed.log_command("/var/log/nginx/a.log", "root", "adm",
+                                              "640").get_raw_value(),
         "certbot's deploy hook": next(item for item in acme.AcmeCertificate(settings).managed()
                                       if item.path == str(acme.HOOK)).content.decode(),
         "the destroy read": Batch().command(reads=teardown.host_read(*teardown.plan(

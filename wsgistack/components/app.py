@@ -12,7 +12,7 @@ from __future__ import annotations
 from pyinfra.operations import server
 
 from wsgistack.components import releases
-from wsgistack.components.base import NOLOGIN
+from wsgistack.components.base import NOLOGIN, add_account
 from wsgistack.components.database import PASSWORD, url, uses_database
 from wsgistack.components.releases import install_release, release_link
 from wsgistack.config.environment import Environment
@@ -22,7 +22,7 @@ from wsgistack.engine.component import Component, GoLive, Stage
 from wsgistack.engine.facts import LinkTarget, SystemAccount
 from wsgistack.engine.hoststate import HostState, Read
 from wsgistack.engine.managed import Directory, File, Managed, OwnersDirectory, ensure_all
-from wsgistack.engine.preview import CREATE
+from wsgistack.engine.preview import CREATE, UPDATE
 from wsgistack.engine.staged import (
     StagedState,
     candidate,
@@ -174,13 +174,18 @@ def create_user(app: AppSettings, paths: AppPaths, seen: HostState) -> None:
             and account["home"] == str(paths.data) and account["shell"] == NOLOGIN
             and account["comment"] == comment):
         return
-    declare(server.group(name=f"Create the {app.name} group", group=app.name, system=True),
-            CREATE)
-    declare(server.user(
-        name=f"Create the {app.name} system user (no login shell)",
+    if not account:
+        declare(add_account(name=f"Create the {app.name} system user and group (no login"
+                                 " shell)", user=app.name, home=str(paths.data),
+                            comment=comment), CREATE)
+        return
+    declare(server.group(name=f"Make {app.name} a system group", group=app.name, system=True),
+            UPDATE)
+    declare(server.user(  # an account of a deploy before the mark, or changed since
+        name=f"Make {app.name} the app's system user (no login shell)",
         user=app.name, group=app.name, system=True, shell=NOLOGIN,
         home=str(paths.data), create_home=False, comment=comment,
-    ), CREATE)
+    ), UPDATE)
 
 
 def foreign_account(app: AppSettings, account: dict[str, str], comment: str,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 from pyinfra import host
+from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.context import ctx_host
 from pyinfra.operations import server, systemd
 
@@ -187,9 +188,18 @@ def create_system_account(user: str, comment: str, what: str, without: str,
                message=f"the account {user} exists on this host and the deploy did not"
                        f" make it: remove it, or {without}")
         return
-    declare(server.user(name=f"Create {user}, {what} (no login shell)", user=user,
-                        system=True, shell=NOLOGIN, home="/nonexistent", ensure_home=False,
-                        comment=comment), CREATE)
+    declare(add_account(name=f"Create {user}, {what} (no login shell)", user=user,
+                        home="/nonexistent", comment=comment), CREATE)
+
+
+@operation()
+def add_account(user: str, home: str, comment: str):
+    """A new system account and its own group, with no login shell and no home made, in one
+    command (the host's read found neither): pyinfra's server.user reads every account
+    again first."""
+    yield StringCommand("useradd", "--system", "--user-group", "--shell", NOLOGIN,
+                        "--home-dir", QuoteString(home), "--no-create-home",
+                        "--comment", QuoteString(comment), QuoteString(user))
 
 
 def unit_file(name: str, context: dict[str, object]) -> File:

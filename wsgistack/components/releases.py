@@ -17,10 +17,11 @@ import shlex
 from pyinfra import host
 from pyinfra.api import FactBase
 from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import files, server
+from pyinfra.operations import server
 
 from wsgistack.build import wheelhouse
 from wsgistack.config.settings import AppSettings, is_built
+from wsgistack.engine import managed
 from wsgistack.engine.changes import refuse
 from wsgistack.engine.facts import DirEntries, FileText, LinkTarget, PythonTarget
 from wsgistack.engine.hoststate import HostState, Read
@@ -75,11 +76,11 @@ def install_release(app: AppSettings, paths: AppPaths, seen: HostState) -> Opera
             message=f"{app.name} {app.version} is live on this host and was built from other"
                     " sources or dependencies: give the app a new version to deploy them",
         )
-    upload = build.upload(seen.get(DirEntries, path=str(paths.wheels)))
-    declare(files.put(
+    sent = build.upload(seen.get(DirEntries, path=str(paths.wheels)))
+    declare(managed.upload(
         name=f"Upload the {app.name} {app.version} wheels this host lacks",
-        src=str(upload), dest=f"{paths.wheelhouse}.tar", user="root", group="root",
-        mode="644", create_remote_dir=False,
+        source=str(sent), dest=f"{paths.wheelhouse}.tar", user="root", group="root",
+        mode="644",
     ), CREATE)
     return declare(server.shell(
         name=f"Install {app.name} {app.version} as a new release (its own venv)",

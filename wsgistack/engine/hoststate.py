@@ -112,7 +112,7 @@ class HostState:
     facts: dict[Read, Any]
     # False when this run changes the host before its items are compared (it installs
     # packages, which make paths of their own: nginx enables Debian's default site): the
-    # read may be stale, so every item is applied and pyinfra checks it live.
+    # read may be stale, so every item is applied again (each sets its whole declared state).
     settled: bool = True
     read_at: float = 0.0  # time.monotonic() when the host answered
 

@@ -1,12 +1,17 @@
 """What the deploy manages on a host, as data: directories, files, logs and absent files.
 
 Each item names its path (read in the host state), says whether the host already has it
-as declared, and applies itself with pyinfra's own operation. `ensure` applies an item
-only where the host differs, so a converged host runs no operation and reads no fact for it,
-and a dry run lists exactly the items a real run changes.
+as declared, and applies itself. `ensure` applies an item only where the host differs, so a
+converged host runs no operation and reads no fact for it, and a dry run lists exactly the
+items a real run changes.
 
-A file that holds a secret (an app's secret key, a TLS key) is uploaded by `put_secret`,
-never by files.put: files.put prints the whole file with --diff, and the live one too.
+Since the host's read already said the item differs, its operation reads nothing again and
+sends one command (a file: its transfer, then one): pyinfra's files.directory, files.file
+and files.put read the path again and send up to three, each its own SSH round trip. Only
+`--diff` uses files.put, which reads the live file to show what changes.
+
+A file that holds a secret (an app's secret key, a TLS key) is never uploaded by files.put:
+files.put prints the whole file with --diff, and the live one too.
 """
 
 from __future__ import annotations
@@ -19,11 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from pyinfra import host, state
-from pyinfra.api import FileUploadCommand, StringCommand, operation
+from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 from pyinfra.api.operation import OperationMeta
 from pyinfra.api.util import get_template
-from pyinfra.facts.files import File as FileFact
-from pyinfra.facts.files import Sha1File
 from pyinfra.operations import files, server
 
 from wsgistack.engine.hoststate import HostState, PathState
@@ -43,8 +46,20 @@ class Directory:
         return seen is not None and seen.matches("directory", self.user, self.group, self.mode)
 
     def apply(self) -> OperationMeta:
-        return files.directory(name=self.name, path=self.path, user=self.user,
-                               group=self.group, mode=self.mode)
+        return make_directory(name=self.name, path=self.path, user=self.user,
+                              group=self.group, mode=self.mode)
+
+
+@operation()
+def make_directory(path: str, user: str, group: str, mode: str):
+    """Make `path` a dir of `user`:`group` with `mode`, in one command."""
+    quoted = QuoteString(path)
+    yield StringCommand("mkdir", "-p", quoted, "&&", *owned(quoted, user, group, mode))
+
+
+def owned(quoted: QuoteString, user: str, group: str, mode: str) -> list[object]:
+    """The command bits that give `quoted` its owner, then its mode."""
+    return ["chown", f"{user}:{group}", quoted, "&&", "chmod", mode, quoted]
 
 
 @dataclass(frozen=True)
@@ -98,37 +113,36 @@ class File:
                 and (self.versioned or seen.sha1 == hashlib.sha1(self.content).hexdigest()))
 
     def apply(self) -> OperationMeta:
-        if self.secret:
-            return put_secret(name=self.name, content=BytesIO(self.content), dest=self.path,
-                              user=self.user, group=self.group, mode=self.mode)
-        source = str(self.local) if self.local else StringIO(self.content.decode())
-        return files.put(name=self.name, src=source, dest=self.path, user=self.user,
-                         group=self.group, mode=self.mode, create_remote_dir=False)
+        if self.local:  # a program, sent as it is (never read into memory here)
+            return upload(name=self.name, source=str(self.local), dest=self.path,
+                          user=self.user, group=self.group, mode=self.mode)
+        if state.config.DIFF and not self.secret:  # shows what changes, read live
+            return files.put(name=self.name, src=StringIO(self.content.decode()),
+                             dest=self.path, user=self.user, group=self.group, mode=self.mode,
+                             create_remote_dir=False)
+        return upload(name=self.name, source=BytesIO(self.content), dest=self.path,
+                      user=self.user, group=self.group, mode=self.mode, secret=self.secret)
 
 
 @operation()
-def put_secret(content: BytesIO, dest: str, user: str, group: str, mode: str):
-    """Upload a file that holds a secret: compared by its SHA-1, owner and mode only, never
-    read back nor shown, not even with --diff (which says only that it changes). Its
-    directory is root's and closed to others, so the upload is never readable by them."""
-    present = host.get_fact(FileFact, path=dest)
-    if (present and (present["user"], present["group"], present["mode"]) == (user, group,
-                                                                              int(mode))
-            and host.get_fact(Sha1File, path=dest)
-            == hashlib.sha1(content.getvalue()).hexdigest()):
-        host.noop(f"{dest} is up to date")
-        return
-    if state.config.DIFF:
-        host.log(f"Will {'modify' if present else 'create'} {dest} (it holds a secret: its"
-                 " content is not shown)")
+def upload(source: str | BytesIO, dest: str, user: str, group: str, mode: str,
+           secret: bool = False):
+    """Upload `source` (a local file, or content) beside `dest`, give it its owner and mode,
+    and rename it into place: never seen half-written nor with another mode. A `secret` one
+    is never read back nor shown, not even with --diff (which says only that it changes);
+    its directory is root's and closed to others, so the upload is never readable by them."""
+    if state.config.DIFF and secret:
+        host.log(f"Will write {dest} (it holds a secret: its content is not shown)")
+    directory, _, name = dest.rpartition("/")
+    waiting = f"{directory}/.{name}.upload~"
     # Through sudo, the upload waits in the SSH user's own dir (_temp_dir, base.upload_dirs)
-    # before root copies it into place: never in /tmp, where pyinfra would put it.
+    # before root copies it beside `dest`: never in /tmp, where pyinfra would put it.
     private = host.current_op_global_arguments.get("_temp_dir") \
         if host.current_op_global_arguments else None
-    yield FileUploadCommand(content, dest, remote_temp_filename=host.get_temp_filename(
+    yield FileUploadCommand(source, waiting, remote_temp_filename=host.get_temp_filename(
         dest, temp_directory=private) if private else None)
-    yield StringCommand("chown", f"{user}:{group}", dest)
-    yield StringCommand("chmod", mode, dest)
+    yield StringCommand(*owned(QuoteString(waiting), user, group, mode), "&&", "mv", "-fT",
+                        QuoteString(waiting), QuoteString(dest))
 
 
 @dataclass(frozen=True)
@@ -147,8 +161,22 @@ class LogFile:
                                                  self.mode)
 
     def apply(self) -> OperationMeta:
-        return files.file(name=self.name, path=self.path, user=self.user, group=self.group,
-                          mode=self.mode, touch=False)
+        return make_log(name=self.name, path=self.path, user=self.user, group=self.group,
+                        mode=self.mode)
+
+
+@operation()
+def make_log(path: str, user: str, group: str, mode: str):
+    """Make the log `path` (born closed to all but root), or keep the one there, with its
+    owner and mode, in one command; never through a link."""
+    yield log_command(path, user, group, mode)
+
+
+def log_command(path: str, user: str, group: str, mode: str) -> StringCommand:
+    quoted = QuoteString(path)
+    return StringCommand("[", "!", "-L", quoted, "]", "&&", "{", "[", "-f", quoted, "]", "||",
+                         "(", "umask", "077", "&&", ":", ">", quoted, ")", ";", "}", "&&",
+                         *owned(quoted, user, group, mode))
 
 
 @dataclass(frozen=True)
