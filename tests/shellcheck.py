@@ -24,7 +24,7 @@ from pyinfra.api import StringCommand
 from tests.unit.test_settings import group_data
 from wsgistack.build.wheelhouse import Wheelhouse
 from wsgistack.components import acme, database
-from wsgistack.components.releases import install_commands
+from wsgistack.components.releases import install_script
 from wsgistack.components.stack import host_read, web_host
 from wsgistack.config.environment import Environment, Member
 from wsgistack.config.settings import load_settings
@@ -57,7 +57,7 @@ def commands(secrets_dir: Path) -> dict[str, str]:
             web_host(settings, Environment("staging", ()), secrets))),
         "the database host read": Batch().command(reads=host_read([database.DatabaseServer(
             database.view_of(settings, DATABASE, {app.name: "x" * 40}))])),
-        "the release install": "\n".join(install_commands(app, AppPaths(app.name), build)),
+        "the release install": install_script(app, AppPaths(app.name), build),
         "a refusal": refusal.get_raw_value(),
         "a log's making": managed.log_command("/var/log/nginx/a.log", "root", "adm",
                                               "640").get_raw_value(),

@@ -245,7 +245,7 @@ def test_drift_is_reported_by_dry_run_and_repaired(deployment: Deployment) -> No
 
 def test_owner_mode_and_account_drift_is_reported_and_repaired(deployment: Deployment) -> None:
     """What the one-command read compares: a changed mode, owner or login shell makes the
-    deploy call pyinfra's operation again, in a dry run as in a real one."""
+    deploy call its operation again, in a dry run as in a real one."""
     sandbox = deployment.sandbox
     host = sandbox.hosts("staging")[0]
     herder = "/usr/local/lib/wsgistack/gunicorn-herder"
@@ -254,7 +254,7 @@ def test_owner_mode_and_account_drift_is_reported_and_repaired(deployment: Deplo
     dry = deploy(sandbox, "--limit", "staging", "--dry", secrets_dir=deployment.secrets_dir)
     planned = "\n".join(dry.planned_changes())
     for operation in ("Create /etc/flasktodo (config", "Create /etc/ssl/wsgistack/private",
-                      "Install gunicorn-herder", "Create the flasktodo system user"):
+                      "Install gunicorn-herder", "Make flasktodo the app's system user"):
         assert operation in planned, f"{operation!r} not planned:\n{planned}"
     repair = deployment.run("--limit", "staging")
     assert repair.returncode == 0, repair.output[-3000:]

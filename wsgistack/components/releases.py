@@ -84,7 +84,7 @@ def install_release(app: AppSettings, paths: AppPaths, seen: HostState) -> Opera
     ), CREATE)
     return declare(server.shell(
         name=f"Install {app.name} {app.version} as a new release (its own venv)",
-        commands=install_commands(app, paths, build),
+        commands=[install_script(app, paths, build)],
     ), CREATE)
 
 
@@ -96,23 +96,24 @@ def release_digest(app: AppSettings, build: wheelhouse.Wheelhouse) -> str:
     return made.hexdigest()[:16]
 
 
-def install_commands(app: AppSettings, paths: AppPaths, build: wheelhouse.Wheelhouse
-                     ) -> list[str]:
-    """Shell, in root's own /opt/<app>: unpack the upload, store the wheels it brought, link
-    the release's wheels from the store, make its venv from them, run the build commands
-    (golive build), link each static dir (checked again on the host: it must exist), and
-    write the marker last (checked by shellcheck in `make lint`)."""
+def install_script(app: AppSettings, paths: AppPaths, build: wheelhouse.Wheelhouse) -> str:
+    """Shell, one script (one SSH round trip) stopping at its first failed line (`set -e`:
+    so no line is an && list), in root's own /opt/<app>: unpack the upload, store the
+    wheels it brought, link the release's wheels from the store, make its venv from them,
+    run the build commands (golive build), link each static dir (checked again on the host:
+    it must exist), and write the marker last (checked by shellcheck in `make lint`)."""
     release = paths.release(app.version)
     python = f"{release.venv}/bin/python"
     upload, store = paths.wheelhouse, paths.wheels
-    links = " && ".join(f"ln -f {store}/{shlex.quote(stored)} {release.wheels}/{shlex.quote(name)}"
-                        for name, stored in build.stored().items())
+    links = [f"ln -f {store}/{shlex.quote(stored)} {release.wheels}/{shlex.quote(name)}"
+             for name, stored in build.stored().items()]
     own = f" {release.wheels}/{shlex.quote(build.app_wheel)}" if build.app_wheel else ""
     commands = [
-        f"rm -rf {release.path} {upload} && mkdir -p {release.wheels} {upload} {store}",
+        f"rm -rf {release.path} {upload}",
+        f"mkdir -p {release.wheels} {upload} {store}",
         f"tar -xf {upload}.tar -C {upload}",
         f"find {upload} -maxdepth 1 -name '*.whl' -exec mv -f -t {store} {{}} +",
-        links,
+        *links,
         # -I: nothing from the SSH session's working dir or environment on sys.path.
         f"python3 -I -m venv --without-pip {release.venv}",
         # uv, from the release's wheels alone (no index, no config file, no cache), compiled
@@ -126,7 +127,7 @@ def install_commands(app: AppSettings, paths: AppPaths, build: wheelhouse.Wheelh
         commands.append(golive("build", app=app.name, version=app.version,
                                config=app.config_name, config_env=app.config_env,
                                prefix=app.prefix, build_commands=app.build_commands))
-    if app.static:  # one command: pyinfra runs each in a shell of its own
+    if app.static:
         links = [f"packages=$({python} -c 'import sysconfig;"
                  " print(sysconfig.get_path(\"purelib\"))')"]
         for index, (url, folder) in enumerate(app.static):
@@ -136,7 +137,8 @@ def install_commands(app: AppSettings, paths: AppPaths, build: wheelhouse.Wheelh
                          f" else echo {shlex.quote(missing)} >&2; exit 1; fi")
         commands.append("\n".join(links))
     marker = release_digest(app, build)
-    return [*commands, f"echo {shlex.quote(marker)} > {release.installed_marker}"]
+    return "\n".join(["set -e", *commands,
+                      f"echo {shlex.quote(marker)} > {release.installed_marker}"])
 
 
 def rollback_target(app: AppSettings, paths: AppPaths, wanted: str | None) -> str:

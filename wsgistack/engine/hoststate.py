@@ -3,9 +3,9 @@
 pyinfra reads each fact with its own command over SSH (about 50 ms each here), and its
 operations read several facts each, twice when a deploy asks whether they will change.
 So the stack gathers what every component needs to know (the state of each managed path
-and a few reads of our own facts) and reads it all with one command. A component calls
-pyinfra's operation only where that state differs from what it declares; the operation
-then reads its own facts, live, and makes the change. A converged host costs one command.
+and a few reads of our own facts) and reads it all with one command. A component calls an
+operation only where that state differs from what it declares; the operation makes the
+change (wsgistack.engine.managed: one command each). A converged host costs one command.
 """
 
 from __future__ import annotations

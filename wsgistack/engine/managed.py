@@ -113,9 +113,9 @@ class File:
                 and (self.versioned or seen.sha1 == hashlib.sha1(self.content).hexdigest()))
 
     def apply(self) -> OperationMeta:
-        if self.local:  # a program, sent as it is (never read into memory here)
+        if self.local:  # sent as it is (a program, a key), never read into memory here
             return upload(name=self.name, source=str(self.local), dest=self.path,
-                          user=self.user, group=self.group, mode=self.mode)
+                          user=self.user, group=self.group, mode=self.mode, secret=self.secret)
         if state.config.DIFF and not self.secret:  # shows what changes, read live
             return files.put(name=self.name, src=StringIO(self.content.decode()),
                              dest=self.path, user=self.user, group=self.group, mode=self.mode,
