@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,15 +47,21 @@ def targets(results: dict[str, Series]) -> list[str]:
         return results[key].stats()[1]
 
     peak = peak_rss(results["noop-10"])
-    checks = [
-        ("no-op converge of 3 hosts within 2.5x the SSH baseline for 3 hosts",
-         median("noop-3") / median("baseline-3"), 2.5, "x"),
-        ("no-op converge of 10 hosts within 1.5x the time for 1 host",
+    apt = statistics.median(run.phases["apt"] for run in results["fresh"].runs)
+    checks = [  # issue 26's where it set one
+        ("no-op converge of 3 hosts at most 2.0x the SSH baseline for 3 hosts",
+         median("noop-3") / median("baseline-3"), 2.0, "x"),
+        ("no-op converge of 10 hosts at most 1.5x the time for 1 host",
          median("noop-10") / median("noop-1"), 1.5, "x"),
         ("controller peak memory for 10 hosts under 200 MB", peak, 200, " MB"),
-        ("redeploy of a new app version under 10 s per host", median("redeploy-1"), 10, " s"),
+        ("redeploy of a new app version on one host at most 3 s", median("redeploy-1"), 3,
+         " s"),
+        ("controller: a new version's wheelhouse (its lock unchanged) under 1 s",
+         median("build"), 1, " s"),
+        ("fresh deploy of a bare host at most 1.3x its apt time", median("fresh") / apt, 1.3,
+         "x"),
     ]
-    return [f"| {name} | {value:.2f}{unit} | {'met' if value < limit else 'MISSED'} |"
+    return [f"| {name} | {value:.2f}{unit} | {'met' if value <= limit else 'MISSED'} |"
             for name, value, limit, unit in checks]
 
 
