@@ -16,6 +16,7 @@ files.put prints the whole file with --diff, and the live one too.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -23,15 +24,16 @@ from io import BytesIO, StringIO
 from pathlib import Path
 from typing import Any
 
+from jinja2 import Environment, FileSystemBytecodeCache, FileSystemLoader, StrictUndefined
 from pyinfra import host, state
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 from pyinfra.api.operation import OperationMeta
-from pyinfra.api.util import get_template
 from pyinfra.operations import files, server
 
 from wsgistack.engine.hoststate import HostState, PathState
 from wsgistack.engine.preview import CREATE, DELETE, UPDATE
 from wsgistack.engine.summary import declare, in_place
+from wsgistack.paths import BUILD_DIR
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,18 @@ class OwnersDirectory:
         return server.shell(name=self.name, commands=[self.command])
 
 
+@functools.cache
+def templates() -> Environment:
+    """Templates loaded as pyinfra's files.template loads them (undefined names are errors,
+    the trailing newline is kept), compiled once: their compiled code is kept under build/
+    (keyed by each template's text), so a run renders them without compiling them again."""
+    cache = BUILD_DIR / "templates"
+    cache.mkdir(parents=True, exist_ok=True)
+    return Environment(loader=FileSystemLoader("/"), undefined=StrictUndefined,
+                       keep_trailing_newline=True,
+                       bytecode_cache=FileSystemBytecodeCache(str(cache)))
+
+
 @dataclass(frozen=True)
 class File:
     """A file whose content is a template rendered on the controller, a local file, or
@@ -104,8 +118,8 @@ class File:
             return self.text.encode()
         if self.local is not None:
             return self.local.read_bytes()
-        # pyinfra's own loader, as files.template uses: StrictUndefined, trailing newline kept.
-        return get_template(str(self.template)).render(self.context).encode()
+        return templates().get_template(str(self.template.resolve()).lstrip("/")).render(
+            self.context).encode()
 
     def in_place(self, seen: PathState | None) -> bool:
         return (seen is not None
