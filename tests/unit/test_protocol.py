@@ -3,6 +3,9 @@ reads back, for every step, and a value out of form is refused on both sides."""
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
 from wsgistack.engine.staged import golive
@@ -85,3 +88,22 @@ def test_the_command_runs_roots_own_golive_isolated_and_quoted() -> None:
     command = golive("run", app="shop", argv=["echo", "a b; rm -rf /"])
     assert command == ("python3 -I /usr/local/lib/wsgistack/golive run shop"
                        " --prefix '' -- echo 'a b; rm -rf /'")
+
+
+def test_the_controller_reaches_host_code_through_the_layout_and_the_protocol_only() -> None:
+    """The layers issue 23 set: golive's modules stay small, and no controller module
+    imports host code but the layout and the protocol (the go-live steps' own)."""
+    package = Path(cli.__file__).resolve().parents[2]  # wsgistack/
+    allowed = {"wsgistack.onhost.golive.layout", "wsgistack.onhost.golive.protocol"}
+    reaching = []
+    for module in package.rglob("*.py"):
+        if "onhost" in module.relative_to(package).parts:
+            continue
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "wsgistack.onhost.golive") and node.module not in allowed:
+                reaching.append(f"{module.relative_to(package)}: {node.module}")
+    assert reaching == []
+    golive = Path(cli.__file__).parent
+    assert {module.name: len(module.read_text().splitlines()) for module in golive.glob("*.py")
+            if len(module.read_text().splitlines()) >= 400} == {}

@@ -32,7 +32,8 @@ from wsgistack.engine.staged import (
     is_due,
 )
 from wsgistack.engine.summary import declare
-from wsgistack.onhost.golive.layout import AppPaths, account_comment, app_unit
+from wsgistack.onhost.golive.layout import AppPaths, app_unit
+from wsgistack.onhost.golive.protocol import account_comment
 from wsgistack.paths import TEMPLATES
 
 

@@ -18,7 +18,8 @@ from wsgistack.engine.facts import SystemAccount
 from wsgistack.engine.hoststate import HostState, Read
 from wsgistack.engine.preview import DELETE
 from wsgistack.engine.staged import golive
-from wsgistack.onhost.golive.layout import AppPaths, account_comment
+from wsgistack.onhost.golive.layout import AppPaths
+from wsgistack.onhost.golive.protocol import account_comment
 
 
 class ExistingPaths(FactBase[list[str]]):

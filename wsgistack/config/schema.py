@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wsgistack.onhost.golive.layout import APP_NAME, BUILD_USER, CONFIG_NAME, DATA_DIR
+from wsgistack.onhost.golive.layout import BUILD_USER
+from wsgistack.onhost.golive.protocol import APP_NAME, CONFIG_NAME, DATA_DIR
 from wsgistack.paths import REPO_ROOT
 
 GROUPS = ("staging", "production")

@@ -28,7 +28,7 @@ from wsgistack.config.schema import (
 )
 from wsgistack.config.vault import vault_path
 from wsgistack.engine.changes import OperatorError
-from wsgistack.onhost.golive.layout import VERSION
+from wsgistack.onhost.golive.protocol import VERSION
 from wsgistack.paths import REPO_ROOT
 
 # Variables the stack itself sets for every app: not for an entry's env or secret_env.

@@ -55,7 +55,7 @@ from wsgistack.onhost.golive.layout import (
     restic_cache,
     stamps_dir,
 )
-from wsgistack.onhost.golive.teardown import HOLDS_DATA
+from wsgistack.onhost.golive.protocol import HOLDS_DATA
 
 UNIT_SUFFIXES = (".service", ".timer", ".mount", ".socket")
 # Root's own dir of the deploy: its record of packages, stamps, builds, sudo users' uploads

@@ -14,14 +14,13 @@ from pathlib import PurePosixPath
 from .backups import rotate_backups
 from .files import Refused, Staged, content_of, parse_expect, record, run, say, tail
 from .layout import (
-    APP_NAME,
-    PG_VERSION,
     candidate,
     database_backups,
     database_dir,
     database_unit,
     postgresql_include,
 )
+from .protocol import APP_NAME, PG_VERSION
 from .users import as_user, read_file_as_user, user_options, write_file_as_user
 
 POSTGRES = "postgres"

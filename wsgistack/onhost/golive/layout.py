@@ -4,26 +4,15 @@ The controller renders and reads the same paths from here."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 ROOT = PurePosixPath("/")
 MARKER = ".wheelhouse-digest"  # a release is complete once this file is written, last
 CANDIDATE = ".next"  # a config file's candidate, beside it: `<file>.next`
-# Names that become paths here, declared once (wsgistack.settings checks group data by them)
-APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")  # user, program, /opt/<app>
-VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*$")  # releases/<version>
-# a dir of the app's own in /var/lib/<app>/ (one name, no path): backups, or its entry's
-DATA_DIR = re.compile(r"^(?!\.\.?$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
-# an app's own config file in /etc/<app>/: not a file the stack writes there
-CONFIG_NAME = re.compile(r"^(?!gunicorn\.conf\.py$|env$)[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
-PG_VERSION = re.compile(r"^[0-9]{2}$")  # Debian's cluster dirs: /etc/postgresql/15/main
 # Build commands run as this user (never the app's: the running app must not reach what the
 # next release is built from), in the app's group to read its config; made by the deploy.
 BUILD_USER = "wsgistack-build"
-# An environment's name: its pgBackRest stanza, the backup host's dir for it
-GROUP = re.compile(r"^[a-z]{1,30}$")
 
 
 @dataclass(frozen=True)
@@ -348,12 +337,6 @@ def lineage(site: str, root: PurePosixPath) -> tuple[PurePosixPath, PurePosixPat
 
 def renewal_config(site: str, root: PurePosixPath) -> PurePosixPath:
     return letsencrypt_dir(root) / "renewal" / f"{site}.conf"
-
-
-def account_comment(name: str) -> str:
-    """The comment (GECOS) of every account the deploy makes for an app: an account
-    without it is not the deploy's to change or remove."""
-    return f"wsgistack app {name}"
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .layout import (
-    APP_NAME,
-    BUILD_USER,
-    CONFIG_NAME,
-    DATA_DIR,
-    GROUP,
-    PG_VERSION,
-    VERSION,
-)
+from .layout import BUILD_USER
+
+# Names that become paths on a host, declared once: each step's arguments are checked by
+# them, and wsgistack.config.settings checks group data by them.
+APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")  # user, program, /opt/<app>
+VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*$")  # releases/<version>
+# a dir of the app's own in /var/lib/<app>/ (one name, no path): backups, or its entry's
+DATA_DIR = re.compile(r"^(?!\.\.?$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+# an app's own config file in /etc/<app>/: not a file the stack writes there
+CONFIG_NAME = re.compile(r"^(?!gunicorn\.conf\.py$|env$)[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
+PG_VERSION = re.compile(r"^[0-9]{2}$")  # Debian's cluster dirs: /etc/postgresql/15/main
+GROUP = re.compile(r"^[a-z]{1,30}$")  # an environment: its pgBackRest stanza, backup dir
+
+
+def account_comment(name: str) -> str:
+    """The comment (GECOS) of every account the deploy makes for an app: an account
+    without it is not the deploy's to change or remove."""
+    return f"wsgistack app {name}"
 
 TEXT, NUMBER, FLAG, ARGV, EXPECT, REST = "text", "number", "flag", "argv", "expect", "rest"
 
@@ -158,6 +167,9 @@ TO = Arg("to", "a time, or latest (every write the backup host holds)", pattern=
 
 PATH = re.compile(r"^/[A-Za-z0-9._@+/-]+$")  # a path of ours destroy removes
 DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")  # Debian Policy 5.6.1
+# Packages whose purge takes data with it: PostgreSQL's server drops its clusters. Without
+# purge they are removed (dpkg's "rc": the cluster and its config stay).
+HOLDS_DATA = re.compile(r"^postgresql-[0-9]+$")
 
 
 def release_commands(required: bool) -> Arg:

@@ -17,6 +17,7 @@ from pathlib import PurePosixPath
 
 from .files import Refused, remove_path, run, say, tail, write_atomically
 from .layout import installed_accounts, installed_packages, installed_paths
+from .protocol import HOLDS_DATA
 from .users import as_user
 
 DPKG_STATUS = "var/lib/dpkg/status"
@@ -24,9 +25,6 @@ APT = ("apt-get", "-q", "-y", "-o", "Dpkg::Options::=--force-confdef",
        "-o", "Dpkg::Options::=--force-confold")
 APT_ENVIRONMENT = {"DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8",
                    "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-# Packages whose purge takes data with it: PostgreSQL's server drops its clusters. Without
-# purge they are removed (dpkg's "rc": the cluster and its config stay).
-HOLDS_DATA = re.compile(r"^postgresql-[0-9]+$")
 # What a package's maintainer scripts made and its purge leaves behind, taken off with it:
 # files (a pattern, rotated copies too) unlinked, dirs removed only where empty, and the dirs
 # above each where that leaves them empty. Never a tree: PostgreSQL's clusters stay where

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from pathlib import PurePosixPath
 
 from .files import Refused, content_of, say, write_atomically
-from .layout import AppPaths, account_comment
+from .layout import AppPaths
+from .protocol import account_comment
 
 PR_SET_NO_NEW_PRIVS = 38  # prctl(2)
 
