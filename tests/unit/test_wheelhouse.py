@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -31,6 +32,23 @@ def test_forget_removes_only_the_builds_of_that_app(tmp_path: Path,
     wheelhouse.forget("shop")
     assert sorted(path.name for path in cache.iterdir()) == [
         f"shop-admin-2-{digest}", f"shop-admin-2-{digest}-{digest}.tar"]
+
+
+def test_a_host_is_sent_the_requirements_and_only_the_wheels_it_does_not_store(
+        tmp_path: Path) -> None:
+    wheels = tmp_path / "shop-0123456789abcdef"
+    wheels.mkdir()
+    for name in ("shop-1.0-py3-none-any.whl", "flask-3.1.3-py3-none-any.whl"):
+        (wheels / name).write_bytes(name.encode())
+    (wheels / "requirements.txt").write_text("flask==3.1.3\n")
+    build = wheelhouse.Wheelhouse(wheels, "0123456789abcdef", "shop-1.0-py3-none-any.whl")
+    stored = build.stored()
+    assert stored["flask-3.1.3-py3-none-any.whl"].endswith("-flask-3.1.3-py3-none-any.whl")
+    sent = build.upload({stored["flask-3.1.3-py3-none-any.whl"], "other-wheel"})
+    with tarfile.open(sent) as archive:
+        assert sorted(archive.getnames()) == sorted(
+            ["requirements.txt", stored["shop-1.0-py3-none-any.whl"]])
+    assert build.upload(set()) != sent, "another host lacking more gets its own tar"
 
 
 def test_each_static_dir_must_be_in_the_releases_wheels(tmp_path: Path,

@@ -54,9 +54,11 @@ class Directory:
 
 @operation()
 def make_directory(path: str, user: str, group: str, mode: str):
-    """Make `path` a dir of `user`:`group` with `mode`, in one command."""
+    """Make `path` a dir of `user`:`group` with `mode`, in one command; never through a
+    link (chown and chmod would act on what it points to)."""
     quoted = QuoteString(path)
-    yield StringCommand("mkdir", "-p", quoted, "&&", *owned(quoted, user, group, mode))
+    yield StringCommand("[", "!", "-L", quoted, "]", "&&", "mkdir", "-p", quoted, "&&",
+                        *owned(quoted, user, group, mode))
 
 
 def owned(quoted: QuoteString, user: str, group: str, mode: str) -> list[object]:
