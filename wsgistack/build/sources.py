@@ -174,19 +174,21 @@ def requires(wheel_path: Path) -> list[str]:
 
 
 def run_uv(*args: str, given: str | None = None) -> str:
-    """uv (the controller's, from its wheel) with `args` and `given` as its input; its
-    output, or SourceError with all it said (a build backend's output included)."""
+    """uv (the controller's, from its wheel) with `args` and `given` as its input."""
     from uv import find_uv_bin  # imported here: only a build needs it
 
-    result = subprocess.run([find_uv_bin(), *args], input=given, capture_output=True,
-                            text=True, check=False)
-    if result.returncode != 0:
-        raise SourceError(f"uv {args[0]} failed:\n{result.stdout}{result.stderr}")
-    return result.stdout
+    return run_tool([find_uv_bin(), *args], f"uv {args[0]}", given)
 
 
 def run_pip(*args: str) -> None:
-    command = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    run_tool([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args],
+             f"pip {args[0]}")
+
+
+def run_tool(command: list[str], what: str, given: str | None = None) -> str:
+    """`command`'s output, or SourceError with all it said (a build backend's output
+    included), as `what` failed."""
+    result = subprocess.run(command, input=given, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise SourceError(f"pip {args[0]} failed:\n{result.stdout}{result.stderr}")
+        raise SourceError(f"{what} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout

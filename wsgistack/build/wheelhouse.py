@@ -99,17 +99,17 @@ class Wheelhouse:
     def upload(self, present: Collection[str]) -> Path:
         """What a host that stores `present` lacks, as one uncompressed tar (wheels are
         compressed): requirements.txt, and each wheel not present under its stored name."""
-        missing = sorted(stored for stored in self.stored().values() if stored not in present)
-        which = hashlib.sha256("\n".join(missing).encode()).hexdigest()[:16]
+        missing = {name: stored for name, stored in self.stored().items()
+                   if stored not in present}
+        which = hashlib.sha256("\n".join(sorted(missing.values())).encode()).hexdigest()[:16]
         path = self.path.with_name(f"{self.path.name}-{which}.tar")
         with BUILD_LOCK:
             if not path.exists():
                 partial = path.with_name(path.name + ".partial")
                 with tarfile.open(partial, "w") as archive:
                     archive.add(self.path / REQUIREMENTS, arcname=REQUIREMENTS)
-                    for name, stored in self.stored().items():
-                        if stored in missing:
-                            archive.add(self.path / name, arcname=stored)
+                    for name, stored in missing.items():
+                        archive.add(self.path / name, arcname=stored)
                 partial.rename(path)
         return path
 

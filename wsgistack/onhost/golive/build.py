@@ -129,7 +129,8 @@ def copy_dir(directory: int, target: PurePosixPath, flags: int, budget: dict[str
             elif stat.S_ISREG(kind.st_mode):
                 spend(budget, "bytes", max(kind.st_size, kind.st_blocks * 512),
                       f"more than {BUILD_LIMITS['bytes']} bytes")
-                if not link_unchanged(opened, kind.st_size, earlier, name, target / name):
+                if not link_unchanged(opened, kind.st_size, earlier, name, target / name,
+                                      flags):
                     copy_file(opened, target / name)
         finally:
             os.close(opened)
@@ -145,12 +146,12 @@ def open_in(directory: int | None, name: str, flags: int) -> int | None:
 
 
 def link_unchanged(opened: int, size: int, earlier: int | None, name: str,
-                   target: PurePosixPath) -> bool:
+                   target: PurePosixPath, flags: int) -> bool:
     """Hard-link `target` to `name` in `earlier` if that is a regular file of the same bytes
     as `opened`; whether it did. `opened` is read from its start again after."""
     if earlier is None:
         return False
-    old = open_in(earlier, name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    old = open_in(earlier, name, flags)
     if old is None:
         return False
     try:
