@@ -9,6 +9,7 @@ disconnected from the last host, after its own results, after the run's changes
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -85,6 +86,10 @@ class Summary(BaseStateCallback):
             print(self.preview.text(state, hosts))
             if state.is_executing:
                 print(self.text(state))
+            # The run is over. On its way out Python would sweep every object the run made
+            # for garbage (about 50 ms for 3 hosts, a no-op's twelfth): none of them is
+            # worth it, so they are moved out of the collector's reach.
+            gc.freeze()
 
     def text(self, state: State) -> str:
         """The summary's lines, by host."""
