@@ -28,7 +28,7 @@ import pytest
 from tests.unit.onhost_stubs import GUNICORN, FakeSupervisor, install_commands
 from tests.unit.test_herder import Herded, start_herded
 from wsgistack.engine.programs import HERDER_SOURCE, SUPERVISOR_QUERY_SOURCE, golive_zipapp
-from wsgistack.engine.staged import digest_command
+from wsgistack.engine.staged import StagedState
 from wsgistack.onhost import gunicorn_herder as herder
 from wsgistack.onhost.golive import build as building
 from wsgistack.onhost.golive import files, layout, releases, users
@@ -56,31 +56,41 @@ def write(path: PurePosixPath | Path, content: str | bytes, mode: int = 0o644) -
 
 # --- the stamp digest -------------------------------------------------------------------
 
-def test_the_host_reads_the_digest_golive_writes(tmp_path: Path) -> None:
-    """staged.digest_command (shell, in the host read) and files.digest (Python, in the
-    stamp) agree on files, missing files, links and a listing; else every run is due."""
+def test_the_host_reads_the_stamp_golive_writes(tmp_path: Path) -> None:
+    """staged.StagedState (shell, in the host read) agrees with files.record (Python, the
+    stamp) on files, missing files, links and a listing; else every run is due."""
     write(tmp_path / "site", "server {}\n")
+    write(tmp_path / "site.next", "server {}\n")
     write(tmp_path / "cert", "CERT\n")
+    write(tmp_path / "cert.next", "CERT\n")
     (tmp_path / "current").symlink_to("releases/1.0.0")
     (tmp_path / "enabled").mkdir()
     (tmp_path / "enabled" / "site").symlink_to("../available/site")
     write(tmp_path / "enabled" / "plain", "x")
-    unit = Unit("test", (PurePosixPath(tmp_path / "site"), PurePosixPath(tmp_path / "cert"),
-                         PurePosixPath(tmp_path / "missing")),
+    unit = Unit("test", (PurePosixPath(tmp_path / "site"), PurePosixPath(tmp_path / "cert")),
                 links=(PurePosixPath(tmp_path / "current"), PurePosixPath(tmp_path / "nolink")),
-                listing=PurePosixPath(tmp_path / "enabled"))
+                listing=PurePosixPath(tmp_path / "enabled"), root=PurePosixPath(tmp_path))
 
-    def shell() -> str:
-        return subprocess.run(["sh", "-c", digest_command(unit)], capture_output=True,
-                              text=True, check=True).stdout.strip()
+    def read() -> dict[str, bool]:
+        output = subprocess.run(["sh", "-c", StagedState().command(unit=unit)],
+                                capture_output=True, text=True, check=True).stdout
+        return StagedState().process(output.splitlines())
 
-    assert shell() == digest(unit)
+    assert read() == {"in_step": True, "applied": False}  # no stamp yet
+    files.record(unit)
+    assert read() == {"in_step": True, "applied": True}
     (tmp_path / "current").unlink()
     (tmp_path / "current").symlink_to("releases/1.0.1")
-    assert shell() == digest(unit)
-    before = digest(unit)
+    assert read() == {"in_step": True, "applied": False}
+    files.record(unit)
+    assert read()["applied"]
+    write(tmp_path / "cert.next", "CERT2\n")
+    assert read() == {"in_step": False, "applied": True}
     write(tmp_path / "cert", "CERT2\n")
-    assert shell() == digest(unit) != before
+    assert read() == {"in_step": True, "applied": False}
+    (tmp_path / "site").unlink()  # a missing file is left out of the digest, as golive does
+    files.record(unit)
+    assert read()["applied"]
 
 
 # --- the lock ---------------------------------------------------------------------------

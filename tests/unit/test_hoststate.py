@@ -85,10 +85,22 @@ def test_services_packages_account_and_python_parse_what_hosts_print() -> None:
                         "supervisor.service": ("dead", "disabled")}
     assert InstalledPackages().process(["ii  nginx", "rc  supervisor", "hi  logrotate"]) == \
         ["nginx", "logrotate"]
-    assert SystemAccount().process(["gid=997", "home=/var/lib/app", "shell=/usr/sbin/nologin",
-                                    "group_gid=997"])["home"] == "/var/lib/app"
-    assert PythonTarget().process(["Python 3.11.2 x86_64 glibc 2.36"]) == Target(
+    assert SystemAccount().process([
+        "flasktodo:x:997:996:wsgistack app flasktodo:/var/lib/flasktodo:/usr/sbin/nologin",
+        "flasktodo:x:996:"]) == {"gid": "996", "comment": "wsgistack app flasktodo",
+                                 "home": "/var/lib/flasktodo", "shell": "/usr/sbin/nologin",
+                                 "group_gid": "996"}
+    assert PythonTarget().process(["Python 3.11.2", "x86_64", "glibc 2.36"]) == Target(
         "3.11", "x86_64", "2.36")
+
+
+def test_account_and_python_read_from_a_real_shell() -> None:
+    account, python = Read.of(SystemAccount, user="root"), Read.of(PythonTarget)
+    found = run_batch((account, python))
+    shell = found[account].pop("shell")
+    assert found[account] == {"gid": "0", "comment": "root", "home": "/root", "group_gid": "0"}
+    assert shell.startswith("/")
+    assert found[python].machine == os.uname().machine
 
 
 def test_a_file_is_in_place_only_with_its_content_owner_and_mode(tmp_path: Path) -> None:

@@ -23,11 +23,11 @@ class PythonTarget(FactBase[Target]):
     the wheelhouse is built for. Fixed by the OS release, so it is safe to branch on."""
 
     def command(self) -> str:
-        # "Python 3.11.2 x86_64 glibc 2.36"
-        return "echo \"$(python3 -V) $(uname -m) $(getconf GNU_LIBC_VERSION)\""
+        # "Python 3.11.2", "x86_64", "glibc 2.36"
+        return "python3 -V; uname -m; getconf GNU_LIBC_VERSION"
 
     def process(self, output: list[str]) -> Target:
-        _python, version, machine, _glibc, glibc = output[0].split()
+        (_python, version), (machine,), (_glibc, glibc) = (line.split() for line in output)
         return Target(".".join(version.split(".")[:2]), machine, glibc)
 
 
@@ -96,10 +96,14 @@ class SystemAccount(FactBase[dict[str, str]]):
     default = dict
 
     def command(self, user: str) -> str:
-        quoted = shlex.quote(user)
-        return (f"getent passwd {quoted} | awk -F: '{{print \"gid=\" $4; print \"home=\" $6;"
-                f" print \"shell=\" $7; print \"comment=\" $5}}'; getent group {quoted}"
-                f" | awk -F: '{{print \"group_gid=\" $3}}'")
+        return f"getent passwd {shlex.quote(user)}; getent group {shlex.quote(user)}"
 
     def process(self, output: list[str]) -> dict[str, str]:
-        return dict(line.split("=", 1) for line in output)
+        found = {}
+        for line in output:
+            fields = line.split(":")
+            if len(fields) == 7:  # name:password:uid:gid:comment:home:shell
+                found.update(gid=fields[3], comment=fields[4], home=fields[5], shell=fields[6])
+            elif len(fields) == 4:  # name:password:gid:members
+                found["group_gid"] = fields[2]
+        return found

@@ -85,12 +85,16 @@ class PathStates(FactBase[dict[str, PathState]]):
 
 
 class Batch(FactBase[dict[int, list[str]]]):
-    """Several of our facts in one command: each one's output lines, by its index."""
+    """Several of our facts in one command: each one's output lines, by its index.
+
+    Each read runs in the batch's own shell, not a subshell of its own: a fork is about a
+    millisecond of the host's CPU, and a converge reads 15 or so. So a read's command must
+    not `exit`, and a variable it sets it sets first."""
 
     default = dict
 
     def command(self, reads: tuple[Read, ...]) -> str:
-        return "\n".join(f"echo {MARK} {index}; ( {read.command()} ) 2>/dev/null"
+        return "\n".join(f"echo {MARK} {index}; {{ {read.command()}\n}} 2>/dev/null"
                          for index, read in enumerate(reads)) + "\ntrue"
 
     def process(self, output: list[str]) -> dict[int, list[str]]:

@@ -44,7 +44,7 @@ def digest_command(unit: Unit) -> str:
     if unit.listing is not None:
         parts.append(f"find {shlex.quote(str(unit.listing))} -mindepth 1 -maxdepth 1"
                      " -printf '%f %l\\n' | LC_ALL=C sort")
-    return f"{{ {'; '.join(parts)}; }} 2>/dev/null | sha256sum | cut -c1-64"
+    return f"{{ {'; '.join(parts)}; }} 2>/dev/null | sha256sum"
 
 
 def expected_digests(files: list[File]) -> list[str]:
@@ -67,11 +67,15 @@ class StagedState(FactBase[dict[str, bool]]):
     default = dict
 
     def command(self, unit: Unit) -> str:
+        # Builtins where they do (`read`, `${digest%% *}`): each process is a fork and an
+        # exec on every converge.
         same = " && ".join(f"cmp -s {shlex.quote(str(candidate(path)))} {shlex.quote(str(path))}"
                            for path in unit.files)
         return (f"if {same}; then echo in_step=1; else echo in_step=0; fi;"
-                f" if [ \"$({digest_command(unit)})\" = \"$(cat {shlex.quote(str(unit.stamp))}"
-                " 2>/dev/null)\" ]; then echo applied=1; else echo applied=0; fi")
+                f" digest=$({digest_command(unit)}); stamp=;"
+                f" read -r stamp 2>/dev/null < {shlex.quote(str(unit.stamp))};"
+                " if [ \"${digest%% *}\" = \"$stamp\" ]; then echo applied=1;"
+                " else echo applied=0; fi")
 
     def process(self, output: list[str]) -> dict[str, bool]:
         return {key: value == "1" for key, value in (line.split("=", 1) for line in output)}
