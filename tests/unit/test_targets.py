@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
 
 from wsgistack.config import targets
-from wsgistack.config.targets import TargetsError, load_targets
+from wsgistack.config.targets import TargetsError, load_targets, transport_sending_at_once
 
 
 def test_targets_file_for_real_servers(tmp_path: Path) -> None:
@@ -34,7 +35,8 @@ def test_targets_file_for_real_servers(tmp_path: Path) -> None:
     assert stage_data["ssh_key"] == str(Path("~/.ssh/deploy").expanduser())
     assert stage_data["ssh_strict_host_key_checking"] == "yes"
     assert stage_data["ssh_paramiko_connect_kwargs"] == {
-        "timeout": 10, "banner_timeout": 10, "auth_timeout": 10}
+        "timeout": 10, "banner_timeout": 10, "auth_timeout": 10,
+        "transport_factory": transport_sending_at_once}
     assert groups["production"][0][1]["ssh_port"] == 2222
     assert "ssh_port" not in stage_data
 
@@ -154,3 +156,16 @@ def test_a_host_table_must_name_a_host(tmp_path: Path) -> None:
     path.write_text('[staging]\nhosts = ["s1"]\n[host."s2"]\njump = "s1"\n')
     with pytest.raises(TargetsError, match=r'host\."s2"\] is no host of staging or production'):
         load_targets({"WSGISTACK_TARGETS": str(path)})
+
+
+def test_the_transport_sends_each_packet_at_once() -> None:
+    """paramiko's socket has Nagle's algorithm on: each command waited for a delayed ACK."""
+    with socket.create_server(("127.0.0.1", 0)) as server, \
+            socket.create_connection(server.getsockname()) as sock:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+        transport = transport_sending_at_once(sock)
+        try:
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+            assert transport.sock is sock
+        finally:
+            transport.close()

@@ -14,11 +14,14 @@ import hashlib
 import json
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from paramiko import Transport
 
 GROUPS = ("staging", "production")
 DATABASES = "databases"  # the group of every environment's database host
@@ -57,7 +60,7 @@ def targets_from_sandbox(name: str) -> dict[str, list[HostEntry]]:
         "ssh_key": sandbox["ssh_key"],
         "ssh_known_hosts_file": sandbox["known_hosts"],
         "ssh_strict_host_key_checking": "yes",
-        "ssh_paramiko_connect_kwargs": connect_timeouts(CONNECT_TIMEOUT),
+        "ssh_paramiko_connect_kwargs": connect_kwargs(CONNECT_TIMEOUT),
         "sandbox": name,
     }
     if "ca" in sandbox:
@@ -102,7 +105,7 @@ def targets_from_file(path: Path) -> dict[str, list[HostEntry]]:
     unknown = set(config) - {"ssh", "host", *GROUPS}
     if unknown:
         raise TargetsError(f"{where}: unknown tables {sorted(unknown)}")
-    ssh = {"ssh_paramiko_connect_kwargs": connect_timeouts(CONNECT_TIMEOUT),
+    ssh = {"ssh_paramiko_connect_kwargs": connect_kwargs(CONNECT_TIMEOUT),
            **ssh_data(config.get("ssh", {}), path)}
     data: dict[str, dict[str, Any]] = {}  # each host's, shared by every group it is in
     members: dict[str, list[str]] = {role: [] for _suffix, role in ROLES.values()}
@@ -282,8 +285,23 @@ SSH_KEYS = {
 CONNECT_TIMEOUT = 10
 
 
-def connect_timeouts(seconds: int) -> dict[str, int]:
-    return {"timeout": seconds, "banner_timeout": seconds, "auth_timeout": seconds}
+def connect_kwargs(seconds: int) -> dict[str, Any]:
+    """What pyinfra hands paramiko's connect(): its timeouts, and a transport that sends
+    at once."""
+    return {"timeout": seconds, "banner_timeout": seconds, "auth_timeout": seconds,
+            "transport_factory": transport_sending_at_once}
+
+
+def transport_sending_at_once(sock: Any, **arguments: Any) -> Transport:
+    """paramiko's Transport, over a TCP socket with Nagle's algorithm off (TCP_NODELAY), as
+    OpenSSH's own client has it. paramiko leaves it on, so a packet it writes while its last
+    one is unacknowledged waits for the host's delayed ACK, 40 ms on Linux: each command
+    pyinfra ran took 48 ms on a LAN (3.5 ms without), and connecting 40 ms more. paramiko
+    writes whole SSH packets, so none is sent in pieces. A jump host's channel or a proxy
+    command is no TCP socket of ours and is left as it is."""
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return Transport(sock, **arguments)
 
 
 def login_data(user: str, sudo: bool) -> dict[str, Any]:
@@ -315,7 +333,7 @@ def ssh_data(table: dict[str, Any], path: Path) -> dict[str, Any]:
             raise TargetsError(f"targets file {path}: ssh {key} must be {form}, not {value!r}")
     data = {SSH_KEYS[key]: value for key, value in table.items()}
     if "connect_timeout" in table:
-        data["ssh_paramiko_connect_kwargs"] = connect_timeouts(table["connect_timeout"])
+        data["ssh_paramiko_connect_kwargs"] = connect_kwargs(table["connect_timeout"])
     for key in ("ssh_key", "ssh_known_hosts_file"):
         if key in data:
             data[key] = str(Path(data[key]).expanduser())
