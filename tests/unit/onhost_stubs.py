@@ -1,6 +1,6 @@
 """Stand-ins for what golive and gunicorn-herder drive on a host, for offline tests: a
 gunicorn master that behaves as gunicorn's does across a USR2 swap, supervisor's XML-RPC
-socket, and recording `nginx`, `systemctl` and `supervisorctl` commands."""
+socket, and recording `nginx` and `systemctl` commands."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import socketserver
 import stat
 import sys
 import threading
+import xmlrpc.client
 from pathlib import Path
 
 # A gunicorn master as the herder sees one: writes its pid to $STUB_PIDFILE (".2" while the
@@ -83,10 +84,10 @@ sys.exit(int(os.environ.get("STUB_EXIT_" + name.upper(), "0")))
 
 
 def install_commands(bin_dir: Path, log: Path) -> dict[str, str]:
-    """Recording stand-ins for nginx, systemctl and supervisorctl on PATH; the environment
-    that puts them there."""
+    """Recording stand-ins for nginx and systemctl on PATH; the environment that puts them
+    there."""
     bin_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("nginx", "systemctl", "supervisorctl"):
+    for name in ("nginx", "systemctl"):
         path = bin_dir / name
         path.write_text(RECORDER.format(python=sys.executable))
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
@@ -94,27 +95,50 @@ def install_commands(bin_dir: Path, log: Path) -> dict[str, str]:
 
 
 class FakeSupervisor:
-    """supervisor's XML-RPC socket, answering getProcessInfo with `pid` and `state`."""
+    """supervisord's XML-RPC socket, one call per connection as HTTP/1.0: getProcessInfo
+    answers `state` and `pid`, reloadConfig the `changes` (added, changed, removed groups),
+    startProcess makes the state RUNNING, a method in `faults` answers that fault, any other
+    method True. Each call is recorded in `calls`, its method and arguments."""
 
     def __init__(self, socket_path: Path) -> None:
         self.pid = 0
         self.state = "RUNNING"
+        self.changes: tuple[list[str], list[str], list[str]] = ([], [], [])
+        self.faults: dict[str, str] = {}
+        self.calls: list[tuple[object, ...]] = []
         fake = self
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(self) -> None:
-                while self.rfile.readline().strip():
-                    pass  # the request's head; the body is not needed
-                body = ("<?xml version='1.0'?><methodResponse><params><param><value><struct>"
-                        f"<member><name>statename</name><value><string>{fake.state}</string>"
-                        f"</value></member><member><name>pid</name><value><int>{fake.pid}"
-                        "</int></value></member></struct></value></param></params>"
-                        "</methodResponse>")
-                self.wfile.write(f"HTTP/1.0 200 OK\r\nContent-Length: {len(body)}\r\n\r\n"
-                                 f"{body}".encode())
+                length = 0
+                self.rfile.readline()  # POST /RPC2 HTTP/1.x
+                while line := self.rfile.readline().strip():
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                params, method = xmlrpc.client.loads(self.rfile.read(length))
+                body = fake.answer(method, params).encode()
+                self.wfile.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/xml\r\n"
+                                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
 
         self.server = socketserver.ThreadingUnixStreamServer(str(socket_path), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def answer(self, method: str, params: tuple[object, ...]) -> str:
+        self.calls.append((method.removeprefix("supervisor."), *params))
+        if method.removeprefix("supervisor.") in self.faults:
+            fault = xmlrpc.client.Fault(10, self.faults[method.removeprefix("supervisor.")])
+            return xmlrpc.client.dumps(fault, methodresponse=True)
+        if method == "supervisor.startProcess":
+            self.state = "RUNNING"
+        result = {"supervisor.getProcessInfo": {"statename": self.state, "pid": self.pid},
+                  "supervisor.reloadConfig": [[list(each) for each in self.changes]],
+                  }.get(method, True)
+        return xmlrpc.client.dumps((result,), methodresponse=True)
+
+    def called(self) -> list[tuple[object, ...]]:
+        """The calls but getProcessInfo (which supervisor-query and golive make to watch)."""
+        return [call for call in self.calls if call[0] != "getProcessInfo"]
 
     def close(self) -> None:
         self.server.shutdown()

@@ -1,6 +1,6 @@
 """golive, offline: every go-live step run in a scratch root, with the real gunicorn-herder,
-a stand-in gunicorn, supervisor's socket faked and nginx, systemctl and supervisorctl
-recorded. The app is the user running the tests, so no step needs root here."""
+a stand-in gunicorn, supervisor's socket faked and nginx and systemctl recorded. The app
+is the user running the tests, so no step needs root here."""
 
 from __future__ import annotations
 
@@ -465,20 +465,41 @@ def test_a_program_is_parsed_by_supervisor_then_updated(host: Host) -> None:
     assert broken.returncode == 1 and "is not a valid supervisor program" in broken.stderr
     assert host.recorded() == []
     program = f"[program:{APP}]\ncommand=/bin/true\nuser={APP}\n"
+    host.supervisor.changes = ([], [APP], [])
     done = host.golive("program", APP, *host.candidates(unit, [program], mode=0o644))
     assert done.returncode == 0, done.stderr
-    assert host.recorded() == ["supervisorctl reread", f"supervisorctl update {APP}"]
+    assert host.supervisor.called() == [  # as `supervisorctl reread; supervisorctl update APP`
+        ("reloadConfig",), ("stopProcessGroup", APP), ("removeProcessGroup", APP),
+        ("addProcessGroup", APP)]
     assert Path(host.paths.supervisor_program).read_text() == program
+
+
+def test_a_new_program_is_added_and_started_or_refused(host: Host) -> None:
+    pytest.importorskip("supervisor", reason="supervisor's parser: pip install supervisor")
+    unit = layout.program_unit(host.paths)
+    program = f"[program:{APP}]\ncommand=/bin/true\nuser={APP}\nautostart=false\n"
+    host.supervisor.changes, host.supervisor.state = ([APP], [], []), "STOPPED"
+    done = host.golive("program", APP, *host.candidates(unit, [program], mode=0o644))
+    assert done.returncode == 0, done.stderr
+    assert host.supervisor.called() == [("reloadConfig",), ("addProcessGroup", APP),
+                                        ("startProcess", APP)]
+    host.supervisor.state, host.supervisor.faults = "FATAL", {"startProcess": "SPAWN_ERROR"}
+    failed = host.golive("program", APP, *host.candidates(unit, [program + "#\n"], mode=0o644))
+    assert failed.returncode == 1
+    assert failed.stderr.strip().endswith(
+        f"supervisor could not start {APP}: SPAWN_ERROR (its output: {host.paths.stdout_log})")
+    assert Path(unit.stamp).read_text().strip() != files.digest(unit), "not recorded as applied"
 
 
 def test_remove_takes_the_app_away_and_keeps_its_data(host: Host) -> None:
     write(host.paths.supervisor_program, "[program:x]\n")
     write(host.paths.config(CONFIG), "config\n")
     write(Path(host.paths.data) / "db", "data\n")
+    host.supervisor.changes = ([], [], [APP])
     done = host.golive("remove", APP)
     assert done.returncode == 0, done.stderr
-    assert host.recorded()[:3] == [f"supervisorctl stop {APP}", "supervisorctl reread",
-                                   f"supervisorctl update {APP}"]
+    assert host.supervisor.called() == [("stopProcessGroup", APP), ("reloadConfig",),
+                                        ("stopProcessGroup", APP), ("removeProcessGroup", APP)]
     for path in (host.paths.home, host.paths.config_dir, host.paths.supervisor_program):
         assert not os.path.lexists(path), path
     assert (Path(host.paths.data) / "db").read_text() == "data\n"

@@ -1,17 +1,20 @@
 """The app's supervisor program: parsed by supervisor's own parser, then live; its state
-from supervisor-query; and the removal of an app marked absent."""
+from supervisor-query; and the removal of an app marked absent.
+
+supervisord is driven over its socket, by XML-RPC, as supervisorctl drives it, without
+starting supervisorctl (about 0.14 s of CPU each time: a program's first apply ran it
+twice)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
+import xmlrpc.client
 from pathlib import PurePosixPath
 
-from .files import Refused, Staged, parse_expect, record, remove_path, run, say, tail
+from .files import Refused, Staged, parse_expect, record, remove_path, run, say
 from .layout import AppPaths, candidate, program_unit, supervisor_query
 from .users import made_by_the_deploy
 
@@ -25,8 +28,31 @@ def process_info(program: str, root: PurePosixPath) -> dict[str, str]:
     return {"statename": fields[0], "pid": fields[1]} if len(fields) == 2 else {}
 
 
-def supervisorctl(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return run(["supervisorctl", *arguments])
+def supervisord(root: PurePosixPath) -> xmlrpc.client.ServerProxy | None:
+    """supervisord's XML-RPC interface, at the socket supervisorctl uses (its serverurl in
+    supervisord.conf), through supervisor's own transport; None where supervisor is not
+    installed (destroy took it)."""
+    conf = root / "etc/supervisor/supervisord.conf"
+    try:
+        from supervisor.options import ClientOptions  # Debian's python3-supervisor
+    except ImportError:
+        return None
+    if not os.path.exists(conf):
+        return None
+    options = ClientOptions()
+    options.realize(args=["-c", str(conf)])
+    return options.getServerProxy()
+
+
+def update(supervisor: xmlrpc.client.ServerProxy, program: str) -> None:
+    """`supervisorctl reread` then `update PROGRAM`: supervisord reads its config again, and
+    the program's group is added, replaced (stopped first) or removed as it now says."""
+    added, changed, removed = supervisor.supervisor.reloadConfig()[0]
+    if program in changed or program in removed:
+        supervisor.supervisor.stopProcessGroup(program)
+        supervisor.supervisor.removeProcessGroup(program)
+    if program in changed or program in added:
+        supervisor.supervisor.addProcessGroup(program)
 
 
 def parse_program(path: PurePosixPath, program: str) -> None:
@@ -56,13 +82,18 @@ def program(root: PurePosixPath, app: str, expect: list[str]) -> None:
         staged.make_live()
     finally:
         staged.clean_up()
-    supervisorctl("reread")
-    updated = supervisorctl("update", paths.name)
-    if info_state(paths) not in ("RUNNING", "STARTING"):
-        started = supervisorctl("start", paths.name)
+    supervisor = supervisord(root)
+    assert supervisor is not None, "parse_program imported supervisor"
+    try:
+        update(supervisor, paths.name)
         if info_state(paths) not in ("RUNNING", "STARTING"):
-            raise Refused(f"supervisor could not start {paths.name}: "
-                          + tail(updated.stdout + started.stdout + started.stderr, 5))
+            supervisor.supervisor.startProcess(paths.name)
+    except xmlrpc.client.Fault as fault:
+        raise Refused(f"supervisor could not start {paths.name}: {fault.faultString}"
+                      f" (its output: {paths.stdout_log})") from None
+    if info_state(paths) not in ("RUNNING", "STARTING"):
+        raise Refused(f"supervisor could not start {paths.name} (its output:"
+                      f" {paths.stdout_log})")
     record(unit)
     say(f"the {paths.name} supervisor program is live")
 
@@ -73,17 +104,19 @@ def info_state(paths: AppPaths) -> str:
 
 def remove(root: PurePosixPath, app: str, purge: bool) -> None:
     paths = AppPaths(app, root)
-    supervised = shutil.which("supervisorctl") is not None  # not after destroy took it
-    if supervised:
-        supervisorctl("stop", paths.name)
+    supervisor = supervisord(root)
+    # BAD_NAME: supervisor knows no such program; OSError: supervisord is not running
+    with contextlib.suppress(xmlrpc.client.Fault, OSError):
+        if supervisor is not None:
+            supervisor.supervisor.stopProcessGroup(paths.name)
     for path in (paths.supervisor_program, candidate(paths.supervisor_program)):
         remove_path(path)
-    if supervised:
-        supervisorctl("reread")
-        supervisorctl("update", paths.name)
+    with contextlib.suppress(OSError):
+        if supervisor is not None:
+            update(supervisor, paths.name)
     for path in paths.leftovers() + (paths.purged() if purge else []):
         remove_path(path)
-    if purge and not supervised:  # supervisor's log dir, which its purge left for these logs
+    if purge and supervisor is None:  # supervisor's log dir, which its purge left for these logs
         with contextlib.suppress(OSError):
             os.rmdir(paths.stdout_log.parent)
     if purge and made_by_the_deploy(paths.name):
