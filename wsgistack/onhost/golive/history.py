@@ -1,9 +1,7 @@
-"""What runs on this host, and what changed it: every go-live step that changes the host
-appends a line to its history (when, who logged in to run it, the step and its arguments,
-each app's live release before and after, how it ended), root's alone; `golive status`
-reports each app's live and kept releases and its program's state, the site's certificate,
-the database's state and the last steps, in one answer (status.py's read).
-"""
+"""What changed this host: every go-live step that changes the host appends a line to its
+history (when, who logged in to run it, the step and its arguments, each app's live
+release before and after, how it ended), root's alone. Every step reads and writes it, so
+it imports little (golive's status, which reports it, is status.py)."""
 
 from __future__ import annotations
 
@@ -14,13 +12,8 @@ import pwd
 import time
 from pathlib import PurePosixPath
 
-from .files import read_link, run, say
-from .layout import AppPaths, history_log, tls_paths
-from .offsite import POSTGRES, archive_state
-from .program import process_info
-from .protocol import parse_certificate
-from .releases import installed_releases
-from .users import user_options
+from .files import read_link
+from .layout import AppPaths, history_log
 
 SHOWN = 8  # the last steps status reports
 UNSET_LOGIN = 4294967295  # /proc/self/loginuid of a process no login started
@@ -64,31 +57,3 @@ def last_steps(root: PurePosixPath, count: int = SHOWN) -> list[dict[str, object
     except FileNotFoundError:
         return []
     return [json.loads(line) for line in lines if line.startswith("{")]
-
-
-def certificate_of(site: str, root: PurePosixPath) -> dict[str, object]:
-    """The names and end (seconds since the epoch) of the certificate nginx serves for the
-    site, read as the deploy reads certbot's (protocol.parse_certificate); {} if none."""
-    certificate, _key = tls_paths(site, root)
-    read = run(["openssl", "x509", "-in", str(certificate), "-noout", "-enddate", "-ext",
-                "subjectAltName"])
-    if read.returncode != 0:
-        return {}
-    found = parse_certificate(read.stdout.splitlines())
-    return {"names": list(found.names), "not_after": found.not_after}
-
-
-def status(root: PurePosixPath, apps: list[str], site: str, database: bool) -> None:
-    """Everything status.py shows of this host, as one JSON line."""
-    report: dict[str, object] = {"apps": {
-        app: {"live": live_release(root, app),
-              "kept": installed_releases(AppPaths(app, root))[0],
-              "program": process_info(app, root).get("statename", "not running")}
-        for app in apps}}
-    if site:
-        report["certificate"] = certificate_of(site, root)
-    if database:
-        ready = run(["pg_isready", "-q"], cwd="/", **user_options(POSTGRES))
-        report["database"] = {"running": ready.returncode == 0, **archive_state(root)}
-    report["history"] = last_steps(root)
-    say(json.dumps(report))

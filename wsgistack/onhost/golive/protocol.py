@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import json
 import re
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -270,7 +269,7 @@ STEPS = {step.name: step for step in (
              STANZA, Arg("version", "PostgreSQL's major version", pattern=PG_VERSION,
                          required=True), TO),
          usage="The cluster stopped, restored to the time, started; waits for writes."),
-    Step("status", "history:status", "what runs here: each app's releases and program, the"
+    Step("status", "status:status", "what runs here: each app's releases and program, the"
          " site's certificate, the database, the last steps (JSON)", (
              Arg("apps", "an app whose state to report", repeated=True, option="--app",
                  pattern=APP_NAME),
@@ -334,6 +333,8 @@ class Certificate:
 def parse_certificate(lines: list[str]) -> Certificate:
     """Read what `certificate_lines` (here) or the deploy's state read (wsgistack.acme)
     printed: `server=URL`, openssl's `notAfter=...` and subjectAltName, `installed=1`."""
+    from ssl import cert_time_to_seconds  # here: every golive step imports this module
+
     server, not_after, installed, names = "", 0.0, False, []
     for line in lines:
         text = line.strip()
@@ -341,7 +342,7 @@ def parse_certificate(lines: list[str]) -> Certificate:
             server = text.removeprefix("server=")
         elif text.startswith("notAfter="):
             with contextlib.suppress(ValueError):
-                not_after = float(ssl.cert_time_to_seconds(text.removeprefix("notAfter=")))
+                not_after = float(cert_time_to_seconds(text.removeprefix("notAfter=")))
         elif text == "installed=1":
             installed = True
         elif text.startswith("DNS:"):
