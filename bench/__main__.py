@@ -57,10 +57,11 @@ BASELINE_READ = (
     " for d in m.distributions()))'")
 
 
-def run_pyinfra(sandbox: Sandbox, *args: str, secrets_dir: Path) -> Timed:
+def run_pyinfra(sandbox: Sandbox, *args: str, secrets_dir: Path, entry: str = "deploy.py"
+                ) -> Timed:
     """One pyinfra run; time per operation from when pyinfra starts each one."""
     command, env = deploy_command(sandbox, *args, secrets_dir=secrets_dir,
-                                  extra_env=DATABASE_PASSWORD)
+                                  extra_env=DATABASE_PASSWORD, entry=entry)
     env["PYTHONUNBUFFERED"] = "1"
     busy, started = busy_cpu_seconds(), time.monotonic()
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -86,6 +87,14 @@ def limit(sandbox: Sandbox, count: int) -> list[str]:
     """The first `count` web hosts."""
     names = [host["name"] for host in sandbox.hosts() if not host["group"].endswith("-db")][:count]
     return [arg for name in names for arg in ("--limit", name)]
+
+
+def pyinfra_alone(sandbox: Sandbox, count: int, secrets_dir: Path) -> Timed:
+    """pyinfra's own share of a no-op converge: its start, this inventory, a connection to
+    each of the first `count` web hosts and `true` there. No run of `pyinfra inventory.py
+    deploy.py` can take less."""
+    return run_pyinfra(sandbox, "-y", *limit(sandbox, count), "--", "true",
+                       secrets_dir=secrets_dir, entry="exec")
 
 
 def baseline(sandbox: Sandbox, count: int) -> Timed:
@@ -147,6 +156,9 @@ def main() -> None:
             results[f"baseline-{count}"] = repeat(
                 f"baseline: one SSH round trip per host, {count} host(s)",
                 lambda c=count: baseline(fleet, c))
+        results["pyinfra-3"] = repeat(
+            "pyinfra alone: its start, the inventory and `true` on 3 hosts",
+            lambda: pyinfra_alone(fleet, 3, secrets_dir))
         results["noop-database-host"] = repeat(
             "no-op converge, the database host alone",
             lambda: run_pyinfra(fleet, "-y", "--limit", fleet.host("production-db1")["name"],
