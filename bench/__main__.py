@@ -1,10 +1,11 @@
 """Benchmarks on sandbox hosts: `make bench`, never part of `make test`.
 
 Measures, each at least BENCH_RUNS times (default 5), reporting min, median and max:
-a fresh deploy of a bare host split by phase, a no-op converge and a --dry run on 1, 3 and
-10 converged hosts, a no-op converge of the database host alone and of production (9 web
-hosts and its database host), a redeploy of a new app version on one host and rolled across the
-production group, and a baseline of one SSH round trip per host reading the same state.
+a fresh deploy of a bare host split by phase, and apt alone on another bare host; a no-op
+converge and a --dry run on 1, 3 and 10 converged hosts, a no-op converge of the database
+host alone and of production (9 web hosts and its database host), a redeploy of a new app
+version on one host and rolled across the production group, a baseline of one SSH round
+trip per host reading the same state, and pyinfra alone on 3 hosts.
 Writes docs/performance.md and docs/converge-vs-hosts.png, and prints the figures.
 """
 
@@ -34,6 +35,7 @@ from tests.integration.helpers import (
 )
 from wsgistack.build import sources, wheelhouse
 from wsgistack.build.wheelhouse import Target
+from wsgistack.components.base import PACKAGES
 from wsgistack.paths import BUILD_DIR
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
@@ -43,9 +45,13 @@ DATABASE_PASSWORD = {"PRODUCTION_FLASKTODO_DATABASE_PASSWORD":
                      "bench-database-password-0123456789-abcdefghij"}
 BARE = ("benchb", "10.184.0.0/24", "staging=1")  # made anew for each fresh deploy
 HOST_COUNTS = (1, 3, 10)
-PHASES = {"apt": "Install nginx, supervisor",
+PHASES = {"waiting for apt (what ran beside it did not cover)": "Wait for nginx, supervisor",
           "wheelhouse upload": "Upload the flasktodo",
           "venv build": "as a new release"}
+# apt alone on a bare host, installing what a web host's deploy installs (the fresh deploy's
+# target is a ratio to it)
+APT_ALONE = ("apt-get -q update && DEBIAN_FRONTEND=noninteractive apt-get -q -y install"
+             f" --no-install-recommends {' '.join(PACKAGES)}")
 # What a converge reads, read in one SSH round trip: packages, managed files, the venv.
 BASELINE_READ = (
     "dpkg-query -W nginx supervisor python3-venv;"
@@ -106,15 +112,29 @@ def baseline(sandbox: Sandbox, count: int) -> Timed:
     return Timed(time.monotonic() - started, 0, cpu_seconds=busy_cpu_seconds() - busy)
 
 
-def fresh_deploys(secrets_dir: Path) -> Series:
-    series = Series("fresh deploy of a bare Debian 12 host")
+def fresh_deploys(secrets_dir: Path) -> tuple[Series, Series]:
+    """A fresh deploy of a bare host, and apt alone on another bare host, RUNS times each."""
+    deploys = Series("fresh deploy of a bare Debian 12 host")
+    apt = Series(f"apt alone on a bare Debian 12 host: {', '.join(PACKAGES)}")
     for _ in range(RUNS):
-        sandbox = Sandbox.up(*BARE)
-        try:
-            series.runs.append(run_pyinfra(sandbox, "-y", secrets_dir=secrets_dir))
-        finally:
-            sandbox.down()
-    return series
+        deploys.runs.append(on_a_bare_host(
+            lambda sandbox: run_pyinfra(sandbox, "-y", secrets_dir=secrets_dir)))
+        apt.runs.append(on_a_bare_host(apt_alone))
+    return deploys, apt
+
+
+def on_a_bare_host(measure: Callable[[Sandbox], Timed]) -> Timed:
+    sandbox = Sandbox.up(*BARE)
+    try:
+        return measure(sandbox)
+    finally:
+        sandbox.down()
+
+
+def apt_alone(sandbox: Sandbox) -> Timed:
+    busy, started = busy_cpu_seconds(), time.monotonic()
+    sandbox.ssh(sandbox.hosts()[0], APT_ALONE)
+    return Timed(time.monotonic() - started, 0, cpu_seconds=busy_cpu_seconds() - busy)
 
 
 BOOKWORM = Target("3.11", "x86_64", "2.36")  # the fleet's hosts
@@ -140,7 +160,7 @@ def main() -> None:
     provide_production_tls(secrets_dir)
     releases = Path(tempfile.mkdtemp(prefix="bench-releases-"))
     results: dict[str, Series] = {}
-    results["fresh"] = fresh_deploys(secrets_dir)
+    results["fresh"], results["apt"] = fresh_deploys(secrets_dir)
     fleet = Sandbox.up(*FLEET)
     try:
         first = run_pyinfra(fleet, "-y", secrets_dir=secrets_dir)

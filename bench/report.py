@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,7 +46,6 @@ def targets(results: dict[str, Series]) -> list[str]:
         return results[key].stats()[1]
 
     peak = peak_rss(results["noop-10"])
-    apt = statistics.median(run.phases["apt"] for run in results["fresh"].runs)
     checks = [  # issue 26's where it set one
         ("no-op converge of 3 hosts at most 2.0x the SSH baseline for 3 hosts",
          median("noop-3") / median("baseline-3"), 2.0, "x"),
@@ -58,8 +56,8 @@ def targets(results: dict[str, Series]) -> list[str]:
          " s"),
         ("controller: a new version's wheelhouse (its lock unchanged) under 1 s",
          median("build"), 1, " s"),
-        ("fresh deploy of a bare host at most 1.3x its apt time", median("fresh") / apt, 1.3,
-         "x"),
+        ("fresh deploy of a bare host at most 1.3x its apt time (apt alone, the same"
+         " packages)", median("fresh") / median("apt"), 1.3, "x"),
     ]
     floor = median("pyinfra-3") / median("baseline-3")
     return [*(f"| {name} | {value:.2f}{unit} | {'met' if value <= limit else 'MISSED'} |"
@@ -105,6 +103,7 @@ def write_report(results: dict[str, Series], docs: Path) -> str:
         "|---|---|---|---|---|---|",
         *phase_rows(results["fresh"]),
         row(results["fresh"]),
+        row(results["apt"]),
         *(row(results[f"{kind}-{count}"]) for kind in ("noop", "dry", "baseline")
           for count in HOST_COUNTS),
         row(results["pyinfra-3"]),

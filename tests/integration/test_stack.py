@@ -43,7 +43,8 @@ def test_dry_run_on_bare_hosts_lists_changes_and_changes_nothing(deployment: Dep
     run = deployment.bare_dry_run
     assert run.returncode == 0, run.output[-3000:]
     planned = "\n".join(run.planned_changes())
-    for operation in ("Install nginx, supervisor, python3-venv, logrotate",
+    for operation in ("Start installing nginx, supervisor, python3-venv, logrotate",
+                      "Wait for nginx, supervisor, python3-venv, logrotate to be installed",
                       "Write the wsgistack candidate nginx site",
                       "Write the flasktodo candidate supervisor program",
                       f"Install flasktodo {FLASKTODO_VERSION} as a new release",
@@ -89,8 +90,9 @@ def test_a_first_deploys_preview_names_what_it_then_created(deployment: Deployme
         assert len(planned_lines) > 30 and planned_counts["create"] > 30
         assert set(planned_lines) ^ set(done_lines) <= MADE_BY_PACKAGES, host["name"]
         assert planned_counts["create"] == done_counts["create"]
-        assert "+ Base packages and services | Install nginx, supervisor, python3-venv," \
-               " logrotate" in done_lines
+        assert "+ Base packages and services | Start installing nginx, supervisor," \
+               " python3-venv, logrotate (in the background, while the deploy goes on)" \
+               in done_lines
 
 
 def test_a_converged_run_and_its_preview_say_no_changes(deployment: Deployment) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from wsgistack.onhost.golive import teardown
+from wsgistack.onhost.golive import packages, teardown
 from wsgistack.onhost.golive.files import Refused
-from wsgistack.onhost.golive.layout import installed_packages
+from wsgistack.onhost.golive.layout import installed_packages, packages_pending
 
 # What each package brings along when apt installs it (its dependencies)
 DEPENDENCIES = {"nginx": ["nginx", "nginx-common"], "postgresql": ["postgresql",
@@ -222,3 +222,39 @@ def test_a_link_on_the_way_is_never_followed(tmp_path: Path) -> None:
         teardown.remove_paths(root, ["/etc/wsgistack/precious"], [])
     teardown.remove_paths(root, ["/etc/wsgistack"], [])  # the link itself goes, not its target
     assert (elsewhere / "precious").exists() and not (tmp_path / "etc/wsgistack").exists()
+
+
+def test_a_background_install_is_recorded_once_waited_for(tmp_path: Path, apt: Apt) -> None:
+    root = PurePosixPath(tmp_path)
+    teardown.install_packages(root, ["nginx", "python3"], background=True)
+    packages.wait(root)  # until the install's own process has ended
+    assert Path(installed_packages(root)).read_text().split() == ["nginx", "nginx-common"]
+    assert "nginx" in teardown.installed(root), "installed by the background process"
+    assert not Path(packages_pending(root)).exists()
+    packages.wait(root)  # nothing under way: nothing to wait for
+
+
+def test_a_failed_background_install_is_refused_with_apts_reason(
+        tmp_path: Path, apt: Apt, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(*arguments: str) -> str:
+        if arguments[0] == "install":
+            raise Refused("apt-get install failed: E: Unable to locate package nginx")
+        return ""
+
+    monkeypatch.setattr(teardown, "apt_get", failing)
+    root = PurePosixPath(tmp_path)
+    teardown.install_packages(root, ["nginx"], background=True)
+    with pytest.raises(Refused, match="Unable to locate package nginx"):
+        packages.wait(root)
+    assert not Path(installed_packages(root)).exists()
+
+
+def test_an_install_that_ended_without_an_outcome_is_refused_not_awaited(
+        tmp_path: Path, apt: Apt) -> None:
+    """A background install killed (or a host rebooted) before it said how it ended."""
+    pending = Path(packages_pending(PurePosixPath(tmp_path)))
+    pending.parent.mkdir(parents=True)
+    pending.write_text('{"packages": ["nginx"], "before": [], "accounts": []}')
+    with pytest.raises(Refused, match="ended without an outcome"):
+        packages.wait(PurePosixPath(tmp_path))
+    teardown.install_packages(PurePosixPath(tmp_path), ["python3"])  # goes on as before

@@ -16,7 +16,13 @@ from wsgistack.build import wheelhouse
 from wsgistack.config.targets import UPLOADS
 from wsgistack.engine.changes import refuse
 from wsgistack.engine.component import Account, Component, GoLive
-from wsgistack.engine.facts import InstalledPackages, PythonTarget, ServiceStates, SystemAccount
+from wsgistack.engine.facts import (
+    FileText,
+    InstalledPackages,
+    PythonTarget,
+    ServiceStates,
+    SystemAccount,
+)
 from wsgistack.engine.hoststate import HostState, Read
 from wsgistack.engine.managed import Directory, File, Managed, ensure_all
 from wsgistack.engine.preview import CREATE
@@ -32,7 +38,7 @@ from wsgistack.engine.programs import (
 )
 from wsgistack.engine.staged import golive
 from wsgistack.engine.summary import declare
-from wsgistack.onhost.golive.layout import BUILD_USER, ROOT, build_dir
+from wsgistack.onhost.golive.layout import BUILD_USER, ROOT, build_dir, packages_pending
 from wsgistack.paths import TEMPLATES
 
 NOLOGIN = "/usr/sbin/nologin"
@@ -75,12 +81,13 @@ def tools() -> list[Managed]:
     ]
 
 
-def install_packages(name: str, packages: tuple[str, ...]) -> None:
+def install_packages(name: str, packages: tuple[str, ...], background: bool = False) -> None:
     """Debian's `packages`, without their recommends, by golive (installed first: `tools`),
     which records what dpkg gained, for destroy. Only called when one is missing, so the
-    package lists are refreshed then."""
-    declare(server.shell(name=name, commands=[golive("install-packages", packages=packages)]),
-            CREATE)
+    package lists are refreshed then. In the `background`, the deploy goes on at once, and
+    wait_for_packages waits for them."""
+    declare(server.shell(name=name, commands=[
+        golive("install-packages", packages=packages, background=background)]), CREATE)
 
 
 def any_missing(seen: HostState, packages: tuple[str, ...]) -> bool:
@@ -91,8 +98,9 @@ def any_missing(seen: HostState, packages: tuple[str, ...]) -> bool:
 
 
 class Base(Component):
-    """The host's packages (the base ones and `extra`, what the other components need),
-    its services, this project's programs and the build user."""
+    """A web host's packages (the base ones and `extra`, what the other components need),
+    installed in the background while this project's programs, the build user and then the
+    apps (which need no package) are put in place; Services waits for them."""
 
     title = "Base packages and services"
 
@@ -108,17 +116,12 @@ class Base(Component):
                  f" ({SUPERVISOR_QUERY})", str(SUPERVISOR_QUERY), "root", "root", "755",
                  local=SUPERVISOR_QUERY_SOURCE),
             uv_program(),
-            # supervisord (root) writes the apps' logs 0644 in a dir open to all: closing
-            # the dir keeps others out of them (nginx's logs: nginx.log_files).
-            Directory(f"Close {SUPERVISOR_LOGS} to others (the apps' output)",
-                      SUPERVISOR_LOGS, "root", "adm", "750"),
             Directory(f"Create {build_dir(ROOT)} (each build's dir, the build user's)",
                       str(build_dir(ROOT)), "root", "root", "755"),
         ]
 
     def teardown(self, purge: bool) -> list[Managed | str]:
-        """Nothing before the rest: golive and root's state dir go last (engine.teardown);
-        supervisor's log dir goes with supervisor, where the deploy installed it."""
+        """Nothing before the rest: golive and root's state dir go last (engine.teardown)."""
         return []
 
     def accounts(self, purge: bool) -> list[Account]:
@@ -126,15 +129,52 @@ class Base(Component):
 
     def reads(self) -> list[Read]:
         return [Read.of(PythonTarget), Read.of(InstalledPackages, packages=self.packages_wanted),
-                Read.of(ServiceStates, services=SERVICES), Read.of(SystemAccount, user=BUILD_USER)]
+                Read.of(SystemAccount, user=BUILD_USER)]
 
     def installs_packages(self, seen: HostState) -> bool:
         return any_missing(seen, self.packages_wanted)
 
     def prepare(self, seen: HostState) -> list[GoLive]:
         ensure_all(tools(), seen)  # golive installs the packages
+        create_build_user(seen)  # before apt runs: its packages' scripts may add accounts
         if self.installs_packages(seen):
-            install_packages(f"Install {', '.join(self.packages_wanted)}", self.packages_wanted)
+            install_packages(f"Start installing {', '.join(self.packages_wanted)} (in the"
+                             " background, while the deploy goes on)", self.packages_wanted,
+                             background=True)
+        ensure_all([uv_for(seen) if item == uv_program() else item
+                    for item in self.managed()[len(tools()):]], seen)
+        return []
+
+
+class Services(Component):
+    """The packages Base installs, waited for before anything that needs them (the
+    site, the apps' programs); nginx and supervisor running; supervisor's log dir closed."""
+
+    title = "Base packages and services"
+
+    def __init__(self, base: Base) -> None:
+        self.base = base
+
+    def managed(self) -> list[Managed]:
+        # supervisord (root) writes the apps' logs 0644 in a dir open to all: closing the
+        # dir keeps others out of them (nginx's logs: nginx.log_files).
+        return [Directory(f"Close {SUPERVISOR_LOGS} to others (the apps' output)",
+                          SUPERVISOR_LOGS, "root", "adm", "750")]
+
+    def teardown(self, purge: bool) -> list[Managed | str]:
+        """Nothing: supervisor's log dir goes with supervisor, where the deploy installed it."""
+        return []
+
+    def reads(self) -> list[Read]:
+        return [Read.of(ServiceStates, services=SERVICES),
+                Read.of(FileText, path=str(packages_pending(ROOT)))]
+
+    def prepare(self, seen: HostState) -> list[GoLive]:
+        if self.base.installs_packages(seen) or seen.get(FileText,
+                                                         path=str(packages_pending(ROOT))):
+            declare(server.shell(name=f"Wait for {', '.join(self.base.packages_wanted)} to be"
+                                      " installed", commands=[golive("wait-packages")]),
+                    CREATE, resource=False)
         states = seen.get(ServiceStates, services=SERVICES)
         for service in SERVICES:
             if states.get(service) != ("running", "enabled"):
@@ -144,9 +184,7 @@ class Base(Component):
                     running=True,
                     enabled=True,
                 )
-        ensure_all([uv_for(seen) if item == uv_program() else item
-                    for item in self.managed()[len(tools()):]], seen)
-        create_build_user(seen)
+        ensure_all(self.managed(), seen)
         return []
 
 

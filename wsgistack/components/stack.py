@@ -21,7 +21,7 @@ from wsgistack.components.acme import AcmeCertificate
 from wsgistack.components.app import App
 from wsgistack.components.appdata import AppDataBackups
 from wsgistack.components.backup import BackupStore
-from wsgistack.components.base import Base
+from wsgistack.components.base import Base, Services
 from wsgistack.components.database import (
     PASSWORD,
     DatabaseClients,
@@ -63,15 +63,18 @@ def secrets_of(settings: Settings, where: Environment) -> dict[str, dict[str, st
 def web_host(settings: Settings, where: Environment, secrets: dict[str, dict[str, str]]
              ) -> list[Component]:
     """A web host's components, in the order they are prepared; their go-live steps run in
-    this order within each stage."""
+    this order within each stage. The apps need no package: they are put in place while
+    Base's packages install, before Services waits for them."""
+    apps: list[Component] = [App(settings, each, secrets[each.name], where)
+                             for each in settings.apps]
     parts: list[Component] = [
         Site(settings, where), AcmeCertificate(settings), DatabaseClients(settings, where)]
     for each in settings.apps:
-        parts += [App(settings, each, secrets[each.name], where), Program(settings, each),
-                  Health(settings, each)]
+        parts += [Program(settings, each), Health(settings, each)]
     parts += [Removal(gone) for gone in settings.removed_apps]
     parts.append(AppDataBackups(settings, where))
-    return [Base(tuple(package for part in parts for package in part.packages())), *parts]
+    base = Base(tuple(package for part in [*apps, *parts] for package in part.packages()))
+    return [base, *apps, Services(base), *parts]
 
 
 def managed(parts: list[Component]) -> list[Managed]:

@@ -52,6 +52,7 @@ from wsgistack.onhost.golive.layout import (
     build_dir,
     history_log,
     installed_packages,
+    packages_pending,
     restic_cache,
     stamps_dir,
 )
@@ -63,7 +64,7 @@ STATE_DIR = installed_packages(ROOT).parent
 # What of it goes without purge: not the record (of what remains installed), nor the app
 # backups' stamps (which backups the kept data belongs to: each part takes its own stamps),
 # nor the daily database dumps
-STATE_PARTS = (build_dir(ROOT), UPLOADS, restic_cache(ROOT))
+STATE_PARTS = (build_dir(ROOT), UPLOADS, restic_cache(ROOT), packages_pending(ROOT).parent)
 ETC_DIR = PurePosixPath("/etc/wsgistack")  # the deploy's config dirs, ours alone
 HISTORY = history_log(ROOT).parent  # the deploy's history: kept unless purge
 

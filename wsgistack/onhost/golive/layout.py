@@ -198,8 +198,7 @@ def build_dir(root: PurePosixPath) -> PurePosixPath:
 
 
 def installed_packages(root: PurePosixPath) -> PurePosixPath:
-    """The Debian packages the deploy's installs gained (dependencies too), one a line: what
-    destroy takes off again, and nothing the host had before."""
+    """What the deploy's installs gained (dependencies too), one a line: destroy's record."""
     return root / "var/lib/wsgistack/installed-packages"
 
 
@@ -213,6 +212,11 @@ def installed_paths(root: PurePosixPath) -> PurePosixPath:
     """What those packages change that the host may have had before (/etc/default/locale),
     as it was before the deploy's first install: destroy puts it back (JSON, root's)."""
     return root / "var/lib/wsgistack/installed-paths.json"
+
+
+def packages_pending(root: PurePosixPath) -> PurePosixPath:
+    """Root's note of a background install under way (golive packages.py)."""
+    return root / "var/lib/wsgistack/packages-run/pending.json"
 
 
 def restic_cache(root: PurePosixPath) -> PurePosixPath:

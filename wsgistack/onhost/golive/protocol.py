@@ -295,10 +295,13 @@ STEPS = {step.name: step for step in (
     Step("install-packages", "teardown:install_packages", "install Debian packages,"
          " recording what dpkg gained (what destroy takes off)",
          (Arg("packages", "a Debian package", repeated=True, required=True,
-              option="--package", pattern=DEBIAN_PACKAGE),),
+              option="--package", pattern=DEBIAN_PACKAGE),
+          Arg("background", "return at once; wait-packages waits and records", kind=FLAG)),
          usage="apt-get update and install, without recommends, never asking; the packages"
                " dpkg gained (dependencies too) are added to"
                " /var/lib/wsgistack/installed-packages."),
+    Step("wait-packages", "packages:wait", "wait for install-packages --background to end,"
+         " and record what dpkg gained"),
     Step("remove-packages", "teardown:remove_packages", "take off the packages the deploy"
          " installed (its record), and nothing else",
          (Arg("purge", "PostgreSQL's server too, with its clusters", kind=FLAG),),

@@ -110,7 +110,13 @@ def apt_get(*arguments: str) -> str:
     return done.stdout
 
 
-def install_packages(root: PurePosixPath, packages: list[str]) -> None:
+def install_packages(root: PurePosixPath, packages: list[str], background: bool = False
+                     ) -> None:
+    """apt-get update and install of those missing; with `background`, in a process of its
+    own, which wait-packages waits for (packages.py)."""
+    from .packages import start, wait_for_any  # here: packages.py imports this module
+
+    wait_for_any(root)  # one a killed deploy started: recorded first
     before = installed(root)
     missing = [name for name in packages if name not in before]
     if not missing:
@@ -118,18 +124,40 @@ def install_packages(root: PurePosixPath, packages: list[str]) -> None:
         return
     had = accounts(root)
     remember_paths(root)
+    if background:
+        start(root, missing, before, had)
+        say(f"installing {', '.join(missing)} in the background (golive wait-packages)")
+        return
     try:
-        apt_get("update")
-        apt_get("install", "--no-install-recommends", *missing)
+        apt_install(missing)
     finally:  # what a failed install did gain is the deploy's too
-        gained = installed(root) - before
-        remember(root, recorded(root) | gained)
-        write_lines(installed_accounts(root), read_lines(installed_accounts(root))
-                    | (accounts(root) - had))
-    say(f"installed {', '.join(missing)} ({len(gained)} packages with their dependencies)")
+        gained = record_gain(root, before, had)
+    say(installed_line(missing, gained))
+
+
+def apt_install(missing: list[str]) -> None:
+    apt_get("update")
+    apt_get("install", "--no-install-recommends", *missing)
+
+
+def record_gain(root: PurePosixPath, before: set[str], had: set[str]) -> set[str]:
+    """Add what dpkg gained since `before`, and the accounts made since `had`, to the
+    record (destroy's); what it gained."""
+    gained = installed(root) - before
+    remember(root, recorded(root) | gained)
+    write_lines(installed_accounts(root), read_lines(installed_accounts(root))
+                | (accounts(root) - had))
+    return gained
+
+
+def installed_line(missing: list[str], gained: set[str]) -> str:
+    return f"installed {', '.join(missing)} ({len(gained)} packages with their dependencies)"
 
 
 def remove_packages(root: PurePosixPath, purge: bool) -> None:
+    from .packages import wait_for_any
+
+    wait_for_any(root)  # an install a killed deploy started: in the record first
     ours = recorded(root)
     present = sorted(ours & installed(root))
     left = sorted(ours & configured(root)) if purge else []
