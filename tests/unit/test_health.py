@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from wsgistack.config.settings import AppSettings
-from wsgistack.engine.health import is_healthy, probe_command, replies_in
+from wsgistack.engine.health import AppReading, is_healthy, probe_command, replies_in
 
 # path: (status, content type, body)
 ANSWERS = {
@@ -82,3 +82,15 @@ def test_an_app_that_does_not_answer_is_not_healthy() -> None:
                           capture_output=True, text=True, check=False)
     [reply] = replies_in(done.stdout.splitlines())
     assert reply["status"] == "error" and done.returncode == 1
+
+
+def test_the_app_reading_holds_supervisors_state_and_the_replies(base_url: str) -> None:
+    """One process per app in the host read: supervisor's state of its program (empty where
+    supervisor-query is not installed yet, as on a fresh host) and the probe's replies."""
+    command = AppReading().command(program="app", host_header="app.test",
+                                   urls=(base_url + "/healthz",))
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=False)
+    found = AppReading().process(done.stdout.splitlines())
+    assert found["program"] == "" and is_healthy(found["replies"][0], APP)
+    assert AppReading().process(["program RUNNING", '{"status": "ok", "http": 200}']) == {
+        "program": "RUNNING", "replies": [{"status": "ok", "http": 200}]}

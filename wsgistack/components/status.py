@@ -17,7 +17,7 @@ from pyinfra.api.state import BaseStateCallback
 
 from wsgistack.components.archiving import archive_report
 from wsgistack.config.settings import AppSettings, Settings
-from wsgistack.engine.health import HealthReading, checks, is_healthy, replies_in
+from wsgistack.engine.health import checks, is_healthy, probe_command, replies_in
 from wsgistack.engine.staged import golive
 from wsgistack.engine.summary import run_callback
 
@@ -32,7 +32,7 @@ class HostStatus(FactBase[dict[str, Any]]):
 
     def command(self, apps: tuple[str, ...], site: str, database: bool, host_header: str,
                 urls: tuple[str, ...]) -> str:
-        probe = f"; {HealthReading().command(host_header, urls)}" if urls else ""
+        probe = f"; {probe_command(host_header, 0, urls)} || true" if urls else ""
         return (f"{golive('status', apps=list(apps), site=site, database=database)}"
                 f" 2>/dev/null || echo '{{}}'{probe}")
 

@@ -3,8 +3,10 @@
 The program runs gunicorn through gunicorn-herder, so a graceful binary swap of gunicorn
 (a new release) is not mistaken by supervisor for a crash. The program file is staged like
 all config: written as a candidate, then made live by golive, which parses it with
-supervisor's own config parser and applies it with `supervisorctl reread` + `update
-<program>` (never a restart of supervisord, which would restart every program). A change to
+supervisor's own config parser and applies it as `supervisorctl reread` + `update
+<program>` would, by XML-RPC (never a restart of supervisord, which would restart every
+program). The host read learns supervisor's state of the program with the app's health
+(engine.health.AppReading). A change to
 the program file itself restarts the app.
 """
 
@@ -12,32 +14,17 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import shlex
-
-from pyinfra.api import FactBase
 
 from wsgistack.config.settings import AppSettings, Settings
 from wsgistack.engine.changes import will_change
 from wsgistack.engine.component import Component, GoLive, Stage
+from wsgistack.engine.health import program_state, reading
 from wsgistack.engine.hoststate import HostState, Read
 from wsgistack.engine.managed import File, Managed, ensure_all
-from wsgistack.engine.programs import HERDER, HERDER_SOURCE, SUPERVISOR_QUERY
+from wsgistack.engine.programs import HERDER, HERDER_SOURCE
 from wsgistack.engine.staged import StagedState, candidate, expect, expected_digests, golive, is_due
 from wsgistack.onhost.golive.layout import AppPaths, program_unit
 from wsgistack.paths import TEMPLATES
-
-
-class ProgramState(FactBase[str]):
-    """supervisor's state of a program (RUNNING, STARTING, FATAL, ...); empty if unknown
-    (supervisor-query asks supervisor's socket: ~15 ms of CPU, supervisorctl ~190 ms)."""
-
-    default = str
-
-    def command(self, program: str) -> str:
-        return f"python3 -I -S {SUPERVISOR_QUERY} {shlex.quote(program)} 2>/dev/null || true"
-
-    def process(self, output: list[str]) -> str:
-        return output[0].split()[0]
 
 
 @functools.cache  # the herder cannot change during a run; asked twice per host
@@ -67,7 +54,7 @@ class Program(Component):
                               "herder": HERDER, "herder_digest": herder_digest()})]
 
     def reads(self) -> list[Read]:
-        return [Read.of(ProgramState, program=self.app.name),
+        return [reading(self.settings, self.app),
                 Read.of(StagedState, unit=program_unit(AppPaths(self.app.name)))]
 
     def prepare(self, seen: HostState) -> list[GoLive]:
@@ -75,7 +62,7 @@ class Program(Component):
         app, files = self.app, self.managed()
         program = ensure_all(files, seen)
         unit = program_unit(AppPaths(app.name))
-        running = seen.get(ProgramState, program=app.name) in ("RUNNING", "STARTING")
+        running = program_state(seen, self.settings, app) in ("RUNNING", "STARTING")
         due = will_change(*program) or not running or is_due(seen.get(StagedState, unit=unit))
         return [GoLive(f"Apply the {app.name} supervisor program",
                        golive("program", app=app.name, expect=expect(unit, expected_digests(files)))

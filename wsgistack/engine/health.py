@@ -23,6 +23,7 @@ from pyinfra.api import FactBase, StringCommand, operation
 from wsgistack.config.settings import AppSettings, Settings
 from wsgistack.engine.component import Component
 from wsgistack.engine.hoststate import HostState, Read
+from wsgistack.engine.programs import SUPERVISOR_QUERY
 from wsgistack.engine.summary import CheckResult, Summary
 
 # Asks each URL on this host until all answer healthy or the deadline passes; prints the
@@ -31,10 +32,23 @@ from wsgistack.engine.summary import CheckResult, Summary
 # said (its "version", if any). HTTPS goes to the site's own name (SNI and Host),
 # unverified: it is this host's own nginx on loopback, whatever certificate it has. One
 # process for all of an app's URLs (one round trip), plain HTTP/1.0 over a socket and no
-# site import (python3 -I -S): about 30 ms of the host's CPU.
+# site import (python3 -I -S): about 30 ms of the host's CPU. With `--program QUERY NAME`
+# first, it prints supervisor's state of the program before, as supervisor-query (QUERY,
+# its code run here) reads it: one python process less in every host read.
 PROBE = """
 import json, socket, ssl, sys, time
-name, deadline, urls = sys.argv[1], time.monotonic() + float(sys.argv[2]), sys.argv[3:]
+arguments = sys.argv[1:]
+if arguments[0] == "--program":
+    query, program, arguments = arguments[1], arguments[2], arguments[3:]
+    found = {"__name__": "supervisor_query"}
+    try:
+        with open(query) as source:
+            exec(compile(source.read(), query, "exec"), found)
+        info = found["process_info"](program)
+    except Exception:
+        info = {}
+    print("program", info.get("statename", ""))
+name, deadline, urls = arguments[0], time.monotonic() + float(arguments[1]), arguments[2:]
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
 
@@ -97,21 +111,28 @@ def checks(settings: Settings, app: AppSettings) -> tuple[tuple[str, str], ...]:
             ("on gunicorn", f"http://127.0.0.1:{app.port}{path}"))
 
 
-def probe_command(host_header: str, timeout: float, urls: Iterable[str]) -> str:
-    arguments = " ".join(shlex.quote(str(arg)) for arg in (host_header, timeout, *urls))
+def probe_command(host_header: str, timeout: float, urls: Iterable[str], program: str = ""
+                  ) -> str:
+    asked = ("--program", SUPERVISOR_QUERY, program) if program else ()
+    arguments = " ".join(shlex.quote(str(arg))
+                         for arg in (*asked, host_header, timeout, *urls))
     return f"python3 -I -S -c {shlex.quote(PROBE)} {arguments}"
 
 
-class HealthReading(FactBase[list[dict]]):
-    """One try at each URL, no waiting: the replies in order. Read with the host's state."""
+class AppReading(FactBase[dict]):
+    """An app as the host read sees it, in one process: supervisor's state of its program
+    (RUNNING, STARTING, FATAL, ...; empty if unknown) and one try at each health URL, no
+    waiting (the replies in order)."""
 
-    default = list
+    default = dict
 
-    def command(self, host_header: str, urls: tuple[str, ...]) -> str:
-        return f"{probe_command(host_header, 0, urls)} || true"
+    def command(self, program: str, host_header: str, urls: tuple[str, ...]) -> str:
+        return f"{probe_command(host_header, 0, urls, program)} || true"
 
-    def process(self, output: list[str]) -> list[dict]:
-        return replies_in(output)
+    def process(self, output: list[str]) -> dict:
+        states = [line.split()[1:] for line in output if line.startswith("program")]
+        return {"program": (states[0] or [""])[0] if states else "",
+                "replies": replies_in(output)}
 
 
 def replies_in(output: list[str]) -> list[dict]:
@@ -120,8 +141,14 @@ def replies_in(output: list[str]) -> list[dict]:
 
 
 def reading(settings: Settings, app: AppSettings) -> Read:
-    return Read.of(HealthReading, host_header=settings.url_host,
+    """The app's reading, which its Program and its Health both take from the host read."""
+    return Read.of(AppReading, program=app.name, host_header=settings.url_host,
                    urls=tuple(url for _check, url in checks(settings, app)))
+
+
+def program_state(seen: HostState, settings: Settings, app: AppSettings) -> str:
+    """supervisor's state of the app's program, as the host read found it."""
+    return seen.value(reading(settings, app)).get("program", "")
 
 
 def is_healthy(reply: dict, app: AppSettings) -> bool:
@@ -172,7 +199,7 @@ def check_app(settings: Settings, app: AppSettings, active: bool,
     """Check the app through nginx and directly on gunicorn. `untouched`: the state of a
     host this run calls no operation on, whose health reading may then stand."""
     known = None if untouched is None else (
-        untouched.value(reading(settings, app)), untouched.read_at)
+        untouched.value(reading(settings, app)).get("replies", []), untouched.read_at)
     healthz(name=f"Check {app.name} through nginx and directly on gunicorn",
             checks=checks(settings, app), host_header=settings.url_host, settings=settings,
             app=app, active=active, known=known)

@@ -2,9 +2,10 @@
 """supervisor-query: one program's state and pid, asked of supervisord over its socket.
 
 Installed by wsgistack as /usr/local/lib/wsgistack/supervisor-query (python3 standard
-library only). Every converge asks it, in the one command that reads a host, so it imports
-nothing but `re` and `socket`: supervisorctl costs ~190 ms of CPU to start, this ~15 ms.
-golive asks it too, for the pid of the herder supervisor runs.
+library only). Every converge runs its process_info, in the one command that reads a host
+(inside the health probe's process: wsgistack.engine.health), so it imports nothing but
+`re` and `socket`: supervisorctl costs ~190 ms of CPU to start, this ~15 ms. golive asks
+it too, for the pid of the herder supervisor runs.
 
     supervisor-query PROGRAM [--conf /etc/supervisor/supervisord.conf]
         prints "STATENAME PID" (e.g. "RUNNING 1325"), or nothing if supervisor does not
