@@ -149,7 +149,7 @@ class App(Component):
         install = install_release(app, paths, seen)
         new_release = seen.get(LinkTarget, path=str(paths.current)) != release_link(app.version)
         due = (will_change(*config, install) or new_release
-               or is_due(seen.get(StagedState, unit=app_unit(paths, app.config_name))))
+               or is_due(seen, app_unit(paths, app.config_name)))
         switch = GoLive(f"Switch {app.name} to {app.version}: load check, graceful reload",
                         switch_command(settings, app, expected_digests(candidates), shared)
                         if due else "", Stage.APP, shared=shared)

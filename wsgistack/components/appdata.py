@@ -132,8 +132,7 @@ class AppDataBackups(Component):
         if not is_on(services.get(TIMER)):
             systemd.service(name=f"Keep {TIMER} on, and at boot", service=TIMER, running=True,
                             enabled=True)
-        due = will_change(*written, *units) or is_due(seen.get(StagedState,
-                                                               unit=app_backups_unit()))
+        due = will_change(*written, *units) or is_due(seen, app_backups_unit())
         return [GoLive("Send the apps' data to the backup host (restic: its repository made"
                        " once)", golive("app-backups", expect=expect(app_backups_unit(),
                                         expected_digests(candidates)))

@@ -178,8 +178,7 @@ class Archiving:
         if services.get(REPOSITORY_SERVICE, ("", ""))[1] != "enabled":
             systemd.service(name="Mount the repository at boot", service=REPOSITORY_SERVICE,
                             running=None, enabled=True)
-        due = (will_change(*written, *units) or is_due(seen.get(StagedState,
-                                                                unit=archiving_unit()))
+        due = (will_change(*written, *units) or is_due(seen, archiving_unit())
                or services.get(REPOSITORY_SERVICE, ("", ""))[0] != "running")
         return [GoLive(f"Archive {self.settings.group}'s database to its backup host: the"
                        " stanza checked, a first full backup where there is none",

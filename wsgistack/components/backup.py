@@ -297,7 +297,7 @@ class BackupStore(Component):
             systemd.daemon_reload(name="Reload systemd: the senders' sshd's unit changed")
         files = self.candidates()
         written = ensure_all(files, seen)
-        if will_change(*written) or is_due(seen.get(StagedState, unit=backup_store_unit())):
+        if will_change(*written) or is_due(seen, backup_store_unit()):
             server.shell(name="Make the senders' sshd config and the host's sshd drop-in live"
                               " (sshd -t first)",
                          commands=[golive("backup-store", expect=expect(

@@ -394,7 +394,7 @@ def deploy_database(view: DatabaseView, seen: HostState, packages: tuple[str, ..
         systemd.daemon_reload(name="Reload systemd: wsgistack's units changed")
     unit = database_unit()
     running = services.get(cluster(version), ("", ""))[0] == "running"
-    if (will_change(*written) or is_due(seen.get(StagedState, unit=unit))
+    if (will_change(*written) or is_due(seen, unit)
             or seen.get(RolesDrift) != "ok" or not running):
         server.shell(name=f"Make PostgreSQL {version}'s settings, pg_hba.conf, TLS pair and"
                           " the apps' roles live",

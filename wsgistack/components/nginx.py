@@ -94,7 +94,7 @@ class Site(Component):
         items = self.managed()
         changes = ensure_all(items, seen)
         staged = unit(settings)
-        due = will_change(*changes) or is_due(seen.get(StagedState, unit=staged))
+        due = will_change(*changes) or is_due(seen, staged)
         written = [item for item in items if isinstance(item, File)]
         return [GoLive(f"Apply the {settings.site_name} nginx site: nginx -t, reload",
                        golive("site", site=settings.site_name, acme=settings.acme,

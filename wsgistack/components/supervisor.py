@@ -63,7 +63,7 @@ class Program(Component):
         program = ensure_all(files, seen)
         unit = program_unit(AppPaths(app.name))
         running = program_state(seen, self.settings, app) in ("RUNNING", "STARTING")
-        due = will_change(*program) or not running or is_due(seen.get(StagedState, unit=unit))
+        due = will_change(*program) or not running or is_due(seen, unit)
         return [GoLive(f"Apply the {app.name} supervisor program",
                        golive("program", app=app.name, expect=expect(unit, expected_digests(files)))
                        if due else "", Stage.APP)]
