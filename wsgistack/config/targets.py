@@ -293,12 +293,12 @@ def connect_kwargs(seconds: int) -> dict[str, Any]:
 
 
 def transport_sending_at_once(sock: Any, **arguments: Any) -> Transport:
-    """paramiko's Transport, over a TCP socket with Nagle's algorithm off (TCP_NODELAY), as
-    OpenSSH's own client has it. paramiko leaves it on, so a packet it writes while its last
-    one is unacknowledged waits for the host's delayed ACK, 40 ms on Linux: each command
-    pyinfra ran took 48 ms on a LAN (3.5 ms without), and connecting 40 ms more. paramiko
-    writes whole SSH packets, so none is sent in pieces. A jump host's channel or a proxy
-    command is no TCP socket of ours and is left as it is."""
+    """paramiko's Transport, over a TCP socket with Nagle's algorithm off (TCP_NODELAY).
+    paramiko leaves it on, so a packet it writes while its last one is unacknowledged waits
+    for the host's delayed ACK, 40 ms on Linux: each command pyinfra ran took 48 ms on a LAN
+    (3.5 ms without), and connecting 40 ms more. paramiko writes whole SSH packets, so none
+    is sent in pieces. A jump host's channel or a proxy command is no TCP socket of ours and
+    is left as it is."""
     if isinstance(sock, socket.socket):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return Transport(sock, **arguments)
