@@ -12,7 +12,7 @@ import pytest
 
 from wsgistack.onhost.golive import packages, teardown
 from wsgistack.onhost.golive.files import Refused
-from wsgistack.onhost.golive.layout import installed_packages, packages_pending
+from wsgistack.onhost.golive.layout import installed_accounts, installed_packages, packages_pending
 
 # What each package brings along when apt installs it (its dependencies)
 DEPENDENCIES = {"nginx": ["nginx", "nginx-common"], "postgresql": ["postgresql",
@@ -258,3 +258,17 @@ def test_an_install_that_ended_without_an_outcome_is_refused_not_awaited(
     with pytest.raises(Refused, match="ended without an outcome"):
         packages.wait(PurePosixPath(tmp_path))
     teardown.install_packages(PurePosixPath(tmp_path), ["python3"])  # goes on as before
+
+
+def test_an_apps_account_made_while_apt_ran_is_not_recorded_as_the_packages(
+        tmp_path: Path, apt: Apt) -> None:
+    """The deploy makes the apps' accounts while apt runs in the background: destroy must
+    keep them (with their data), not remove them with postgresql's."""
+    root = PurePosixPath(tmp_path)
+    teardown.install_packages(root, ["postgresql"], background=True)
+    with open(tmp_path / "etc/passwd", "a") as users:
+        users.write("flasktodo:x:997:996:wsgistack app flasktodo:/var/lib/flasktodo:"
+                    "/usr/sbin/nologin\n")
+    packages.wait(root)
+    assert Path(installed_accounts(root)).read_text().split("\n")[:1] == ["user postgres"]
+    assert "flasktodo" not in Path(installed_accounts(root)).read_text()

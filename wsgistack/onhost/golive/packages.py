@@ -20,6 +20,7 @@ from pathlib import PurePosixPath
 
 from .files import Refused, remove_path, say
 from .layout import packages_pending
+from .protocol import account_comment
 from .teardown import apt_install, installed_line, record_gain, write_record
 
 OUTCOME, LOCK = "outcome.json", "run.lock"
@@ -93,12 +94,25 @@ def wait(root: PurePosixPath) -> None:
         os.close(lock)
     ended = read_note(run / OUTCOME) or {
         "ok": False, "error": "the background install ended without an outcome (killed?)"}
-    gained = record_gain(root, set(note["before"]), set(note["accounts"]))
+    gained = record_gain(root, set(note["before"]), set(note["accounts"]) | apps_own(root))
     for path in (pending, run / OUTCOME):
         remove_path(path)
     if not ended["ok"]:
         raise Refused(str(ended["error"]))
     say(installed_line(note["packages"], gained))
+
+
+def apps_own(root: PurePosixPath) -> set[str]:
+    """The apps' accounts, marked as the deploy's by their comment: the deploy makes them
+    while apt runs, and they are not its packages' (destroy keeps them with the apps'
+    data)."""
+    own = set()
+    with contextlib.suppress(FileNotFoundError), open(root / "etc/passwd") as users:
+        for line in users:
+            name, *fields = line.split(":")
+            if len(fields) >= 4 and fields[3] == account_comment(name):
+                own |= {f"user {name}", f"group {name}"}
+    return own
 
 
 def wait_for_any(root: PurePosixPath) -> None:
