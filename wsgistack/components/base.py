@@ -48,6 +48,7 @@ PACKAGES = ("nginx", "supervisor", "python3-venv", "logrotate")
 SERVICES = ("nginx.service", "supervisor.service")
 SUPERVISOR_LOGS = "/var/log/supervisor"
 BUILD_USER_COMMENT = "wsgistack build user"  # marks the account as the deploy's own
+PENDING = str(packages_pending(ROOT))  # golive's note of a background install under way
 
 
 def upload_dirs() -> list[Managed]:
@@ -85,7 +86,7 @@ def install_packages(name: str, packages: tuple[str, ...], background: bool = Fa
     """Debian's `packages`, without their recommends, by golive (installed first: `tools`),
     which records what dpkg gained, for destroy. Only called when one is missing, so the
     package lists are refreshed then. In the `background`, the deploy goes on at once, and
-    wait_for_packages waits for them."""
+    Services waits for them."""
     declare(server.shell(name=name, commands=[
         golive("install-packages", packages=packages, background=background)]), CREATE)
 
@@ -167,11 +168,10 @@ class Services(Component):
 
     def reads(self) -> list[Read]:
         return [Read.of(ServiceStates, services=SERVICES),
-                Read.of(FileText, path=str(packages_pending(ROOT)))]
+                Read.of(FileText, path=PENDING)]
 
     def prepare(self, seen: HostState) -> list[GoLive]:
-        if self.base.installs_packages(seen) or seen.get(FileText,
-                                                         path=str(packages_pending(ROOT))):
+        if self.base.installs_packages(seen) or seen.get(FileText, path=PENDING):
             declare(server.shell(name=f"Wait for {', '.join(self.base.packages_wanted)} to be"
                                       " installed", commands=[golive("wait-packages")]),
                     CREATE, resource=False)

@@ -130,9 +130,8 @@ class AppReading(FactBase[dict]):
         return f"{probe_command(host_header, 0, urls, program)} || true"
 
     def process(self, output: list[str]) -> dict:
-        states = [line.split()[1:] for line in output if line.startswith("program")]
-        return {"program": (states[0] or [""])[0] if states else "",
-                "replies": replies_in(output)}
+        state = next((line.split()[1:] for line in output if line.startswith("program")), [])
+        return {"program": state[0] if state else "", "replies": replies_in(output)}
 
 
 def replies_in(output: list[str]) -> list[dict]:

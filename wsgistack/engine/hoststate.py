@@ -1,6 +1,6 @@
 """The host's state, read in one round trip: what every component compares against.
 
-pyinfra reads each fact with its own command over SSH (about 50 ms each here), and its
+pyinfra reads each fact with its own command over SSH (a round trip each), and its
 operations read several facts each, twice when a deploy asks whether they will change.
 So the stack gathers what every component needs to know (the state of each managed path
 and a few reads of our own facts) and reads it all with one command. A component calls an

@@ -106,13 +106,13 @@ def remove(root: PurePosixPath, app: str, purge: bool) -> None:
     paths = AppPaths(app, root)
     supervisor = supervisord(root)
     # BAD_NAME: supervisor knows no such program; OSError: supervisord is not running
-    with contextlib.suppress(xmlrpc.client.Fault, OSError):
-        if supervisor is not None:
+    if supervisor is not None:
+        with contextlib.suppress(xmlrpc.client.Fault, OSError):
             supervisor.supervisor.stopProcessGroup(paths.name)
     for path in (paths.supervisor_program, candidate(paths.supervisor_program)):
         remove_path(path)
-    with contextlib.suppress(OSError):
-        if supervisor is not None:
+    if supervisor is not None:
+        with contextlib.suppress(OSError):
             update(supervisor, paths.name)
     for path in paths.leftovers() + (paths.purged() if purge else []):
         remove_path(path)
